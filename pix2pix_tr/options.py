@@ -1,0 +1,291 @@
+"""Command-line options of train.py and test.py, with the original pix2pix's names and defaults.
+
+One argparse definition per entry point: :func:`train_parser` / :func:`test_parser` build it,
+:func:`parse_train` / :func:`parse_test` parse a list of arguments and check the combinations argparse
+cannot (crop size vs. generator, crop vs. load size, ...). Bad values end in ``parser.error``: one sentence
+naming the flag, exit status 2, no traceback.
+
+Differences from pix2pix's flags: ``--gpu_ids`` is replaced by ``--device`` (``auto`` picks CUDA when
+present; several GPUs go through ``torchrun``); ``--epoch_count`` is not needed to resume (``--continue_train``
+restores the epoch and iteration from the checkpoint); visdom flags are gone (the web page, the loss CSV and
+the loss plot replace them). New: ``--optimizer --tr_lambda --tr_period --tr_mode --no_tr_inner_decay``,
+``--amp --channels_last --compile --seed --lambda_gp --num_threads``.
+
+After training, ``checkpoints/NAME/train_opt.json`` holds every training option; :func:`load_train_options`
+reads it and :func:`merge_test_options` fills a test run's unset network/data options from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from .models.losses import GAN_MODES
+from .models.networks import DISCRIMINATORS, GENERATORS, INIT_TYPES, NORMS, required_multiple
+
+OPTIMIZERS = ("tradam", "adam", "trsgd", "sgd")
+TR_MODES = ("paper", "reference")
+LR_POLICIES = ("linear", "step", "cosine", "plateau")
+AMP_MODES = ("none", "bf16", "fp16")
+DIRECTIONS = ("AtoB", "BtoA")
+PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def _max_size(text: str) -> float | int:
+    value = float(text)
+    if value == math.inf:
+        return math.inf
+    if value < 1 or value != int(value):
+        raise argparse.ArgumentTypeError(f"must be a positive integer or inf, got {text}")
+    return int(value)
+
+
+def _add_common(p: argparse.ArgumentParser, *, test: bool) -> None:
+    """Flags shared by train.py and test.py. For test.py the network/data flags default to None, meaning
+    "as in training" (read from train_opt.json)."""
+    g = p.add_argument_group("experiment")
+    g.add_argument("--dataroot", required=True,
+                   help="folder of A|B pairs with train/ and val/ subfolders (datasets/prepare_cityscapes_dataset.py "
+                        "writes one); 'cityscapes' looks in ./cityscapes and ./datasets/cityscapes")
+    g.add_argument("--name", default="experiment_name", help="experiment name: outputs go to CHECKPOINTS_DIR/NAME")
+    g.add_argument("--checkpoints_dir", default="./checkpoints", help="where experiments are saved")
+    g.add_argument("--device", default="auto",
+                   help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N; under torchrun each rank takes "
+                        "cuda:LOCAL_RANK")
+    g.add_argument("--seed", type=int, default=0, help="seed of every RNG the run uses")
+    g.add_argument("--num_threads", type=_non_negative_int, default=4,
+                   help="DataLoader worker processes (0 = load in the main process)")
+    g.add_argument("--batch_size", type=_positive_int, default=1, help="images per batch (per rank under torchrun)")
+
+    n = p.add_argument_group("networks" + (" (default: as in training)" if test else ""))
+    n.add_argument("--input_nc", type=_positive_int, default=None if test else 3, help="channels of the input image")
+    n.add_argument("--output_nc", type=_positive_int, default=None if test else 3, help="channels of the output image")
+    n.add_argument("--ngf", type=_positive_int, default=None if test else 64, help="generator filters in the last conv")
+    n.add_argument("--netG", choices=GENERATORS, default=None if test else "unet_256",
+                   help="generator architecture (unet_256 needs crops that are multiples of 256, unet_128 of 128)")
+    n.add_argument("--norm", choices=NORMS, default=None if test else "batch",
+                   help="normalisation; syncbatch = batch norm synchronised across DDP ranks")
+    n.add_argument("--no_dropout", action="store_true", default=None if test else False,
+                   help="no dropout in the generator")
+    if not test:
+        n.add_argument("--ndf", type=_positive_int, default=64, help="discriminator filters in the first conv")
+        n.add_argument("--netD", choices=DISCRIMINATORS, default="basic",
+                       help="basic = 70x70 PatchGAN, n_layers = PatchGAN with --n_layers_D layers, pixel = 1x1")
+        n.add_argument("--n_layers_D", type=_positive_int, default=3, help="layers of D when --netD n_layers")
+        n.add_argument("--init_type", choices=INIT_TYPES, default="normal", help="weight initialisation")
+        n.add_argument("--init_gain", type=_positive_float, default=0.02, help="scale of the initialisation")
+
+    a = p.add_argument_group("data" + (" (default: as in training)" if test else ""))
+    a.add_argument("--direction", choices=DIRECTIONS, default=None if test else "AtoB",
+                   help="AtoB maps the left half to the right; Cityscapes labels->photo (A=photo, B=label) is BtoA")
+    a.add_argument("--preprocess", choices=PREPROCESS, default=None if test else "resize_and_crop",
+                   help="scaling and cropping at load time")
+    a.add_argument("--load_size", type=_positive_int, default=None if test else 286, help="scale images to this size")
+    a.add_argument("--crop_size", type=_positive_int, default=None if test else 256, help="then crop to this size")
+    a.add_argument("--max_dataset_size", type=_max_size, default=math.inf,
+                   help="use at most this many images (default: all)")
+    a.add_argument("--no_flip", action="store_true", default=None if test else False,
+                   help="no random horizontal flip")
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """The argparse parser of train.py (pix2pix's train options, plus the TR optimiser and speed flags)."""
+    p = argparse.ArgumentParser(
+        prog="train.py", description="Train pix2pix (U-Net G + PatchGAN D), each network with its own optimiser "
+        "(TRAdam by default), on aligned A|B image pairs.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_common(p, test=False)
+    p.add_argument("--phase", default="train", help="subfolder of --dataroot to train on")
+
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--n_epochs", type=_non_negative_int, default=100, help="epochs at the initial learning rate")
+    o.add_argument("--n_epochs_decay", type=_non_negative_int, default=100,
+                   help="epochs to decay the learning rate linearly to zero (lr_policy linear)")
+    o.add_argument("--optimizer", choices=OPTIMIZERS, default="tradam",
+                   help="tradam/trsgd = Trajectory Regularized Adam/SGD (the paper); adam/sgd = plain torch.optim")
+    o.add_argument("--lr", type=_positive_float, default=0.0002, help="initial learning rate")
+    o.add_argument("--beta1", type=_non_negative_float, default=0.5, help="Adam beta1 (SGD: momentum)")
+    o.add_argument("--beta2", type=_non_negative_float, default=0.999, help="Adam beta2")
+    o.add_argument("--tr_lambda", type=_non_negative_float, default=0.1, help="TR proximal strength lambda")
+    o.add_argument("--tr_period", type=_positive_int, default=10, help="TR anchor period S (steps)")
+    o.add_argument("--tr_mode", choices=TR_MODES, default="paper",
+                   help="paper: proximal coefficient lambda; reference: the authors' code (2*lambda*lr0/lr)")
+    o.add_argument("--no_tr_inner_decay", action="store_true",
+                   help="TR inner steps use lr instead of lr/(k+1)")
+    o.add_argument("--gan_mode", choices=GAN_MODES, default="vanilla", help="GAN objective")
+    o.add_argument("--lambda_L1", type=_non_negative_float, default=100.0, help="weight of the L1 loss of G")
+    o.add_argument("--lambda_gp", type=_non_negative_float, default=10.0,
+                   help="gradient-penalty weight, used only with --gan_mode wgangp")
+    o.add_argument("--lr_policy", choices=LR_POLICIES, default="linear",
+                   help="linear: constant for n_epochs then linear to 0 over n_epochs_decay; step: x0.1 every "
+                        "lr_decay_iters epochs; cosine: to 0 over n_epochs + n_epochs_decay; plateau: x0.2 when "
+                        "the G loss stalls for 5 epochs")
+    o.add_argument("--lr_decay_iters", type=_positive_int, default=50, help="epochs per x0.1 step (lr_policy step)")
+
+    s = p.add_argument_group("saving and display")
+    s.add_argument("--continue_train", action="store_true",
+                   help="resume from CHECKPOINTS_DIR/NAME/training_state.pth exactly where it stopped")
+    s.add_argument("--save_epoch_freq", type=_positive_int, default=5,
+                   help="keep {epoch}_net_G/D.pth and add a gallery row every this many epochs")
+    s.add_argument("--save_latest_freq", type=_non_negative_int, default=5000,
+                   help="also save the latest state every this many iterations (0 = only at epoch ends)")
+    s.add_argument("--print_freq", type=_positive_int, default=100, help="iterations between loss-log rows")
+    s.add_argument("--display_freq", type=_positive_int, default=400,
+                   help="iterations between refreshes of the progress-bar losses")
+
+    f = p.add_argument_group("speed")
+    f.add_argument("--amp", choices=AMP_MODES, default="none",
+                   help="mixed precision: bf16 autocast, or fp16 autocast with a GradScaler")
+    f.add_argument("--channels_last", action="store_true", help="NHWC memory format for networks and inputs")
+    f.add_argument("--compile", action="store_true", help="torch.compile both networks")
+    f.add_argument("--fused", action="store_true",
+                   help="fused optimiser kernels (CUDA; Adam/TRAdam only)")
+    f.add_argument("--no_pin_memory", action="store_true", help="do not pin host memory for the DataLoader")
+    f.add_argument("--max_iters", type=_non_negative_int, default=0,
+                   help="stop after this many iterations in total, saving the state (0 = no limit); "
+                        "for smoke tests and for splitting a run into chunks")
+    return p
+
+
+def test_parser() -> argparse.ArgumentParser:
+    """The argparse parser of test.py. Network/data flags default to None = "as saved in train_opt.json"."""
+    p = argparse.ArgumentParser(
+        prog="test.py", description="Run a trained pix2pix generator over a folder of A|B pairs and write an "
+        "HTML page of real_A / fake_B / real_B.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_common(p, test=True)
+    p.add_argument("--results_dir", default="./results", help="results go to RESULTS_DIR/NAME/PHASE_EPOCH/")
+    p.add_argument("--epoch", default="latest", help="which checkpoint: latest or an epoch number")
+    p.add_argument("--num_test", type=_positive_int, default=None, help="how many images (default: all)")
+    p.add_argument("--phase", default="val", help="subfolder of --dataroot to run on")
+    p.add_argument("--eval", action="store_true",
+                   help="eval mode (batch-norm running statistics, no dropout); pix2pix's default is train mode")
+    p.set_defaults(num_threads=0, seed=0)
+    return p
+
+
+def check_train_options(opt: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Check combinations argparse cannot; ``parser.error`` (exit 2) with one sentence on failure."""
+    if opt.preprocess in ("resize_and_crop", "scale_width_and_crop") and opt.crop_size > opt.load_size:
+        parser.error(f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}: "
+                     f"crops are cut from the resized image, so use --crop_size <= --load_size")
+    multiple = required_multiple(opt.netG)
+    size = opt.crop_size if opt.preprocess != "none" else None
+    if size is not None and size % multiple:
+        parser.error(f"--netG {opt.netG} needs square inputs whose side is a multiple of {multiple}, but "
+                     f"--crop_size is {size}: use --crop_size {max(multiple, size // multiple * multiple)} "
+                     f"or another --netG")
+    if opt.n_epochs + opt.n_epochs_decay == 0:
+        parser.error("--n_epochs and --n_epochs_decay are both 0: nothing to train")
+    if opt.optimizer in ("trsgd", "sgd") and opt.beta1 >= 1:
+        parser.error(f"--beta1 (the SGD momentum) must be < 1, got {opt.beta1}")
+    if opt.optimizer in ("tradam", "adam") and (opt.beta1 >= 1 or opt.beta2 >= 1):
+        parser.error(f"Adam's --beta1 and --beta2 must be < 1, got {opt.beta1} and {opt.beta2}")
+    if opt.device not in ("auto", "cpu", "cuda") and not opt.device.startswith(("cuda:", "mps")):
+        parser.error(f"--device {opt.device!r} is not a device: use auto, cpu, cuda or cuda:N")
+    if opt.name in ("", ".", "..") or "/" in opt.name or "\\" in opt.name:
+        parser.error(f"--name {opt.name!r} must be a plain folder name (no slashes)")
+    return opt
+
+
+def parse_train(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse train.py's arguments (``sys.argv[1:]`` when None) and check them."""
+    parser = train_parser()
+    return check_train_options(parser.parse_args(argv), parser)
+
+
+def parse_test(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse test.py's arguments. Network/data options left unset are None: see :func:`merge_test_options`."""
+    parser = test_parser()
+    opt = parser.parse_args(argv)
+    if opt.epoch != "latest" and not opt.epoch.isdigit():
+        parser.error(f"--epoch must be 'latest' or an epoch number, got {opt.epoch!r}")
+    return opt
+
+
+def train_defaults() -> dict[str, Any]:
+    """Every train option's default (``--dataroot`` excluded)."""
+    parser = train_parser()
+    return {a.dest: a.default for a in parser._actions if a.dest not in ("help", "dataroot")}
+
+
+def non_default_options(opt: argparse.Namespace) -> dict[str, Any]:
+    """The options whose value differs from the default (plus --dataroot): the run's "effective config"."""
+    defaults = train_defaults()
+    return {k: v for k, v in vars(opt).items() if k == "dataroot" or k not in defaults or defaults[k] != v}
+
+
+def options_to_json_dict(opt: argparse.Namespace) -> dict[str, Any]:
+    """All options as JSON-safe values (``inf`` becomes the string "inf")."""
+    return {k: ("inf" if isinstance(v, float) and math.isinf(v) else v) for k, v in vars(opt).items()}
+
+
+def format_options(opt: argparse.Namespace) -> str:
+    """pix2pix's human-readable table: one ``name: value [default: d]`` line per option."""
+    defaults = train_defaults()
+    lines = ["----------------- Options ---------------"]
+    for k, v in sorted(vars(opt).items()):
+        note = f"\t[default: {defaults[k]}]" if k in defaults and defaults[k] != v else ""
+        lines.append(f"{k:>25}: {v!s:<30}{note}")
+    lines.append("----------------- End -------------------")
+    return "\n".join(lines) + "\n"
+
+
+def load_train_options(checkpoint_dir: str | Path) -> dict[str, Any]:
+    """Read ``checkpoint_dir/train_opt.json`` (written by train.py) into a dict; ``inf`` restored.
+    Raises FileNotFoundError with a sentence naming the file when it is missing."""
+    path = Path(checkpoint_dir) / "train_opt.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: train a model with train.py --name {Path(checkpoint_dir).name} "
+                                f"first, or point --checkpoints_dir/--name at its folder")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {k: (math.inf if v == "inf" else v) for k, v in data.items()}
+
+
+# network/data options test.py takes from training when the user left them unset (None)
+INHERITED_TEST_OPTIONS = ("input_nc", "output_nc", "ngf", "netG", "norm", "no_dropout", "direction", "preprocess",
+                          "load_size", "crop_size", "no_flip")
+
+
+def merge_test_options(opt: argparse.Namespace, train_opt: dict[str, Any] | None = None) -> argparse.Namespace:
+    """Fill the test options left None from the training options (``train_opt.json`` of the experiment when
+    ``train_opt`` is None) and, failing that, from the training defaults. Returns a new Namespace that also
+    carries ``init_type`` and ``init_gain``."""
+    if train_opt is None:
+        train_opt = load_train_options(Path(opt.checkpoints_dir) / opt.name)
+    defaults = train_defaults()
+    merged = argparse.Namespace(**vars(opt))
+    for key in INHERITED_TEST_OPTIONS + ("init_type", "init_gain"):
+        if getattr(merged, key, None) is None:
+            setattr(merged, key, train_opt.get(key, defaults[key]))
+    return merged
