@@ -1,0 +1,245 @@
+"""The aligned A|B dataset of pix2pix, with a reproducible per-sample random draw.
+
+Each file under ``dataroot/phase`` holds one training pair side by side: the left half is A, the right half is B
+(``datasets/prepare_cityscapes_dataset.py`` writes photo | colour label, so labels->photo is
+``direction="BtoA"``). Both halves get the *same* random resize/crop/flip, so pixel (i, j) of A still
+corresponds to pixel (i, j) of B.
+
+Differences from the original pix2pix ``AlignedDataset`` (the option names and defaults are the same):
+
+* The random draw of sample ``i`` in epoch ``e`` is a function of ``(seed, e, i)`` only
+  (``numpy.random.default_rng([seed, e, i])``), not of a global RNG whose state depends on worker processes,
+  on how many samples were drawn before, or on a resumed run. Index the dataset with the ``(epoch, index)`` pairs
+  that :class:`~pix2pix_tr.data.sampler.EpochSampler` yields; a plain ``int`` index means epoch 0.
+* Bad files fail early with one sentence naming the file (:class:`~pix2pix_tr.data.errors.DatasetError`).
+* ``preprocess="none"`` keeps the image size but rounds each side to a multiple of 4 (bicubic), as pix2pix
+  does, because the U-Net/ResNet generators halve the resolution several times; for a U-Net use sizes that are a
+  multiple of 2**depth (256 for ``unet_256``) or the generator will complain.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pix2pix_tr.data.errors import DatasetError
+from pix2pix_tr.data.image_folder import list_images
+
+PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+DIRECTIONS = ("AtoB", "BtoA")
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Decode an image fully; a missing, unreadable or truncated file raises :class:`DatasetError`."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy() if img.mode in ("RGB", "L") else _to_rgb(img)
+    except DatasetError:
+        raise
+    except FileNotFoundError:
+        raise DatasetError(f"the image {path} does not exist (was it deleted after the dataset was listed?)")
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
+        raise DatasetError(f"cannot read the image {path} ({type(exc).__name__}: {exc}): the file is corrupt or "
+                           "not an image; re-create or remove it") from None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Grayscale, palette, 16-bit and RGBA images become RGB (alpha is composited over black, as PIL does)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255 + 0.5, 0, 255).astype(np.uint8), "L")
+    return img.convert("RGB")
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` from the file header, without decoding the pixels."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except Exception as exc:
+        raise DatasetError(f"cannot read the image {path} ({type(exc).__name__}: {exc}): the file is corrupt or "
+                           "not an image; re-create or remove it") from None
+
+
+def transform_params(size: tuple[int, int], rng: np.random.Generator, *, preprocess: str, load_size: int,
+                     crop_size: int) -> dict[str, Any]:
+    """Draw the geometric transform of one sample (one half's ``size = (w, h)``), shared by A and B.
+
+    Returns ``{"resize": (w, h) or None, "crop": (x, y, crop_size, crop_size) or None, "flip": bool}``. The random
+    numbers are always drawn in the same order (x, y, flip), whatever the mode, so changing a flag never shifts
+    the draw of other samples.
+    """
+    w, h = size
+    u_x, u_y, u_flip = rng.random(3)
+    resize = None
+    if preprocess == "resize_and_crop":
+        resize = (load_size, load_size)
+    elif preprocess in ("scale_width", "scale_width_and_crop"):
+        if w != load_size or h < crop_size:
+            resize = (load_size, int(max(round(load_size * h / w), crop_size)))
+    elif preprocess == "none":
+        rw, rh = max(4, int(round(w / 4)) * 4), max(4, int(round(h / 4)) * 4)
+        resize = None if (rw, rh) == (w, h) else (rw, rh)
+    nw, nh = resize or (w, h)
+    crop = None
+    if preprocess in ("resize_and_crop", "crop", "scale_width_and_crop"):
+        x = int(u_x * (nw - crop_size + 1))
+        y = int(u_y * (nh - crop_size + 1))
+        crop = (x, y, crop_size, crop_size)
+    return {"resize": resize, "crop": crop, "flip": bool(u_flip < 0.5)}
+
+
+def apply_transform(img: Image.Image, params: dict[str, Any], *, no_flip: bool = False) -> Image.Image:
+    """Apply :func:`transform_params`'s draw to one half (bicubic resize, as pix2pix)."""
+    if params["resize"] is not None:
+        img = img.resize(params["resize"], Image.BICUBIC)
+    if params["crop"] is not None:
+        x, y, cw, ch = params["crop"]
+        img = img.crop((x, y, x + cw, y + ch))
+    if params["flip"] and not no_flip:
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    return img
+
+
+def to_tensor(img: Image.Image, channels: int = 3) -> torch.Tensor:
+    """PIL -> float tensor (C, H, W) in [-1, 1]; ``channels=1`` converts to grayscale first."""
+    img = img.convert("L" if channels == 1 else "RGB")
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float().div_(127.5).sub_(1.0)
+
+
+def sample_key(key) -> tuple[int, int]:
+    """``(epoch, index)`` from what a sampler yields: an ``(epoch, index)`` pair or a plain index (epoch 0)."""
+    if isinstance(key, (tuple, list)):
+        if len(key) != 2:
+            raise TypeError(f"a dataset key is an index or an (epoch, index) pair, got {key!r}")
+        return int(key[0]), int(key[1])
+    if isinstance(key, torch.Tensor):
+        key = key.item()
+    return 0, int(key)
+
+
+class AlignedDataset(torch.utils.data.Dataset):
+    """Side-by-side A|B pairs from ``root/phase`` (recursively; png, jpg, jpeg, bmp, webp).
+
+    Args:
+        root: the dataset folder (``--dataroot``); images are read from ``root/phase``.
+        phase: ``"train"``, ``"val"`` or ``"test"``.
+        direction: ``"AtoB"`` (the model input ``item["A"]`` is the left half) or ``"BtoA"`` (the halves are
+            swapped, so ``item["A"]`` is still the model input: for our Cityscapes pairs, the colour label).
+        preprocess: ``resize_and_crop`` (resize each half to ``load_size`` square, random ``crop_size`` crop; the
+            pix2pix default 286 -> 256 jitter), ``crop`` (random crop of the original), ``scale_width`` (width to
+            ``load_size``, height keeps the aspect, at least ``crop_size``), ``scale_width_and_crop`` (then a
+            random ``crop_size`` crop), ``none`` (keep the size, rounded to a multiple of 4).
+        load_size, crop_size: as in pix2pix.
+        no_flip: disable the random horizontal flip (a flip, when drawn, applies to both halves).
+        max_dataset_size: use only the first N files (sorted by path).
+        seed: the random draw of sample ``i`` in epoch ``e`` is a function of ``(seed, e, i)``.
+        input_nc, output_nc: 1 reads that side as grayscale (as pix2pix's ``--input_nc 1``).
+
+    ``dataset[i]`` or ``dataset[(epoch, i)]`` is ``{"A": (C, H, W) float tensor in [-1, 1], "B": ..., "A_paths":
+    str, "B_paths": str, "name": file stem}``. Both paths are the A|B file, as in pix2pix.
+
+    Raises :class:`DatasetError` (at construction, from the file headers) for a missing or empty folder, an odd
+    width, halves that are not square under ``resize_and_crop``, halves smaller than ``crop_size`` under
+    ``crop``, and unreadable files; a file that turns out corrupt when decoded raises it from ``__getitem__``.
+    """
+
+    def __init__(self, root, phase: str = "train", *, direction: str = "AtoB", preprocess: str = "resize_and_crop",
+                 load_size: int = 286, crop_size: int = 256, no_flip: bool = False,
+                 max_dataset_size: float = math.inf, seed: int = 0, input_nc: int = 3, output_nc: int = 3):
+        if direction not in DIRECTIONS:
+            raise DatasetError(f"--direction must be AtoB or BtoA, got {direction!r}")
+        if preprocess not in PREPROCESS_MODES:
+            raise DatasetError(f"--preprocess must be one of {', '.join(PREPROCESS_MODES)}, got {preprocess!r}")
+        if int(crop_size) < 1 or int(load_size) < 1:
+            raise DatasetError(f"--load_size and --crop_size must be positive, got {load_size} and {crop_size}")
+        if preprocess in ("resize_and_crop", "scale_width_and_crop") and load_size < crop_size:
+            raise DatasetError(f"--load_size ({load_size}) must be >= --crop_size ({crop_size}) with --preprocess "
+                               f"{preprocess}: the crop is taken from the resized image")
+        if max_dataset_size is None:
+            max_dataset_size = math.inf
+        if not max_dataset_size >= 1:
+            raise DatasetError(f"--max_dataset_size must be >= 1, got {max_dataset_size}")
+        for name, nc in (("input_nc", input_nc), ("output_nc", output_nc)):
+            if nc not in (1, 3):
+                raise DatasetError(f"--{name} must be 1 or 3 for image data, got {nc}")
+        self.root = Path(root)
+        self.phase = phase
+        self.dir = self.root / phase
+        if not self.dir.is_dir():
+            found = sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
+            hint = f" (it has: {', '.join(found[:6])})" if found else ""
+            raise DatasetError(f"the dataset folder {self.dir} does not exist{hint}: pass --dataroot pointing at a "
+                               f"folder with {phase}/ inside, or a different --phase")
+        paths = list_images(self.dir, what=f"{phase} folder")
+        if max_dataset_size < len(paths):
+            paths = paths[: int(max_dataset_size)]
+        self.paths = paths
+        self.direction = direction
+        self.preprocess = preprocess
+        self.load_size, self.crop_size = int(load_size), int(crop_size)
+        self.no_flip = bool(no_flip)
+        self.seed = int(seed)
+        self.input_nc, self.output_nc = int(input_nc), int(output_nc)
+        for path in self.paths:
+            self._check_size(path, image_size(path))
+
+    def _check_size(self, path: Path, size: tuple[int, int]) -> None:
+        w, h = size
+        if w % 2:
+            raise DatasetError(f"the image {path} is {w}x{h}: an A|B pair needs an even width (A left, B right); "
+                               "re-create it with datasets/combine_A_and_B.py")
+        half = w // 2
+        if self.preprocess == "resize_and_crop" and half != h:
+            raise DatasetError(f"the image {path} is {w}x{h}, but --preprocess resize_and_crop needs the width to be "
+                               "twice the height (two square halves): use --preprocess scale_width_and_crop for "
+                               "non-square halves")
+        if self.preprocess == "crop" and (half < self.crop_size or h < self.crop_size):
+            raise DatasetError(f"the image {path} has {half}x{h} halves, smaller than --crop_size {self.crop_size}: "
+                               "lower --crop_size or use --preprocess resize_and_crop")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def rng(self, epoch: int, index: int) -> np.random.Generator:
+        """The generator for sample ``index`` in ``epoch``: nothing else influences its draw."""
+        return np.random.default_rng([self.seed & 0xFFFFFFFFFFFFFFFF, int(epoch), int(index)])
+
+    def load_pair(self, index: int) -> tuple[Image.Image, Image.Image]:
+        """The untransformed (left, right) halves of file ``index``."""
+        path = self.paths[index]
+        ab = open_image(path)
+        w, h = ab.size
+        self._check_size(path, (w, h))  # the file may have changed since it was listed
+        half = w // 2
+        return ab.crop((0, 0, half, h)), ab.crop((half, 0, w, h))
+
+    def __getitem__(self, key) -> dict[str, Any]:
+        epoch, index = sample_key(key)
+        if not 0 <= index < len(self.paths):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self.paths)} images")
+        left, right = self.load_pair(index)
+        if self.direction == "BtoA":
+            left, right = right, left
+        params = transform_params(left.size, self.rng(epoch, index), preprocess=self.preprocess,
+                                  load_size=self.load_size, crop_size=self.crop_size)
+        A = to_tensor(apply_transform(left, params, no_flip=self.no_flip), self.input_nc)
+        B = to_tensor(apply_transform(right, params, no_flip=self.no_flip), self.output_nc)
+        path = str(self.paths[index])
+        return {"A": A, "B": B, "A_paths": path, "B_paths": path, "name": self.paths[index].stem}
+
+    def __repr__(self) -> str:
+        return (f"AlignedDataset({str(self.dir)!r}, {len(self)} images, direction={self.direction}, "
+                f"preprocess={self.preprocess}, load_size={self.load_size}, crop_size={self.crop_size}, "
+                f"no_flip={self.no_flip}, seed={self.seed})")

@@ -1,0 +1,199 @@
+"""Cityscapes (real or synthetic) -> pix2pix A|B pairs, and finding ``--dataroot cityscapes``.
+
+:func:`prepare_cityscapes` reads the official layout::
+
+    gtFine/{split}/{city}/{city}_{seq}_{frame}_gtFine_color.png      (or _gtFine_labelIds.png)
+    leftImg8bit/{split}/{city}/{city}_{seq}_{frame}_leftImg8bit.png
+
+and writes ``output_dir/{split}/{city}_{seq}_{frame}.png``: the photo (A, left) and the colour label (B, right)
+side by side, each ``size x size`` (the 2:1 frames are squeezed to a square, as the original pix2pix did).
+Labels->photo is therefore ``--direction BtoA``.
+
+Differences from pix2pix's ``datasets/prepare_cityscapes_dataset.py``:
+
+* The output keeps the frame name, so the FCN-score can find each synthesized photo's ground truth
+  (``gtFine/val/{city}/{city}_{seq}_{frame}_gtFine_labelIds.png``); the original numbered the files 1.jpg, 2.jpg.
+* Labels are resized with nearest neighbour by default, so the B side holds only palette colours;
+  ``label_resize="bicubic", image_format="jpg"`` (``--original``) reproduces the original's blended, JPEG-compressed
+  labels (the setting of the published pix2pix/TR numbers).
+* PNG output by default (lossless); every pair is checked first, and a missing or unmatched frame is an error
+  listing the first few and the counts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from PIL import Image
+
+from pix2pix_tr.data.cityscapes_labels import ids_to_color
+from pix2pix_tr.data.errors import DatasetError
+from pix2pix_tr.io import atomic_save_image
+
+_FRAME_RE = re.compile(r"^(?P<stem>[^/\\]+?_\d+_\d+)_(?P<kind>leftImg8bit|gtFine_color|gtFine_labelIds)\.png$")
+LABEL_RESIZE = ("nearest", "bicubic")
+IMAGE_FORMATS = ("png", "jpg")
+_SHOW = 5  # how many offending names an error lists
+
+
+def _frames(folder: Path, kind: str) -> dict[str, Path]:
+    """``{stem: path}`` of the ``*_{kind}.png`` files under ``folder/{city}/``."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            m = _FRAME_RE.match(name)
+            if m and m["kind"] == kind:
+                out[m["stem"]] = Path(dirpath) / name
+    return out
+
+
+def _listing(names: Iterable[str]) -> str:
+    names = sorted(names)
+    more = f" and {len(names) - _SHOW} more" if len(names) > _SHOW else ""
+    return ", ".join(names[:_SHOW]) + more
+
+
+def find_pairs(gtFine_dir, leftImg8bit_dir, split: str) -> list[tuple[str, Path, Path]]:
+    """``[(stem, photo_path, label_path)]`` of one split, sorted by stem; raises on missing or unmatched frames.
+
+    The label is ``*_gtFine_color.png`` when present, otherwise ``*_gtFine_labelIds.png`` (coloured with the
+    official palette on the fly).
+    """
+    gt_split, photo_split = Path(gtFine_dir) / split, Path(leftImg8bit_dir) / split
+    for flag, folder in (("--gtFine_dir", gt_split), ("--leftImg8bit_dir", photo_split)):
+        if not folder.is_dir():
+            raise DatasetError(f"{flag}: the folder {folder} does not exist; point {flag} at the unpacked "
+                               f"Cityscapes folder that contains {split}/")
+    photos = _frames(photo_split, "leftImg8bit")
+    labels = _frames(gt_split, "gtFine_color")
+    for stem, path in _frames(gt_split, "gtFine_labelIds").items():
+        labels.setdefault(stem, path)
+    if not photos:
+        raise DatasetError(f"--leftImg8bit_dir: no *_leftImg8bit.png files under {photo_split}; point it at the "
+                           "unpacked leftImg8bit folder (from leftImg8bit_trainvaltest.zip)")
+    if not labels:
+        raise DatasetError(f"--gtFine_dir: no *_gtFine_color.png or *_gtFine_labelIds.png files under {gt_split}; "
+                           "point it at the unpacked gtFine folder (from gtFine_trainvaltest.zip)")
+    no_label = set(photos) - set(labels)
+    no_photo = set(labels) - set(photos)
+    if no_label or no_photo:
+        parts = []
+        if no_label:
+            parts.append(f"{len(no_label)} of {len(photos)} photos have no label ({_listing(no_label)})")
+        if no_photo:
+            parts.append(f"{len(no_photo)} of {len(labels)} labels have no photo ({_listing(no_photo)})")
+        raise DatasetError(f"unmatched Cityscapes frames in {split}: {'; '.join(parts)}; check that --gtFine_dir "
+                           "and --leftImg8bit_dir come from the same release and are completely unpacked")
+    return [(stem, photos[stem], labels[stem]) for stem in sorted(photos)]
+
+
+def _read(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()
+    except Exception as exc:
+        raise DatasetError(f"cannot read {path} ({type(exc).__name__}: {exc}): the file is corrupt; unpack the "
+                           "archive again") from None
+
+
+def make_pair(photo_path: Path, label_path: Path, size: int = 256, *, label_resize: str = "nearest") -> Image.Image:
+    """One A|B image: photo (bicubic) left, colour label (``label_resize``) right, each ``size x size``."""
+    photo = _read(photo_path).convert("RGB").resize((size, size), Image.BICUBIC)
+    label = _read(label_path)
+    if label_path.name.endswith("_gtFine_labelIds.png"):
+        label = Image.fromarray(ids_to_color(np.asarray(label.convert("L"))))
+    label = label.convert("RGB")  # the official *_color.png files are RGBA
+    label = label.resize((size, size), Image.NEAREST if label_resize == "nearest" else Image.BICUBIC)
+    pair = Image.new("RGB", (2 * size, size))
+    pair.paste(photo, (0, 0))
+    pair.paste(label, (size, 0))
+    return pair
+
+
+def prepare_cityscapes(gtFine_dir, leftImg8bit_dir, output_dir, size: int = 256, *,
+                       splits: Iterable[str] = ("train", "val"), label_resize: str = "nearest",
+                       image_format: str = "png", limit: int | None = None, jpeg_quality: int = 75,
+                       progress: bool = False) -> dict[str, list[str]]:
+    """Write pix2pix A|B pairs ``output_dir/{split}/{stem}.{image_format}`` from a Cityscapes-layout folder.
+
+    Args:
+        gtFine_dir: the ``gtFine`` folder (with ``train/``, ``val/`` inside).
+        leftImg8bit_dir: the ``leftImg8bit`` folder.
+        output_dir: destination; ``train/`` and ``val/`` are created (files with the same names are replaced).
+        size: side of each square half (default 256, as in pix2pix).
+        splits: which splits to convert (Cityscapes' ``test`` split has no public labels).
+        label_resize: ``"nearest"`` (default: exact palette colours) or ``"bicubic"`` (the original behaviour).
+        image_format: ``"png"`` (default) or ``"jpg"`` (the original behaviour, quality ``jpeg_quality``).
+        limit: convert only the first N frames (sorted by name) of each split, for quick runs.
+
+    All pairs of all splits are matched before anything is written. Returns ``{split: [stems written]}``.
+    """
+    size = int(size)
+    if size < 8:
+        raise DatasetError(f"--size must be at least 8 pixels, got {size}")
+    if label_resize not in LABEL_RESIZE:
+        raise DatasetError(f"--label_resize must be nearest or bicubic, got {label_resize!r}")
+    if image_format not in IMAGE_FORMATS:
+        raise DatasetError(f"--format must be png or jpg, got {image_format!r}")
+    if limit is not None and int(limit) < 1:
+        raise DatasetError(f"--limit must be >= 1, got {limit}")
+    for flag, folder in (("--gtFine_dir", gtFine_dir), ("--leftImg8bit_dir", leftImg8bit_dir)):
+        if not Path(folder).is_dir():
+            raise DatasetError(f"{flag}: the folder {folder} does not exist; unpack the Cityscapes zip there or "
+                               f"make a synthetic city with datasets/make_synthetic_cityscapes.py")
+    pairs = {split: find_pairs(gtFine_dir, leftImg8bit_dir, split) for split in splits}
+    out = Path(output_dir)
+    written: dict[str, list[str]] = {}
+    save_kwargs = {"quality": int(jpeg_quality)} if image_format == "jpg" else {"compress_level": 1}
+    for split, items in pairs.items():
+        if limit is not None:
+            items = items[: int(limit)]
+        written[split] = []
+        for k, (stem, photo_path, label_path) in enumerate(items):
+            pair = make_pair(photo_path, label_path, size, label_resize=label_resize)
+            atomic_save_image(pair, out / split / f"{stem}.{image_format}", **save_kwargs)
+            written[split].append(stem)
+            if progress and ((k + 1) % 100 == 0 or k + 1 == len(items)):
+                print(f"  {split}: {k + 1}/{len(items)}", flush=True)
+    return written
+
+
+def resolve_dataroot(dataroot) -> Path:
+    """Find the folder behind ``--dataroot``.
+
+    An existing folder is returned as is. The bare name ``cityscapes`` also finds ``./cityscapes`` or
+    ``./datasets/cityscapes``. A folder in the raw Cityscapes layout (``gtFine/`` and ``leftImg8bit/`` but no
+    ``train/``) is refused with the command that prepares it. Raises :class:`DatasetError` otherwise, saying how to
+    prepare real Cityscapes and how to make the synthetic city.
+    """
+    if dataroot is None or str(dataroot).strip() == "":
+        raise DatasetError("--dataroot is required: pass the folder that holds train/ and val/ A|B images")
+    path = Path(os.path.expanduser(str(dataroot)))
+    candidates = [path]
+    if str(dataroot).rstrip("/\\") == "cityscapes":
+        candidates = [Path("cityscapes"), Path("datasets") / "cityscapes"]
+    for cand in candidates:
+        if cand.is_dir():
+            if (cand / "gtFine").is_dir() and (cand / "leftImg8bit").is_dir() and not (cand / "train").is_dir():
+                raise DatasetError(
+                    f"--dataroot {cand} is a raw Cityscapes folder (gtFine/, leftImg8bit/), not A|B pairs: run "
+                    f"python datasets/prepare_cityscapes_dataset.py --gtFine_dir {cand / 'gtFine'} "
+                    f"--leftImg8bit_dir {cand / 'leftImg8bit'} --output_dir {cand}_AB and pass --dataroot {cand}_AB")
+            return cand
+    if len(candidates) > 1:
+        raise DatasetError(
+            "--dataroot cityscapes: neither ./cityscapes nor ./datasets/cityscapes exists. For real Cityscapes, "
+            "download gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip from cityscapes-dataset.com, unzip "
+            "both into one folder (say ~/data/cityscapes_raw) and run python datasets/prepare_cityscapes_dataset.py "
+            "--gtFine_dir ~/data/cityscapes_raw/gtFine --leftImg8bit_dir ~/data/cityscapes_raw/leftImg8bit "
+            "--output_dir ./datasets/cityscapes; without Cityscapes, make the synthetic city with python "
+            "datasets/make_synthetic_cityscapes.py --out ./datasets/synthetic_cityscapes --train 100 --val 20 and "
+            "prepare it the same way (see docs/data.md)")
+    raise DatasetError(f"--dataroot {dataroot} does not exist: pass a folder with train/ and val/ A|B images "
+                       "(see docs/data.md)")

@@ -1,0 +1,104 @@
+"""Shared plumbing of the ``datasets/*.py`` scripts: bad input -> one sentence on stderr, exit status 2."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from pix2pix_tr.data.errors import DatasetError
+
+
+def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
+    """Call ``main(argv)``; a :class:`DatasetError` prints ``error: <message>`` (no traceback) and returns 2."""
+    try:
+        return int(main(argv) or 0)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def synthetic_main(argv: list[str] | None = None) -> int:
+    """``python datasets/make_synthetic_cityscapes.py --out DIR --train N --val M --seed S [--width W --height H]``"""
+    import argparse
+
+    from pix2pix_tr.data.synthetic_city import make_synthetic_cityscapes
+
+    parser = argparse.ArgumentParser(
+        prog="make_synthetic_cityscapes.py",
+        description="Write a procedural street-scene city in the Cityscapes layout (leftImg8bit/, gtFine/ with "
+                    "labelIds and color PNGs), deterministic for a seed. Prepare it for pix2pix with "
+                    "datasets/prepare_cityscapes_dataset.py.")
+    parser.add_argument("--out", required=True, help="output folder (leftImg8bit/ and gtFine/ go inside)")
+    parser.add_argument("--train", type=_positive_int, default=100, help="frames in the train split (default 100)")
+    parser.add_argument("--val", type=_positive_int, default=20, help="frames in the val split (default 20)")
+    parser.add_argument("--test", type=_positive_int, default=0, help="frames in the test split (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same city (default 0)")
+    parser.add_argument("--width", type=_positive_int, default=512, help="image width (default 512)")
+    parser.add_argument("--height", type=_positive_int, default=256, help="image height (default 256)")
+    parser.add_argument("--quiet", action="store_true", help="print only the summary line")
+    args = parser.parse_args(argv)
+    if args.width < 16 or args.height < 8:
+        parser.error(f"--width/--height must be at least 16x8, got {args.width}x{args.height}")
+    if args.train + args.val + args.test == 0:
+        parser.error("nothing to do: --train, --val and --test are all 0")
+    info = make_synthetic_cityscapes(args.out, args.train, args.val, seed=args.seed, width=args.width,
+                                     height=args.height, n_test=args.test, progress=not args.quiet)
+    print(f"wrote {len(info['train'])} train, {len(info['val'])} val, {len(info['test'])} test frames "
+          f"({args.width}x{args.height}) to {info['root']} in {info['seconds']:.1f} s")
+    return 0
+
+
+def prepare_main(argv: list[str] | None = None) -> int:
+    """``python datasets/prepare_cityscapes_dataset.py --gtFine_dir G --leftImg8bit_dir L --output_dir O``"""
+    import argparse
+
+    from pix2pix_tr.data.cityscapes import prepare_cityscapes
+
+    parser = argparse.ArgumentParser(
+        prog="prepare_cityscapes_dataset.py",
+        description="Turn Cityscapes (real or synthetic) into pix2pix A|B pairs: photo left (A), colour label right "
+                    "(B), SIZE x SIZE each, named {city}_{seq}_{frame}.png in OUTPUT_DIR/train and OUTPUT_DIR/val. "
+                    "Train labels->photo with --direction BtoA.")
+    parser.add_argument("--gtFine_dir", required=True, help="the unpacked gtFine folder (with train/ and val/)")
+    parser.add_argument("--leftImg8bit_dir", required=True, help="the unpacked leftImg8bit folder")
+    parser.add_argument("--output_dir", required=True, help="where train/ and val/ A|B images are written")
+    parser.add_argument("--size", type=_positive_int, default=256, help="side of each square half (default 256)")
+    parser.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val", "test"],
+                        help="splits to convert (default: train val)")
+    parser.add_argument("--label_resize", choices=["nearest", "bicubic"], default="nearest",
+                        help="label resampling: nearest keeps exact palette colours (default); bicubic as the "
+                             "original pix2pix script")
+    parser.add_argument("--format", dest="image_format", choices=["png", "jpg"], default="png",
+                        help="output format (default png; the original wrote jpg)")
+    parser.add_argument("--original", action="store_true",
+                        help="reproduce the original pix2pix preparation: bicubic labels and JPEG output "
+                             "(--label_resize bicubic --format jpg)")
+    parser.add_argument("--limit", type=_positive_int, default=None, help="convert only the first N frames per split")
+    parser.add_argument("--quiet", action="store_true", help="print only the summary line")
+    args = parser.parse_args(argv)
+    if args.limit == 0:
+        parser.error("--limit must be >= 1")
+    if args.original:
+        args.label_resize, args.image_format = "bicubic", "jpg"
+    written = prepare_cityscapes(args.gtFine_dir, args.leftImg8bit_dir, args.output_dir, args.size,
+                                 splits=args.splits, label_resize=args.label_resize, image_format=args.image_format,
+                                 limit=args.limit, progress=not args.quiet)
+    counts = ", ".join(f"{len(v)} {k}" for k, v in written.items())
+    print(f"wrote {counts} A|B pairs ({2 * args.size}x{args.size}, photo left, label right) to {args.output_dir}; "
+          "train labels->photo with --direction BtoA")
+    return 0
