@@ -1,0 +1,163 @@
+"""TRAdam and TRSGD: TRAlgo over torch's own Adam and SGD kernels.
+
+How the fast path stays fast: the gradient the base update needs is
+``g + c (w - a) + wd w``, which equals ``(g - c a) + (c + wd) w``. So before torch's kernel runs we do
+one in-place foreach op ``grad -= c * anchor`` and hand the kernel ``weight_decay = wd + c`` and
+``lr = lr / (k + 1)``. Nothing parameter-sized is allocated, and every torch implementation (fused,
+foreach, for-loop; CPU, CUDA, ...) is reused as is. At ``k == 0`` the proximal term is zero: the
+anchor is refreshed with one foreach copy and the grad is left alone.
+
+Side effect to know about: after ``step()`` the ``.grad`` of a stepped parameter holds
+``g - c * anchor`` (``g + c * anchor`` with ``maximize=True``) instead of the raw gradient at inner
+steps ``k > 0``. Read gradients (norms, logging, clipping) before ``step()``, as usual.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch.optim import SGD, Adam
+from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+from . import _tr
+from ._tr import no_dynamo as _no_dynamo
+
+__all__ = ["TRAdam", "TRSGD"]
+
+
+def _fused_supported(params) -> bool:
+    """True when torch's fused kernels accept every tensor (chosen by capability, not by device name)."""
+    devices = set(_get_fused_kernels_supported_devices())
+    for p in params:
+        if not torch.is_tensor(p) or not torch.is_floating_point(p) or p.device.type not in devices:
+            return False
+        if p.is_sparse:
+            return False
+    return True
+
+
+class _TRMixin:
+    """Shared step logic: plan every group, fold the proximal term, run the base step, finish."""
+
+    _tr_name = "TR optimizer"
+
+    def _tr_setup(self, tr_lambda, tr_period, tr_inner_decay, tr_mode, compiled):
+        self._tr_defaults = _tr.check_tr_hparams(tr_lambda, tr_period, tr_inner_decay, tr_mode,
+                                                 where=self._tr_name)
+        self._tr_compiled = bool(compiled)
+
+    def _tr_choose_impl(self, group: dict) -> None:
+        # Default to torch's fused kernel when every tensor supports it (torch itself defaults to the
+        # for-loop on CPU); an explicit foreach=/fused= from the user is respected.
+        if group.get("fused") is None and group.get("foreach") is None and not group.get("differentiable"):
+            if _fused_supported(group["params"]):
+                group["fused"] = True
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)  # type: ignore[misc]
+        group = self.param_groups[-1]  # type: ignore[attr-defined]
+        _tr.init_group(group, self._tr_defaults, where=self._tr_name)
+        self._tr_choose_impl(group)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)  # type: ignore[misc]
+        for group in self.param_groups:  # type: ignore[attr-defined]
+            # A plain torch Adam/SGD checkpoint has no TR entries: start a fresh cycle.
+            _tr.init_group(group, self._tr_defaults, where=self._tr_name)
+
+    @_no_dynamo
+    def step(self, closure: Callable[[], Any] | None = None):
+        """One TRAlgo step (see the class docstring). ``closure`` as in torch.optim.
+
+        Dynamo does not trace this method (a graph break in a compiled training step): the TR
+        bookkeeping is Python control flow on counters, and the update itself runs torch's kernels.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        plans = []
+        saved = []
+        try:
+            with torch.no_grad():
+                for group in self.param_groups:  # type: ignore[attr-defined]
+                    plan = _tr.plan_group(group, self.state, self._tr_defaults,  # type: ignore[attr-defined]
+                                          where=self._tr_name)
+                    plans.append(plan)
+                    saved.append((group, group["lr"], group["weight_decay"]))
+                    if plan.c != 0.0 and plan.params:
+                        sign = 1.0 if group["maximize"] else -1.0
+                        _tr.foreach_add_(plan.grads, plan.anchors, alpha=sign * plan.c)
+                        group["weight_decay"] = group["weight_decay"] + plan.c
+                    group["lr"] = plan.lr_eff
+            super().step()  # type: ignore[misc]
+        finally:
+            for group, lr, wd in saved:
+                group["lr"] = lr
+                group["weight_decay"] = wd
+        for plan in plans:
+            _tr.finish_group(plan, self.state)  # type: ignore[attr-defined]
+        return loss
+
+
+class TRAdam(_TRMixin, Adam):
+    r"""Adam with Trajectory Regularization (TRAlgo over Adam; Zhang et al., IJCAI 2019).
+
+    Every ``tr_period`` (S) steps the anchor becomes a copy of the weights; for the next S inner steps
+    (k = 0..S-1) Adam minimises ``f(w) + c/2 ||w - anchor||^2`` with step size ``lr / (k + 1)``. Adam's
+    moments and step count run on, never reset.
+
+    Args (beyond :class:`torch.optim.Adam`):
+        tr_lambda: proximal strength lambda (paper: 0.1).
+        tr_period: S, the number of inner steps per anchor (paper: 10).
+        tr_inner_decay: use ``lr / (k + 1)`` for inner step k (True, as in the paper) or plain ``lr``.
+        tr_mode: ``"paper"`` (c = tr_lambda) or ``"reference"`` (c = 2 * tr_lambda * lr0 / lr, what the
+            authors' released code does; lr0 = the group's lr when it was added).
+        foreach, fused: torch's implementation switches. Leaving both None picks the fused kernel when
+            every parameter supports it (float tensors on a fused-capable device), else torch's default.
+
+    ``param_groups[i]["lr"]`` always holds your (scheduler's) lr; the inner lr is applied only inside
+    ``step()``. The step counter (``group["tr_step"]``), the anchors (``state[p]["tr_anchor"]``) and
+    Adam's state are all in ``state_dict()``. With ``torch.amp.GradScaler`` the grads are unscaled
+    before ``step()`` and a skipped step leaves the counter and anchors untouched.
+    """
+
+    _tr_name = "TRAdam"
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, amsgrad: bool = False, *, tr_lambda: float = 0.1,
+                 tr_period: int = 10, tr_inner_decay: bool = True, tr_mode: str = "paper",
+                 foreach: bool | None = None, fused: bool | None = None, maximize: bool = False,
+                 capturable: bool = False, differentiable: bool = False, compiled: bool = False):
+        self._tr_setup(tr_lambda, tr_period, tr_inner_decay, tr_mode, compiled)
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                         foreach=foreach, maximize=maximize, capturable=capturable,
+                         differentiable=differentiable, fused=fused)
+        self.defaults.update(self._tr_defaults)
+        # The proximal term must be added to *unscaled* grads, so GradScaler has to unscale first and
+        # skip step() on inf/NaN; never let it hand scaled grads to the fused kernel.
+        self._step_supports_amp_scaling = False
+
+
+class TRSGD(_TRMixin, SGD):
+    r"""SGD (with momentum) and Trajectory Regularization (TRSGD; Zhang et al., IJCAI 2019).
+
+    Same TR arguments and guarantees as :class:`TRAdam`; the base update is :class:`torch.optim.SGD`
+    (momentum, dampening, nesterov, coupled weight decay, maximize), whose momentum buffer runs on
+    across cycles.
+    """
+
+    _tr_name = "TRSGD"
+
+    def __init__(self, params, lr: float, momentum: float = 0, dampening: float = 0,
+                 weight_decay: float = 0, nesterov: bool = False, *, tr_lambda: float = 0.1,
+                 tr_period: int = 10, tr_inner_decay: bool = True, tr_mode: str = "paper",
+                 maximize: bool = False, foreach: bool | None = None, fused: bool | None = None,
+                 differentiable: bool = False, compiled: bool = False):
+        self._tr_setup(tr_lambda, tr_period, tr_inner_decay, tr_mode, compiled)
+        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                         nesterov=nesterov, maximize=maximize, foreach=foreach,
+                         differentiable=differentiable, fused=fused)
+        self.defaults.update(self._tr_defaults)
+        self._step_supports_amp_scaling = False

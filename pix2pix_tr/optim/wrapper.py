@@ -1,0 +1,141 @@
+"""TrajectoryRegularized: TRAlgo around any torch.optim optimizer.
+
+``TrajectoryRegularized(torch.optim.Adam(params, amsgrad=True))`` is TRAMSGrad; AdamW, RMSprop,
+Adagrad, SGD, ... work the same way. The wrapper shares the base optimizer's ``param_groups`` and
+``state`` (the TR counter and anchors live there), so ``state_dict()`` of either object is the whole
+training state, and LR schedulers can be built on the wrapper or on the base.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch.optim import Optimizer
+
+from . import _tr
+from ._tr import no_dynamo as _no_dynamo
+
+__all__ = ["TrajectoryRegularized"]
+
+
+class TrajectoryRegularized(Optimizer):
+    r"""Wrap ``base_optimizer`` with Trajectory Regularization (Algorithm 1, Zhang et al. 2019).
+
+    Per param group: at step n with k = n mod ``tr_period`` the anchor becomes a copy of the weights
+    when k == 0; the base optimizer then steps on the gradient ``g + c (w - anchor)`` with its lr
+    temporarily set to ``lr / (k + 1)``. Everything the base does with the gradient (its own weight
+    decay, decoupled or not, momentum, maximize) comes after. ``c = tr_lambda`` ("paper") or
+    ``2 * tr_lambda * lr0 / lr`` ("reference").
+
+    After ``step()`` the ``.grad`` of stepped parameters holds ``g + c (w - anchor)`` (with
+    ``maximize=True`` in the base: ``g - c (w - anchor)``, so that the base's negation pulls towards the
+    anchor too).
+
+    For Adam and SGD prefer :class:`TRAdam` / :class:`TRSGD`: they fold the proximal term into torch's
+    fused kernels and allocate nothing per step; this generic path allocates one temporary per tensor.
+    """
+
+    _tr_name = "TrajectoryRegularized"
+    # GradScaler must unscale the grads and skip step() itself (never pass it scaled grads).
+    _step_supports_amp_scaling = False
+
+    def __init__(self, base_optimizer: Optimizer, tr_lambda: float = 0.1, tr_period: int = 10,
+                 tr_inner_decay: bool = True, tr_mode: str = "paper"):
+        if not isinstance(base_optimizer, Optimizer):
+            raise TypeError(
+                f"TrajectoryRegularized: base_optimizer must be a torch.optim.Optimizer instance "
+                f"(e.g. torch.optim.Adam(model.parameters())), got {type(base_optimizer).__name__}."
+            )
+        if isinstance(base_optimizer, TrajectoryRegularized) or hasattr(base_optimizer, "_tr_defaults"):
+            raise TypeError("TrajectoryRegularized: base_optimizer is already trajectory regularized.")
+        if base_optimizer.__class__.__name__ == "LBFGS":
+            raise TypeError("TrajectoryRegularized: LBFGS re-evaluates its closure inside step() and "
+                            "cannot be trajectory regularized; use a first-order optimizer.")
+        self._tr_ready = False
+        self.base_optimizer = base_optimizer
+        self._tr_defaults = _tr.check_tr_hparams(tr_lambda, tr_period, tr_inner_decay, tr_mode,
+                                                 where=self._tr_name)
+        # Optimizer.__init__ sets up hooks and step patching; the group it is given is ignored (see
+        # add_param_group) and param_groups/state are the base's (see the properties below).
+        super().__init__([{"params": []}], base_optimizer.defaults)
+        self._tr_ready = True
+        for group in base_optimizer.param_groups:
+            _tr.init_group(group, self._tr_defaults, where=self._tr_name)
+
+    # The wrapper has no groups or state of its own: it reads and writes the base's.
+    @property
+    def param_groups(self):  # type: ignore[override]
+        return self.base_optimizer.param_groups
+
+    @param_groups.setter
+    def param_groups(self, value):
+        if self.__dict__.get("_tr_ready"):
+            self.base_optimizer.param_groups = value
+
+    @property
+    def state(self):  # type: ignore[override]
+        return self.base_optimizer.state
+
+    @state.setter
+    def state(self, value):
+        if self.__dict__.get("_tr_ready"):
+            self.base_optimizer.state = value
+
+    def add_param_group(self, param_group: dict) -> None:
+        if not self.__dict__.get("_tr_ready"):
+            return
+        self.base_optimizer.add_param_group(param_group)
+        _tr.init_group(self.base_optimizer.param_groups[-1], self._tr_defaults, where=self._tr_name)
+
+    def state_dict(self) -> dict:
+        return self.base_optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.base_optimizer.load_state_dict(state_dict)
+        for group in self.base_optimizer.param_groups:
+            _tr.init_group(group, self._tr_defaults, where=self._tr_name)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.base_optimizer.zero_grad(set_to_none=set_to_none)
+
+    def __getstate__(self) -> dict:
+        return {"base_optimizer": self.base_optimizer, "_tr_defaults": self._tr_defaults}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._tr_ready = False
+        Optimizer.__init__(self, [{"params": []}], self.base_optimizer.defaults)
+        self._tr_ready = True
+
+    def __repr__(self) -> str:
+        return f"TrajectoryRegularized({self.base_optimizer!r})"
+
+    @_no_dynamo
+    def step(self, closure: Callable[[], Any] | None = None):
+        """One TRAlgo step around ``base_optimizer.step()``. ``closure`` as in torch.optim."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        plans = []
+        saved = []
+        try:
+            with torch.no_grad():
+                for group in self.base_optimizer.param_groups:
+                    plan = _tr.plan_group(group, self.base_optimizer.state, self._tr_defaults,
+                                          where=self._tr_name)
+                    plans.append(plan)
+                    saved.append((group, group["lr"]))
+                    if plan.c != 0.0 and plan.params:
+                        sign = -1.0 if group.get("maximize", False) else 1.0
+                        _tr.add_prox_exact_(plan.grads, [p.detach() for p in plan.params], plan.anchors,
+                                            sign * plan.c)
+                    group["lr"] = plan.lr_eff
+            self.base_optimizer.step()
+        finally:
+            for group, lr in saved:
+                group["lr"] = lr
+        for plan in plans:
+            _tr.finish_group(plan, self.base_optimizer.state)
+        return loss
