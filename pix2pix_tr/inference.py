@@ -347,7 +347,8 @@ def run_test(opt: argparse.Namespace, *, train_opt: Mapping[str, Any] | None = N
     try:
         dataset = AlignedDataset(str(root), phase=opt.phase, direction=opt.direction, preprocess=opt.preprocess,
                                  load_size=opt.load_size, crop_size=opt.crop_size, no_flip=True,
-                                 max_dataset_size=getattr(opt, "max_dataset_size", math.inf), seed=opt.seed)
+                                 max_dataset_size=getattr(opt, "max_dataset_size", math.inf), seed=opt.seed,
+                                 input_nc=gen["input_nc"], output_nc=gen["output_nc"])
     except (FileNotFoundError, ValueError) as exc:
         raise InferenceError(str(exc)) from exc
     n = len(dataset) if opt.num_test is None else min(opt.num_test, len(dataset))

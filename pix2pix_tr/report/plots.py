@@ -25,7 +25,7 @@ from pix2pix_tr.io import atomic_write_bytes
 __all__ = ["plot_losses", "read_loss_log"]
 
 _X_CANDIDATES = ("total_iters", "step", "global_step", "iteration", "iters", "iter", "epoch")
-_NOT_LOSS = {"epoch", "iters", "iter", "total_iters", "step", "global_step", "iteration", "time", "t_data",
+_NOT_LOSS = {"epoch", "epoch_iter", "iters", "iter", "total_iters", "step", "global_step", "iteration", "time", "t_data",
              "t_comp", "seconds", "wall", "wall_time", "timestamp", "images", "samples", "rank"}
 
 

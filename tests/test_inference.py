@@ -1,0 +1,242 @@
+"""test.py / pix2pix_tr.inference: images equal the model's output, pages resolve, options come from training,
+bad checkpoints and flags give one-sentence messages."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pix2pix_tr.inference import CheckpointMismatchError, InferenceError, main, run_test
+from pix2pix_tr.io import atomic_torch_save
+from pix2pix_tr.models import define_G
+from pix2pix_tr.options import options_to_json_dict, parse_test, parse_train
+from test_report_training import assert_links_resolve, parse_page
+
+REPO = Path(__file__).resolve().parents[1]
+NAME = "tiny_tradam"
+
+
+def _make_generator(ngf=8, norm="batch", netG="unet_64", use_dropout=True, seed=1):
+    torch.manual_seed(seed)
+    net = define_G(netG, 3, 3, ngf=ngf, norm=norm, use_dropout=use_dropout)
+    with torch.no_grad():  # training-like running statistics, so eval and train mode differ
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+    return net
+
+
+def make_run(checkpoints: Path, name: str = NAME, *, ngf=8, norm="batch", netG="unet_64", extra=()) -> torch.nn.Module:
+    """A checkpoint folder as train.py leaves it (only what test.py reads): train_opt.json + {epoch}_net_G.pth."""
+    run = checkpoints / name
+    run.mkdir(parents=True, exist_ok=True)
+    opt = parse_train(["--dataroot", "x", "--name", name, "--netG", netG, "--ngf", str(ngf), "--ndf", "8",
+                       "--norm", norm, "--crop_size", "64", "--load_size", "72", "--direction", "BtoA", *extra])
+    (run / "train_opt.json").write_text(json.dumps(options_to_json_dict(opt)))
+    net = _make_generator(ngf, norm, netG, use_dropout="--no_dropout" not in extra)
+    atomic_torch_save(net.state_dict(), run / "latest_net_G.pth")
+    atomic_torch_save(net.state_dict(), run / "5_net_G.pth")
+    return net
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    base = tmp_path_factory.mktemp("inference")
+    net = make_run(base / "checkpoints")
+    return base, net
+
+
+def _args(base: Path, ab_root: Path, *extra: str, name: str = NAME) -> list[str]:
+    return ["--dataroot", str(ab_root), "--name", name, "--checkpoints_dir", str(base / "checkpoints"),
+            "--results_dir", str(base / "results"), *extra]
+
+
+def _halves(ab_root: Path, stem: str, phase="val"):
+    """The A|B file split by hand: for BtoA the input is the right half (label), the target the left (photo)."""
+    ab = np.asarray(Image.open(ab_root / phase / f"{stem}.png").convert("RGB"))
+    w = ab.shape[1] // 2
+    return ab[:, w:], ab[:, :w]
+
+
+def _to_tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(img.copy()).permute(2, 0, 1).float()[None] / 127.5 - 1.0
+
+
+def _to_uint8(t: torch.Tensor) -> np.ndarray:
+    return ((t[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def _png(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_eval_outputs_match_the_model_and_inputs(setup, ab_root):
+    base, net = setup
+    res = run_test(parse_test(_args(base, ab_root, "--eval", "--batch_size", "3")), progress=False)
+    run_dir = Path(res["run_dir"])
+    assert run_dir == base / "results" / NAME / "val_latest"
+    stems = sorted(p.stem for p in (ab_root / "val").glob("*.png"))
+    assert res["stems"] == stems and res["n_images"] == len(stems) == 4
+    net.eval()
+    for stem in stems:
+        label, photo = _halves(ab_root, stem)
+        np.testing.assert_array_equal(_png(run_dir / "images" / f"{stem}_real_A.png"), label)
+        np.testing.assert_array_equal(_png(run_dir / "images" / f"{stem}_real_B.png"), photo)
+        with torch.no_grad():
+            expected = _to_uint8(net(_to_tensor(label)))
+        got = _png(run_dir / "images" / f"{stem}_fake_B.png")
+        diff = np.abs(got.astype(int) - expected.astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01, stem  # batched vs single: float rounding only
+        assert expected.std() > 0  # a real image, not a constant
+    saved = json.loads((run_dir / "results.json").read_text())
+    assert saved["stems"] == stems and saved["epoch"] == "latest" and saved["eval"] is True
+
+
+def test_train_mode_uses_batch_statistics(setup, ab_root):
+    """Without --eval BatchNorm normalises with the test image's own statistics (pix2pix's default)."""
+    base, net = setup
+    args = _args(base, ab_root, "--no_dropout", "--num_test", "2", "--epoch", "5", "--results_dir",
+                 str(base / "results_train"))
+    res = run_test(parse_test(args), progress=False)
+    assert res["eval"] is False and res["generator"]["use_dropout"] is False
+    plain = define_G("unet_64", 3, 3, ngf=8, norm="batch", use_dropout=False)
+    plain.load_state_dict(net.state_dict())
+    plain.train()
+    for stem in res["stems"]:
+        label, _ = _halves(ab_root, stem)
+        with torch.no_grad():
+            expected_train = _to_uint8(plain(_to_tensor(label)))
+            expected_eval = _to_uint8(plain.eval()(_to_tensor(label)))
+            plain.train()
+        got = _png(Path(res["run_dir"]) / "images" / f"{stem}_fake_B.png")
+        assert np.abs(got.astype(int) - expected_train.astype(int)).max() <= 1
+        assert np.abs(got.astype(int) - expected_eval.astype(int)).max() > 10  # the modes really differ
+    assert Path(res["run_dir"]).name == "val_5"
+
+
+def test_train_mode_with_dropout_is_reproducible(setup, ab_root, tmp_path):
+    base, _ = setup
+    outs = []
+    for i in range(2):
+        res = run_test(parse_test(_args(base, ab_root, "--num_test", "1", "--results_dir", str(tmp_path / str(i)))),
+                       progress=False)
+        outs.append(_png(Path(res["run_dir"]) / "images" / f"{res['stems'][0]}_fake_B.png"))
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_pages_links_rows_and_header(setup, ab_root, tmp_path):
+    base, _ = setup
+    res = run_test(parse_test(_args(base, ab_root, "--eval", "--results_dir", str(tmp_path))), per_page=3,
+                   progress=False)
+    run_dir = Path(res["run_dir"])
+    assert res["pages"] == ["index.html", "index_2.html"]
+    rows = []
+    for page in res["pages"]:
+        links = assert_links_resolve(run_dir / page)
+        imgs = [l for tag, l in parse_page(run_dir / page).links if tag == "img"]
+        assert len(imgs) % 3 == 0
+        rows.append([imgs[i:i + 3] for i in range(0, len(imgs), 3)])
+        assert not any(l.startswith(("http:", "https:", "//")) for l in links)
+    assert [len(r) for r in rows] == [3, 1]
+    for row, stem in zip(rows[0] + rows[1], res["stems"]):
+        assert row == [f"images/{stem}_real_A.png", f"images/{stem}_fake_B.png", f"images/{stem}_real_B.png"]
+    first = (run_dir / "index.html").read_text()
+    assert "index_2.html" in first and "index.html" in (run_dir / "index_2.html").read_text()
+    for needle in (NAME, "latest", "tradam", "lambda 0.1", "S 10", "lr 0.0002", "eval (--eval", "unet_64, ngf 8"):
+        assert needle in first, needle
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", first)  # the date
+
+    # a later run with fewer images removes the pages it no longer needs
+    res2 = run_test(parse_test(_args(base, ab_root, "--eval", "--num_test", "2", "--results_dir", str(tmp_path))),
+                    per_page=3, progress=False)
+    assert res2["pages"] == ["index.html"] and not (run_dir / "index_2.html").exists()
+    assert len([1 for tag, _ in parse_page(run_dir / "index.html").links if tag == "img"]) == 6
+
+
+def test_options_are_restored_from_training(tmp_path, ab_root):
+    """A resnet generator with instance norm and ngf 4: test.py needs none of those flags."""
+    make_run(tmp_path / "checkpoints", "resnet_run", ngf=4, norm="instance", netG="resnet_6blocks",
+             extra=("--optimizer", "adam", "--no_dropout"))
+    res = run_test(parse_test(_args(tmp_path, ab_root, "--num_test", "1", name="resnet_run")), progress=False)
+    assert res["generator"] == {"netG": "resnet_6blocks", "input_nc": 3, "output_nc": 3, "ngf": 4,
+                                "norm": "instance", "use_dropout": False}
+    assert res["options"]["direction"] == "BtoA" and res["options"]["load_size"] == 64
+    assert res["options"]["no_flip"] is True
+    assert res["train_options"]["optimizer"] == "adam"
+    assert res["header"]["optimizer"].startswith("adam (lr 0.0002")
+
+
+@pytest.mark.parametrize("saved, flag", [
+    (dict(ngf=16), "--ngf 16"),
+    (dict(norm="instance"), "--norm instance"),
+    (dict(netG="unet_128"), "--netG unet_128"),
+])
+def test_mismatching_checkpoint_names_the_option(tmp_path, ab_root, saved, flag):
+    make_run(tmp_path / "checkpoints", "run")  # train_opt.json: unet_64, ngf 8, batch norm
+    other = _make_generator(**{"ngf": 8, "norm": "batch", "netG": "unet_64", **saved})
+    atomic_torch_save(other.state_dict(), tmp_path / "checkpoints" / "run" / "latest_net_G.pth")
+    with pytest.raises(CheckpointMismatchError) as err:
+        run_test(parse_test(_args(tmp_path, ab_root, name="run")), progress=False)
+    msg = str(err.value)
+    assert "latest_net_G.pth does not fit" in msg and "trained with different generator options" in msg
+    assert f"pass {flag} to test.py" in msg, msg
+    # the suggested flag works (unet_128 also needs 128-pixel inputs, which test.py says)
+    args = _args(tmp_path, ab_root, "--num_test", "1", *flag.split(), name="run")
+    if "unet_128" in flag:
+        with pytest.raises(InferenceError, match="--netG unet_128 needs inputs whose side is a multiple of 128, "
+                                                 "but --crop_size is 64: pass --crop_size 128"):
+            run_test(parse_test(args), progress=False)
+        args += ["--crop_size", "128"]
+    assert run_test(parse_test(args), progress=False)["n_images"] == 1
+
+
+def test_cli_errors_are_one_sentence(tmp_path, ab_root, capsys):
+    make_run(tmp_path / "checkpoints", "run")
+    ck = tmp_path / "checkpoints" / "run"
+    cases = [
+        (["--epoch", "7"], r"checkpoint .*7_net_G\.pth not found \(saved epochs: 5, latest\): pick one with --epoch"),
+        (["--phase", "test"], r"test does not exist: --phase test needs a test/ folder"),
+        (["--device", "cuda:0"] if not torch.cuda.is_available() else ["--device", "nonsense"],
+         r"--device"),
+    ]
+    for extra, pattern in cases:
+        assert main(_args(tmp_path, ab_root, *extra, name="run")) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("test.py: error: "), err
+        assert re.search(pattern, err[0]), err[0]
+
+    assert main(_args(tmp_path, ab_root, name="nobody")) == 2
+    assert "no experiment folder" in capsys.readouterr().err
+
+    (ck / "train_opt.json").rename(ck / "moved.json")
+    assert main(_args(tmp_path, ab_root, name="run")) == 2
+    assert "train_opt.json not found, so the network options of the run are unknown" in capsys.readouterr().err
+    (ck / "moved.json").rename(ck / "train_opt.json")
+
+    torch.save({"netG": {"w": torch.zeros(1)}, "epoch": 3}, ck / "latest_net_G.pth")
+    assert main(_args(tmp_path, ab_root, name="run")) == 2
+    assert "is not a generator state_dict" in capsys.readouterr().err
+
+    (ck / "latest_net_G.pth").write_bytes(b"garbage")
+    assert main(_args(tmp_path, ab_root, name="run")) == 2
+    err = capsys.readouterr().err
+    assert "cannot load" in err and "as a weights-only state_dict" in err
+
+
+def test_test_py_entry_point(setup, ab_root, tmp_path):
+    base, _ = setup
+    args = _args(base, ab_root, "--eval", "--num_test", "2", "--results_dir", str(tmp_path))
+    proc = subprocess.run([sys.executable, str(REPO / "test.py"), *args], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 2 image triplets" in proc.stdout
+    assert (tmp_path / NAME / "val_latest" / "index.html").is_file()
