@@ -54,6 +54,9 @@ class _TRMixin:
             if _fused_supported(group["params"]):
                 group["fused"] = True
 
+    def _tr_adjust_group(self, group: dict, plan) -> None:
+        """Last-minute per-step adjustments of a group before the base step (restored afterwards)."""
+
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)  # type: ignore[misc]
         group = self.param_groups[-1]  # type: ignore[attr-defined]
@@ -85,7 +88,8 @@ class _TRMixin:
                     plan = _tr.plan_group(group, self.state, self._tr_defaults,  # type: ignore[attr-defined]
                                           where=self._tr_name)
                     plans.append(plan)
-                    saved.append((group, group["lr"], group["weight_decay"]))
+                    saved.append((group, group["lr"], group["weight_decay"], group.get("fused")))
+                    self._tr_adjust_group(group, plan)
                     if plan.c != 0.0 and plan.params:
                         sign = 1.0 if group["maximize"] else -1.0
                         _tr.foreach_add_(plan.grads, plan.anchors, alpha=sign * plan.c)
@@ -93,9 +97,10 @@ class _TRMixin:
                     group["lr"] = plan.lr_eff
             super().step()  # type: ignore[misc]
         finally:
-            for group, lr, wd in saved:
+            for group, lr, wd, fused in saved:
                 group["lr"] = lr
                 group["weight_decay"] = wd
+                group["fused"] = fused
         for plan in plans:
             _tr.finish_group(plan, self.state)  # type: ignore[attr-defined]
         return loss
@@ -161,3 +166,11 @@ class TRSGD(_TRMixin, SGD):
                          differentiable=differentiable, fused=fused)
         self.defaults.update(self._tr_defaults)
         self._step_supports_amp_scaling = False
+
+    def _tr_adjust_group(self, group: dict, plan) -> None:
+        # torch's fused SGD fails when some params of a group already have a momentum buffer and
+        # others (first grad this step) do not; take torch's non-fused path for that one step.
+        if group.get("fused") and group["momentum"] != 0:
+            has_buf = {self.state[p].get("momentum_buffer") is not None for p in plan.params}
+            if len(has_buf) > 1:
+                group["fused"] = False
