@@ -1,0 +1,225 @@
+"""The training application end to end on the tiny synthetic city (ngf = ndf = 8, 64x64 crops, unet_64).
+
+Runs call :func:`pix2pix_tr.training.train` in-process (one torch start-up for the whole file); the CLI
+paths go through :func:`pix2pix_tr.training.cli.main` exactly as train.py does.
+"""
+
+import csv
+import json
+import math
+import os
+import signal
+
+import pytest
+import torch
+
+from pix2pix_tr.models import count_parameters
+from pix2pix_tr.options import parse_train
+from pix2pix_tr.training import TrainingDiverged, train
+from pix2pix_tr.training.cli import main
+from pix2pix_tr.training.optimizers import make_optimizer, make_scheduler
+
+
+def tiny_args(ab_root, ckpt, name, *extra):
+    return ["--dataroot", str(ab_root), "--checkpoints_dir", str(ckpt), "--name", name, "--ngf", "8", "--ndf", "8",
+            "--netG", "unet_64", "--load_size", "72", "--crop_size", "64", "--batch_size", "2", "--num_threads", "0",
+            "--n_epochs", "1", "--n_epochs_decay", "1", "--save_epoch_freq", "1", "--print_freq", "2",
+            "--device", "cpu", "--seed", "3", *extra]
+
+
+def run(ab_root, ckpt, name, *extra, **kwargs):
+    return train(parse_train(tiny_args(ab_root, ckpt, name, *extra)), **kwargs)
+
+
+def state_equal(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def loss_columns(path):
+    with open(path, newline="") as handle:
+        return [{k: v for k, v in row.items() if k != "time"} for row in csv.DictReader(handle)]
+
+
+@pytest.fixture(scope="module")
+def reference_run(ab_root, tmp_path_factory):
+    """Two uninterrupted epochs with the default optimiser (TRAdam): 8 images, batch 2 -> 4 iterations/epoch."""
+    ckpt = tmp_path_factory.mktemp("ckpt_ref")
+    result = run(ab_root, ckpt, "ref")
+    return ckpt / "ref", result
+
+
+def test_tiny_run_writes_every_file(reference_run):
+    run_dir, result = reference_run
+    assert result.status == "finished" and result.total_iters == 8 and result.epoch == 3
+    for name in ["latest_net_G.pth", "latest_net_D.pth", "1_net_G.pth", "1_net_D.pth", "2_net_G.pth",
+                 "2_net_D.pth", "training_state.pth", "train_opt.txt", "train_opt.json", "loss_log.csv",
+                 "loss_curve.png", "web/index.html"]:
+        assert (run_dir / name).is_file(), name
+    # plain state_dicts that load with weights_only, the final ones equal to the returned networks
+    G = torch.load(run_dir / "latest_net_G.pth", weights_only=True)
+    assert state_equal(G, result.G.state_dict())
+    assert state_equal(torch.load(run_dir / "2_net_D.pth", weights_only=True), result.D.state_dict())
+    assert not state_equal(torch.load(run_dir / "1_net_G.pth", weights_only=True), G)
+    state = torch.load(run_dir / "training_state.pth", weights_only=True)
+    assert (state["epoch"], state["epoch_iter"], state["total_iters"]) == (3, 0, 8)
+    assert state["opt_G"]["param_groups"][0]["tr_step"] == 8  # the TR counter travels with the state
+    opts = json.loads((run_dir / "train_opt.json").read_text())
+    assert opts["netG"] == "unet_64" and opts["optimizer"] == "tradam" and opts["tr_lambda"] == 0.1
+    assert opts["max_dataset_size"] == "inf"
+    assert "netG: unet_64" in (run_dir / "train_opt.txt").read_text()
+    rows = loss_columns(run_dir / "loss_log.csv")
+    assert [int(r["total_iters"]) for r in rows] == [2, 4, 6, 8]
+    assert all(math.isfinite(float(r[k])) for r in rows for k in ("G_GAN", "G_L1", "D_real", "D_fake"))
+    # linear policy: lr for epoch 1, lr/2 for epoch 2 (1 - 1/(n_epochs_decay + 1))
+    assert float(rows[0]["lr_G"]) == pytest.approx(2e-4) and float(rows[-1]["lr_G"]) == pytest.approx(1e-4)
+    html = (run_dir / "web/index.html").read_text()
+    assert html.index("epoch002_fake_B.png") < html.index("epoch001_fake_B.png")  # newest first
+    for key in ("real_A", "fake_B", "real_B"):
+        assert (run_dir / f"web/images/epoch001_{key}.png").is_file()
+
+
+def test_resume_at_epoch_boundary_equals_uninterrupted(reference_run, ab_root, tmp_path):
+    ref_dir, ref = reference_run
+    first = run(ab_root, tmp_path, "r", "--max_iters", "4")
+    assert first.status == "stopped" and first.epoch == 2 and first.total_iters == 4
+    second = run(ab_root, tmp_path, "r", "--continue_train")
+    assert second.status == "finished" and second.total_iters == 8
+    assert state_equal(second.G.state_dict(), ref.G.state_dict())
+    assert state_equal(second.D.state_dict(), ref.D.state_dict())
+    assert loss_columns(tmp_path / "r/loss_log.csv") == loss_columns(ref_dir / "loss_log.csv")
+    html = (tmp_path / "r/web/index.html").read_text()
+    assert "epoch001_fake_B.png" in html and "epoch002_fake_B.png" in html  # the gallery kept epoch 1
+
+
+def test_sigterm_mid_epoch_saves_and_resumes_exactly(reference_run, ab_root, tmp_path):
+    _, ref = reference_run
+
+    def terminate_at_3(total_iters):
+        if total_iters == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    first = run(ab_root, tmp_path, "s", after_iteration=terminate_at_3)
+    assert first.status == "interrupted" and first.total_iters == 3
+    state = torch.load(tmp_path / "s/training_state.pth", weights_only=True)
+    assert (state["epoch"], state["epoch_iter"]) == (1, 3)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+    second = run(ab_root, tmp_path, "s", "--continue_train")
+    assert second.total_iters == 8
+    assert state_equal(second.G.state_dict(), ref.G.state_dict())
+    assert state_equal(second.D.state_dict(), ref.D.state_dict())
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(ab_root, tmp_path, monkeypatch):
+    import pix2pix_tr.models.pix2pix as step_module
+
+    calls = {"n": 0}
+    real_l1 = step_module.F.l1_loss
+
+    def l1_that_fails_on_third(*args, **kwargs):
+        calls["n"] += 1
+        value = real_l1(*args, **kwargs)
+        return value * float("nan") if calls["n"] == 3 else value
+
+    monkeypatch.setattr(step_module.F, "l1_loss", l1_that_fails_on_third)
+    with pytest.raises(TrainingDiverged, match=r"G_L1 loss became nan at epoch 1, iteration 3 .*saved after 2 "
+                                               r"iterations"):
+        run(ab_root, tmp_path, "n", "--save_latest_freq", "2")
+    state = torch.load(tmp_path / "n/training_state.pth", weights_only=True)
+    assert state["total_iters"] == 2
+    G = torch.load(tmp_path / "n/latest_net_G.pth", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in G.values() if v.is_floating_point())
+    assert state_equal(G, state["G"])
+
+
+@pytest.mark.parametrize("extra", [("--optimizer", "adam"), ("--optimizer", "sgd", "--lr", "0.01"),
+                                   ("--optimizer", "trsgd", "--tr_mode", "reference"),
+                                   ("--amp", "bf16", "--channels_last", "--gan_mode", "lsgan"),
+                                   ("--amp", "fp16", "--gan_mode", "wgangp", "--norm", "instance"),
+                                   ("--netD", "pixel", "--lr_policy", "cosine", "--no_dropout"),
+                                   ("--netG", "resnet_6blocks", "--lr_policy", "plateau")])
+def test_every_optimizer_and_option_runs(ab_root, tmp_path, extra):
+    result = run(ab_root, tmp_path, "o", "--max_dataset_size", "2", "--n_epochs_decay", "0", *extra)
+    assert result.status == "finished" and result.total_iters == 1
+    kind = extra[1] if extra[0] == "--optimizer" else "tradam"
+    state = torch.load(tmp_path / "o/training_state.pth", weights_only=True)
+    assert state["options"]["optimizer"] == kind
+    assert all(torch.isfinite(p).all() for p in result.G.parameters())
+    start = torch.load(tmp_path / "o/1_net_G.pth", weights_only=True)
+    assert len(start) == len(result.G.state_dict())
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\(\)`")
+def test_schedules():
+    p = [torch.nn.Parameter(torch.zeros(1))]
+    lrs = []
+    sched = make_scheduler(make_optimizer("adam", p, lr=1.0), "linear", n_epochs=2, n_epochs_decay=3)
+    for _ in range(5):
+        lrs.append(sched.optimizer.param_groups[0]["lr"])
+        sched.step()
+    assert lrs == pytest.approx([1, 1, 0.75, 0.5, 0.25])
+    sched = make_scheduler(make_optimizer("tradam", p, lr=1.0), "step", n_epochs=1, n_epochs_decay=0,
+                           lr_decay_iters=2)
+    for _ in range(2):
+        sched.step()
+    assert sched.optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+    opt = make_optimizer("trsgd", p, lr=0.5, beta1=0.9)
+    assert opt.param_groups[0]["momentum"] == 0.9 and opt.param_groups[0]["tr_period"] == 10
+
+
+def test_cli_end_to_end_and_refusals(ab_root, tmp_path, capsys):
+    args = tiny_args(ab_root, tmp_path, "cli", "--max_dataset_size", "2", "--n_epochs_decay", "0")
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "--ngf 8" in out and "--lr " not in out  # only what differs from the defaults
+    # a forgotten --continue_train must not overwrite the run
+    assert main(args) == 2
+    assert "already holds a training run: add --continue_train" in capsys.readouterr().err
+    # resuming a finished run says so
+    assert main(args + ["--continue_train"]) == 0
+    assert "already finished" in capsys.readouterr().out
+    # resuming with other networks is refused, naming the flag
+    bad = tiny_args(ab_root, tmp_path, "cli", "--max_dataset_size", "2", "--n_epochs_decay", "0", "--ngf", "16",
+                    "--continue_train")
+    assert main(bad) == 2
+    assert "--ngf is 16 but the run" in capsys.readouterr().err
+    # nothing to resume
+    assert main(tiny_args(ab_root, tmp_path, "fresh", "--continue_train")) == 2
+    assert "does not exist, so there is nothing to resume" in capsys.readouterr().err
+
+
+def test_bad_data_gives_one_sentence(ab_root, tmp_path, capsys):
+    assert main(tiny_args(tmp_path / "nowhere", tmp_path, "x")) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err
+    assert main(tiny_args(ab_root, tmp_path, "y", "--phase", "test")) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--crop_size", "64"], "--netG unet_256 needs square inputs whose side is a multiple of 256"),
+    (["--netG", "unet_64", "--crop_size", "300", "--load_size", "286"], "--crop_size 300 is larger than --load_size"),
+    (["--optimizer", "lamb"], "invalid choice: 'lamb'"),
+    (["--device", "tpu"], "--device 'tpu' is not a device"),
+    (["--lr", "-1"], "--lr: must be a positive number"),
+    (["--n_epochs", "0", "--n_epochs_decay", "0"], "nothing to train"),
+    (["--name", "a/b"], "must be a plain folder name"),
+])
+def test_bad_flags_exit_2_with_the_flag_named(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_train(["--dataroot", "x", *argv])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cuda_request_without_cuda_is_refused(ab_root, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present")
+    assert main(tiny_args(ab_root, tmp_path, "c") + ["--device", "cuda"]) == 2
+    assert "no CUDA device is visible" in capsys.readouterr().err
+
+
+def test_default_networks_have_the_original_sizes():
+    from pix2pix_tr.training.loop import build_networks
+
+    G, D = build_networks(parse_train(["--dataroot", "x"]))
+    assert (count_parameters(G), count_parameters(D)) == (54_413_955, 2_768_705)
