@@ -112,10 +112,10 @@ def apply_transform(img: Image.Image, params: dict[str, Any], *, no_flip: bool =
 def to_tensor(img: Image.Image, channels: int = 3) -> torch.Tensor:
     """PIL -> float tensor (C, H, W) in [-1, 1]; ``channels=1`` converts to grayscale first."""
     img = img.convert("L" if channels == 1 else "RGB")
-    arr = np.asarray(img, dtype=np.uint8)
+    arr = np.array(img, dtype=np.uint8)  # a writable copy
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float().div_(127.5).sub_(1.0)
+    return torch.from_numpy(arr).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
 
 
 def sample_key(key) -> tuple[int, int]:

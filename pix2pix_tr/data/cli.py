@@ -102,3 +102,32 @@ def prepare_main(argv: list[str] | None = None) -> int:
     print(f"wrote {counts} A|B pairs ({2 * args.size}x{args.size}, photo left, label right) to {args.output_dir}; "
           "train labels->photo with --direction BtoA")
     return 0
+
+
+def combine_main(argv: list[str] | None = None) -> int:
+    """``python datasets/combine_A_and_B.py --fold_A A --fold_B B --fold_AB AB [--size N]``"""
+    import argparse
+
+    from pix2pix_tr.data.combine import combine_A_and_B
+
+    parser = argparse.ArgumentParser(
+        prog="combine_A_and_B.py",
+        description="Combine paired folders A/ and B/ (same relative file names, e.g. train/0001.jpg in both) into "
+                    "side-by-side A|B images for pix2pix, keeping subfolders such as train/ and val/.")
+    parser.add_argument("--fold_A", required=True, help="folder of A images (left half)")
+    parser.add_argument("--fold_B", required=True, help="folder of B images (right half), same names as --fold_A")
+    parser.add_argument("--fold_AB", required=True, help="output folder")
+    parser.add_argument("--size", type=_positive_int, default=None,
+                        help="resize both halves to SIZE x SIZE (default: keep; A and B must then match)")
+    parser.add_argument("--b_resize", choices=["bicubic", "nearest"], default="bicubic",
+                        help="resampling for B when --size is given (nearest for label maps)")
+    parser.add_argument("--format", dest="image_format", choices=["png", "jpg"], default="png",
+                        help="output format (default png)")
+    parser.add_argument("--limit", type=_positive_int, default=None, help="combine only the first N pairs")
+    args = parser.parse_args(argv)
+    if args.size == 0 or args.limit == 0:
+        parser.error("--size and --limit must be >= 1")
+    written = combine_A_and_B(args.fold_A, args.fold_B, args.fold_AB, size=args.size, b_resize=args.b_resize,
+                              image_format=args.image_format, limit=args.limit)
+    print(f"wrote {len(written)} A|B images to {args.fold_AB}")
+    return 0

@@ -582,32 +582,47 @@ def _ego_bonnet(s: _Scene):
     s.fill([poly], EGO, _jitter(rng, (40, 40, 45), 15))
 
 
+def _vignette(H: int, W: int) -> np.ndarray:
+    key = (H, W)
+    if key not in _VIGNETTE:
+        yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+        _VIGNETTE[key] = (((xx - W / 2) / (W / 2)) ** 2 + ((yy - H / 2) / (H / 2)) ** 2) / 2
+    return _VIGNETTE[key]
+
+
+_VIGNETTE: dict = {}
+
+
 def _finish_photo(s: _Scene) -> np.ndarray:
     """Textures, clouds, lighting, vignetting and sensor noise; returns the uint8 photo."""
     rng, H, W, lab = s.rng, s.H, s.W, s.lab
-    coarse = cv2.resize(rng.standard_normal((max(2, H // 12), max(2, W // 12))).astype(np.float32), (W, H),
+    coarse = cv2.resize(rng.standard_normal((max(2, H // 12), max(2, W // 12)), dtype=np.float32), (W, H),
                         interpolation=cv2.INTER_CUBIC)
-    fine = rng.standard_normal((H, W)).astype(np.float32)
-    fine = 0.6 * fine + 0.4 * cv2.blur(fine, (3, 3)) * 2
+    fine = rng.standard_normal((H, W), dtype=np.float32)
+    fine = 0.6 * fine + 0.8 * cv2.blur(fine, (3, 3))
     mod = 1.0 + _FINE[lab] * fine + _COARSE[lab] * coarse
-    img = s.img * mod[..., None]
+    img = s.img
+    img *= mod[..., None]
     # clouds: soft white blobs in the sky
-    sky = (lab == SKY)
+    sky = lab == SKY
     if sky.any():
-        cloud = cv2.resize(rng.standard_normal((max(2, H // 40), max(2, W // 25))).astype(np.float32), (W, H),
+        cloud = cv2.resize(rng.standard_normal((max(2, H // 40), max(2, W // 25)), dtype=np.float32), (W, H),
                            interpolation=cv2.INTER_CUBIC)
-        amount = np.clip(cloud - rng.uniform(0.0, 0.8), 0, 1) * (0.9 if s.sunny else 0.5)
+        amount = np.clip(cloud - np.float32(rng.uniform(0.0, 0.8)), 0, 1) * np.float32(0.9 if s.sunny else 0.5)
         amount *= sky
-        img = img * (1 - amount[..., None]) + np.float32(235) * amount[..., None]
-    img *= s.shade[..., None]
+        img += (np.float32(235) - img) * amount[..., None]
     gain = rng.uniform(0.7, 1.15) * (1.0 if s.sunny else 0.85)
-    tint = np.array([rng.uniform(0.92, 1.08), 1.0, rng.uniform(0.92, 1.08)], np.float32)
-    img = img * gain * tint
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
-    r2 = ((xx - W / 2) / (W / 2)) ** 2 + ((yy - H / 2) / (H / 2)) ** 2
-    img *= (1 - rng.uniform(0.05, 0.25) * r2 / 2)[..., None]
-    img = cv2.GaussianBlur(img, (3, 3), 0.6) if min(H, W) >= 128 else img
-    img += rng.normal(0, rng.uniform(1.5, 4.0), img.shape).astype(np.float32)
+    tint = np.array([rng.uniform(0.92, 1.08), 1.0, rng.uniform(0.92, 1.08)], np.float32) * np.float32(gain)
+    light = s.shade * (1 - np.float32(rng.uniform(0.05, 0.25)) * _vignette(H, W))
+    img *= light[..., None]
+    img *= tint
+    if min(H, W) >= 128:
+        img = cv2.GaussianBlur(img, (3, 3), 0.6)
+    # sensor noise: luminance grain plus a weaker colour grain at half resolution (cheap to draw)
+    grain = rng.standard_normal((H, W), dtype=np.float32) * np.float32(rng.uniform(1.5, 4.0))
+    chroma = rng.standard_normal((H // 2 + 1, W // 2 + 1, 3), dtype=np.float32)
+    img += grain[..., None]
+    img += cv2.resize(chroma, (W, H), interpolation=cv2.INTER_NEAREST)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 

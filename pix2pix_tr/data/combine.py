@@ -1,0 +1,94 @@
+"""Combine two folders of paired images (A/ and B/, same names) into pix2pix A|B images.
+
+The counterpart of pix2pix's ``datasets/combine_A_and_B.py`` for users with their own data::
+
+    fold_A/train/0001.jpg   fold_B/train/0001.png   ->   fold_AB/train/0001.png   (A left, B right)
+
+Files are matched by their path relative to the folder *without the extension* (so ``train/0001.jpg`` pairs with
+``train/0001.png``), subfolders (``train/``, ``val/``, ``test/``, or anything else) are kept, and every pair is
+checked before anything is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from pix2pix_tr.data.aligned import open_image
+from pix2pix_tr.data.errors import DatasetError
+from pix2pix_tr.data.image_folder import list_images
+from pix2pix_tr.io import atomic_save_image
+
+_SHOW = 5
+
+
+def _keyed(folder: Path, flag: str) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for path in list_images(folder, what=f"{flag} folder"):
+        key = path.relative_to(folder).with_suffix("").as_posix()
+        if key in out:
+            raise DatasetError(f"{flag}: both {out[key]} and {path} have the name {key}; keep one of them")
+        out[key] = path
+    return out
+
+
+def _listing(names) -> str:
+    names = sorted(names)
+    return ", ".join(names[:_SHOW]) + (f" and {len(names) - _SHOW} more" if len(names) > _SHOW else "")
+
+
+def combine_A_and_B(fold_A, fold_B, fold_AB, *, size: int | None = None, b_resize: str = "bicubic",
+                    image_format: str = "png", limit: int | None = None) -> list[str]:
+    """Write ``fold_AB/{name}.{image_format}`` = A | B for every name present in both folders.
+
+    Args:
+        fold_A, fold_B: folders with the same relative names (extensions may differ).
+        fold_AB: destination (created).
+        size: resize both halves to ``size x size`` (A bicubic, B with ``b_resize``); without it A and B must
+            already have the same size.
+        b_resize: ``"bicubic"`` or ``"nearest"`` (use nearest when B holds label maps, so no colours are blended).
+        image_format: ``"png"`` (default) or ``"jpg"``.
+        limit: combine only the first N names (sorted).
+
+    Returns the relative names written. Raises :class:`DatasetError` for missing folders, names present on one
+    side only (the first few and the counts), and pairs of different sizes when ``size`` is not given.
+    """
+    if b_resize not in ("bicubic", "nearest"):
+        raise DatasetError(f"--b_resize must be bicubic or nearest, got {b_resize!r}")
+    if image_format not in ("png", "jpg"):
+        raise DatasetError(f"--format must be png or jpg, got {image_format!r}")
+    if size is not None and int(size) < 1:
+        raise DatasetError(f"--size must be >= 1, got {size}")
+    if limit is not None and int(limit) < 1:
+        raise DatasetError(f"--limit must be >= 1, got {limit}")
+    fold_A, fold_B, fold_AB = Path(fold_A), Path(fold_B), Path(fold_AB)
+    a, b = _keyed(fold_A, "--fold_A"), _keyed(fold_B, "--fold_B")
+    only_a, only_b = set(a) - set(b), set(b) - set(a)
+    if only_a or only_b:
+        parts = []
+        if only_a:
+            parts.append(f"{len(only_a)} of {len(a)} images in --fold_A have no partner in --fold_B ({_listing(only_a)})")
+        if only_b:
+            parts.append(f"{len(only_b)} of {len(b)} images in --fold_B have no partner in --fold_A ({_listing(only_b)})")
+        raise DatasetError("; ".join(parts) + ": give both folders the same file names")
+    names = sorted(a)
+    if limit is not None:
+        names = names[: int(limit)]
+    written = []
+    for name in names:
+        img_a, img_b = open_image(a[name]).convert("RGB"), open_image(b[name]).convert("RGB")
+        if size is not None:
+            img_a = img_a.resize((int(size), int(size)), Image.BICUBIC)
+            img_b = img_b.resize((int(size), int(size)), Image.NEAREST if b_resize == "nearest" else Image.BICUBIC)
+        elif img_a.size != img_b.size:
+            raise DatasetError(f"{a[name]} is {img_a.size[0]}x{img_a.size[1]} but {b[name]} is "
+                               f"{img_b.size[0]}x{img_b.size[1]}: pass --size N to resize both halves to NxN")
+        w, h = img_a.size
+        pair = Image.new("RGB", (2 * w, h))
+        pair.paste(img_a, (0, 0))
+        pair.paste(img_b, (w, 0))
+        kwargs = {"quality": 95} if image_format == "jpg" else {"compress_level": 1}
+        atomic_save_image(pair, fold_AB / f"{name}.{image_format}", **kwargs)
+        written.append(name)
+    return written
