@@ -258,7 +258,7 @@ def optimizer_summary(train_opt: Mapping[str, Any]) -> str:
 
 
 def run_header(name: str, epoch: str, phase: str, train_opt: Mapping[str, Any], gen: Mapping[str, Any], *,
-               eval_mode: bool, n_images: int, checkpoint: str, date: str) -> dict[str, str]:
+               eval_mode: bool, n_images: int, checkpoint: str, date: str, data: str = "") -> dict[str, str]:
     """The key/value table on top of the result pages (also used by the comparison page)."""
     return {
         "run": name,
@@ -272,6 +272,7 @@ def run_header(name: str, epoch: str, phase: str, train_opt: Mapping[str, Any], 
                      f"{'dropout' if gen['use_dropout'] else 'no dropout'}, {gen['input_nc']}->{gen['output_nc']} ch",
         "test mode": "eval (--eval: running BN statistics, no dropout)" if eval_mode
                      else "train (pix2pix default: batch BN statistics, dropout on)",
+        "data": data or "-",
         "images": str(n_images),
         "checkpoint": checkpoint,
         "date": date,
@@ -397,7 +398,8 @@ def run_test(opt: argparse.Namespace, *, train_opt: Mapping[str, Any] | None = N
 
     date = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     header = run_header(opt.name, str(opt.epoch), opt.phase, train_opt, gen, eval_mode=eval_mode, n_images=n,
-                        checkpoint=os.path.relpath(path, run_dir), date=date)
+                        checkpoint=str(path), date=date,
+                        data=f"{root / opt.phase} ({opt.direction}, {opt.preprocess} to {opt.crop_size}px, no flip)")
     pages = write_results_gallery(run_dir, stems, title=f"{opt.name}: {opt.phase} {opt.epoch}", header=header,
                                   per_page=per_page)
     results = {
