@@ -46,7 +46,7 @@ def test_original_mode_blends_labels_and_writes_jpeg(synthetic_city, tmp_path, c
     out = tmp_path / "orig"
     assert run_cli(prepare_main, ["--gtFine_dir", str(synthetic_city / "gtFine"), "--leftImg8bit_dir",
                                   str(synthetic_city / "leftImg8bit"), "--output_dir", str(out), "--size", "32",
-                                  "--original", "--limit", "2", "--quiet"]) == 0
+                                  "--original", "--limit", "2", "--workers", "2", "--quiet"]) == 0
     assert "wrote 2 train, 2 val A|B pairs (64x32" in capsys.readouterr().out
     files = sorted(out.rglob("*"))
     assert [f.suffix for f in files if f.is_file()] == [".jpg"] * 4

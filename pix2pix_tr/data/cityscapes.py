@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Iterable
 
@@ -119,7 +120,7 @@ def make_pair(photo_path: Path, label_path: Path, size: int = 256, *, label_resi
 def prepare_cityscapes(gtFine_dir, leftImg8bit_dir, output_dir, size: int = 256, *,
                        splits: Iterable[str] = ("train", "val"), label_resize: str = "nearest",
                        image_format: str = "png", limit: int | None = None, jpeg_quality: int = 75,
-                       progress: bool = False) -> dict[str, list[str]]:
+                       workers: int = 1, progress: bool = False) -> dict[str, list[str]]:
     """Write pix2pix A|B pairs ``output_dir/{split}/{stem}.{image_format}`` from a Cityscapes-layout folder.
 
     Args:
@@ -131,6 +132,7 @@ def prepare_cityscapes(gtFine_dir, leftImg8bit_dir, output_dir, size: int = 256,
         label_resize: ``"nearest"`` (default: exact palette colours) or ``"bicubic"`` (the original behaviour).
         image_format: ``"png"`` (default) or ``"jpg"`` (the original behaviour, quality ``jpeg_quality``).
         limit: convert only the first N frames (sorted by name) of each split, for quick runs.
+        workers: processes converting frames in parallel (decoding 2048x1024 PNGs dominates; ~0.1 s a frame).
 
     All pairs of all splits are matched before anything is written. Returns ``{split: [stems written]}``.
     """
@@ -143,6 +145,8 @@ def prepare_cityscapes(gtFine_dir, leftImg8bit_dir, output_dir, size: int = 256,
         raise DatasetError(f"--format must be png or jpg, got {image_format!r}")
     if limit is not None and int(limit) < 1:
         raise DatasetError(f"--limit must be >= 1, got {limit}")
+    if int(workers) < 1:
+        raise DatasetError(f"--workers must be >= 1, got {workers}")
     for flag, folder in (("--gtFine_dir", gtFine_dir), ("--leftImg8bit_dir", leftImg8bit_dir)):
         if not Path(folder).is_dir():
             raise DatasetError(f"{flag}: the folder {folder} does not exist; unpack the Cityscapes zip there or "
@@ -151,17 +155,28 @@ def prepare_cityscapes(gtFine_dir, leftImg8bit_dir, output_dir, size: int = 256,
     out = Path(output_dir)
     written: dict[str, list[str]] = {}
     save_kwargs = {"quality": int(jpeg_quality)} if image_format == "jpg" else {"compress_level": 1}
-    for split, items in pairs.items():
-        if limit is not None:
-            items = items[: int(limit)]
-        written[split] = []
-        for k, (stem, photo_path, label_path) in enumerate(items):
-            pair = make_pair(photo_path, label_path, size, label_resize=label_resize)
-            atomic_save_image(pair, out / split / f"{stem}.{image_format}", **save_kwargs)
-            written[split].append(stem)
-            if progress and ((k + 1) % 100 == 0 or k + 1 == len(items)):
-                print(f"  {split}: {k + 1}/{len(items)}", flush=True)
+    pool = ProcessPoolExecutor(int(workers)) if int(workers) > 1 else None
+    try:
+        for split, items in pairs.items():
+            if limit is not None:
+                items = items[: int(limit)]
+            jobs = [(photo_path, label_path, size, label_resize, out / split / f"{stem}.{image_format}", save_kwargs)
+                    for stem, photo_path, label_path in items]
+            results = pool.map(_convert, jobs, chunksize=8) if pool else map(_convert, jobs)
+            written[split] = []
+            for k, ((stem, _, _), _done) in enumerate(zip(items, results)):
+                written[split].append(stem)
+                if progress and ((k + 1) % 100 == 0 or k + 1 == len(items)):
+                    print(f"  {split}: {k + 1}/{len(items)}", flush=True)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return written
+
+
+def _convert(job) -> None:
+    photo_path, label_path, size, label_resize, dest, save_kwargs = job
+    atomic_save_image(make_pair(photo_path, label_path, size, label_resize=label_resize), dest, **save_kwargs)
 
 
 def resolve_dataroot(dataroot) -> Path:

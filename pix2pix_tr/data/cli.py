@@ -89,15 +89,18 @@ def prepare_main(argv: list[str] | None = None) -> int:
                         help="reproduce the original pix2pix preparation: bicubic labels and JPEG output "
                              "(--label_resize bicubic --format jpg)")
     parser.add_argument("--limit", type=_positive_int, default=None, help="convert only the first N frames per split")
+    parser.add_argument("--workers", type=_positive_int, default=1, help="parallel processes (default 1)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
     args = parser.parse_args(argv)
+    if args.workers == 0:
+        parser.error("--workers must be >= 1")
     if args.limit == 0:
         parser.error("--limit must be >= 1")
     if args.original:
         args.label_resize, args.image_format = "bicubic", "jpg"
     written = prepare_cityscapes(args.gtFine_dir, args.leftImg8bit_dir, args.output_dir, args.size,
                                  splits=args.splits, label_resize=args.label_resize, image_format=args.image_format,
-                                 limit=args.limit, progress=not args.quiet)
+                                 limit=args.limit, workers=args.workers, progress=not args.quiet)
     counts = ", ".join(f"{len(v)} {k}" for k, v in written.items())
     print(f"wrote {counts} A|B pairs ({2 * args.size}x{args.size}, photo left, label right) to {args.output_dir}; "
           "train labels->photo with --direction BtoA")

@@ -423,8 +423,8 @@ def _street_furniture(s: _Scene, road_l, road_r, grass_l, grass_r, walk_l, walk_
                 if rng.random() < 0.8:
                     out.append(_tree(s, X0 + rng.normal(0, 0.2), z))
         # pedestrians
-        for _ in range(int(rng.poisson(2.0))):
-            z = rng.uniform(s.z_near * 1.2, 50)
+        for _ in range(int(rng.poisson(2.5))):
+            z = rng.uniform(s.z_near * 1.2, 45)
             X = edge + sign * (grass + rng.uniform(0.5, walk - 0.3))
             out.append((z, _person(s, X, z)))
     return out
@@ -488,8 +488,9 @@ def _bike(s: _Scene, X, z, motor=False):
     return draw
 
 
-def _vehicle(s: _Scene, X, z, kind=CAR):
-    """A car / truck / bus seen from behind, with its near side visible when it is off the camera axis."""
+def _vehicle(s: _Scene, X, z, kind=CAR, oncoming=False):
+    """A car / truck / bus seen from behind (or from the front when ``oncoming``), with its near side visible
+    when it is off the camera axis."""
     rng = s.rng
     if kind == CAR:
         w, h_body, h_roof, length = rng.uniform(1.7, 1.95), rng.uniform(0.9, 1.1), rng.uniform(1.4, 1.6), 4.3
@@ -528,8 +529,11 @@ def _vehicle(s: _Scene, X, z, kind=CAR):
             win = np.array([(s.x(x0 + 0.25, z), s.y(h_body + 0.05, z)), (s.x(x1 - 0.25, z), s.y(h_body + 0.05, z)),
                             (s.x(x1 - 0.38, z), s.y(h_roof - 0.08, z)), (s.x(x0 + 0.38, z), s.y(h_roof - 0.08, z))])
             s.paint([win], s.haze_mix(dark * 1.6, z))
-            for lx in (x0 + 0.08, x1 - 0.33):  # tail lights
-                s.box(lx, lx + 0.25, h_body - 0.3, h_body - 0.12, z, kind, (170, 25, 25), paint_only=True)
+            lamp = (235, 230, 200) if oncoming else (170, 25, 25)  # head lights or tail lights
+            for lx in (x0 + 0.08, x1 - 0.33):
+                s.box(lx, lx + 0.25, h_body - 0.3, h_body - 0.12, z, kind, lamp, paint_only=True)
+            if oncoming:  # radiator grille
+                s.box(X - 0.4, X + 0.4, h_body - 0.35, h_body - 0.15, z, kind, dark * 1.2, paint_only=True)
             s.box(X - 0.26, X + 0.26, 0.45, 0.57, z, kind, (225, 225, 215), paint_only=True)  # plate
         else:
             s.box(x0 + 0.2, x1 - 0.2, h_body * 0.55, h_body * 0.9, z, kind, s.haze_mix(dark * 1.5, z),
@@ -546,13 +550,14 @@ def _traffic(s: _Scene, road_l, road_r, lane_w, n_lanes, ego_lane, walk_l, walk_
     rng = s.rng
     out = []
     z_min = s.z_near + 2.5
+    two_way = rng.random() < 0.6  # lanes left of the ego lane carry oncoming traffic
     for lane in range(n_lanes):
         z = z_min + rng.exponential(10.0) + (4 if lane == ego_lane else 0)
         while z < min(end_z, 90):
             X = road_l + (lane + 0.5) * lane_w + rng.normal(0, 0.15)
             r = rng.random()
             kind = CAR if r < 0.88 else (TRUCK if r < 0.94 else BUS)
-            out.extend(_vehicle(s, X, z, kind))
+            out.extend(_vehicle(s, X, z, kind, oncoming=lane < ego_lane and two_way))
             z += (8 if kind == CAR else 14) + rng.exponential(14.0)
     # parked cars along one or both kerbs
     for sign, edge in ((-1, road_l), (1, road_r)):
@@ -563,12 +568,12 @@ def _traffic(s: _Scene, road_l, road_r, lane_w, n_lanes, ego_lane, walk_l, walk_
                     out.extend(_vehicle(s, edge - sign * 1.1, z, CAR))
                 z += 5.2 + rng.exponential(4.0)
     # cyclists near the kerb, the odd motorbike
-    for _ in range(int(rng.poisson(0.8))):
+    for _ in range(int(rng.poisson(1.2))):
         sign = rng.choice([-1, 1])
         edge = road_l if sign < 0 else road_r
         z = rng.uniform(z_min, 40)
         X = edge - sign * rng.uniform(0.6, 1.4)
-        out.append((z, _bike(s, X, z, motor=rng.random() < 0.2)))
+        out.append((z, _bike(s, X, z, motor=rng.random() < 0.25)))
     return out
 
 
