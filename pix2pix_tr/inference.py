@@ -29,6 +29,7 @@ BatchNorm statistics mix images. Dropout masks come from ``--seed``, so a train-
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as _dt
 import itertools
 import json
@@ -322,7 +323,12 @@ def run_test(opt: argparse.Namespace, *, train_opt: Mapping[str, Any] | None = N
         opt.load_size = opt.crop_size  # resize_and_crop becomes a plain resize: no random crop at test time
     opt.no_flip = True
     gen = generator_options(opt)
-    from pix2pix_tr.models import required_multiple
+    from pix2pix_tr.models import GENERATORS, NORMS, required_multiple
+
+    for key, allowed in (("netG", GENERATORS), ("norm", NORMS)):
+        if gen[key] not in allowed:
+            raise InferenceError(f"cannot build the generator: unknown {key} {gen[key]!r} (from "
+                                 f"{ckpt_dir / 'train_opt.json'}): pass --{key} with one of {', '.join(allowed)}")
 
     multiple = required_multiple(gen["netG"])
     if opt.preprocess != "none" and opt.crop_size % multiple:
@@ -372,28 +378,28 @@ def run_test(opt: argparse.Namespace, *, train_opt: Mapping[str, Any] | None = N
 
     bar = tqdm(total=n, desc=f"test {opt.name} {opt.phase}_{opt.epoch}", unit="img", disable=not progress,
                file=sys.stderr)
+    # PNG encoding runs in two threads while the next batch is computed; at most ``max_pending`` images wait
+    max_pending = max(48, 6 * opt.batch_size)
     with ThreadPoolExecutor(max_workers=2) as pool, torch.inference_mode():
-        pending = []
+        pending: collections.deque = collections.deque()
         for batch in loader:
             real_A = batch["A"].to(device, non_blocking=True)
             fake_B = net(real_A)
-            arrays = {"real_A": real_A, "fake_B": fake_B, "real_B": batch["B"]}
+            arrays = {"real_A": batch["A"], "fake_B": fake_B.float().cpu(), "real_B": batch["B"]}
             for i, stem in enumerate(batch["name"]):
                 if stem in seen:
-                    raise InferenceError(f"two inputs in {root / opt.phase} are both named {stem!r}: test.py names "
-                                    f"its outputs after the input file, so the names must be unique")
+                    raise InferenceError(f"two inputs in {root / opt.phase} are both named {stem!r}: test.py "
+                                         f"names its outputs after the input file, so the names must be unique")
                 seen.add(stem)
                 stems.append(stem)
                 for v in VISUALS:
                     img = tensor_to_image(arrays[v][i])
                     pending.append(pool.submit(atomic_save_image, img, image_dir / image_file_name(stem, v)))
             bar.update(len(batch["name"]))
-            done = [f for f in pending if f.done()]
-            for f in done:
-                f.result()
-            pending = [f for f in pending if not f.done()]
-        for f in pending:
-            f.result()
+            while pending and (pending[0].done() or len(pending) > max_pending):
+                pending.popleft().result()  # re-raises a failed write here
+        while pending:
+            pending.popleft().result()
     bar.close()
 
     date = _dt.datetime.now().astimezone().isoformat(timespec="seconds")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -221,6 +222,20 @@ def test_cli_errors_are_one_sentence(tmp_path, ab_root, capsys):
     assert main(_args(tmp_path, ab_root, name="run")) == 2
     assert "train_opt.json not found, so the network options of the run are unknown" in capsys.readouterr().err
     (ck / "moved.json").rename(ck / "train_opt.json")
+
+    # two inputs with the same file name in different subfolders would overwrite each other's outputs
+    dup = tmp_path / "dup"
+    for sub in ("a", "b"):
+        (dup / "val" / sub).mkdir(parents=True)
+        shutil.copy(sorted((ab_root / "val").glob("*.png"))[0], dup / "val" / sub / "same.png")
+    assert main(_args(tmp_path, dup, name="run")) == 2
+    assert "are both named 'same': test.py names its outputs after the input file" in capsys.readouterr().err
+
+    saved = (ck / "train_opt.json").read_text()
+    (ck / "train_opt.json").write_text(saved.replace('"unet_64"', '"unet_999"'))
+    assert main(_args(tmp_path, ab_root, name="run")) == 2
+    assert "cannot build the generator: unknown netG 'unet_999'" in capsys.readouterr().err
+    (ck / "train_opt.json").write_text(saved)
 
     torch.save({"netG": {"w": torch.zeros(1)}, "epoch": 3}, ck / "latest_net_G.pth")
     assert main(_args(tmp_path, ab_root, name="run")) == 2
