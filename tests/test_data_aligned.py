@@ -166,3 +166,21 @@ def test_list_images_is_recursive_sorted_and_skips_hidden(tmp_path):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"")
     assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == ["0.webp", "a/1.JPG", "b/2.png"]
+
+
+def test_more_argument_errors(ab_root, tmp_path):
+    _err(ab_root, r"--max_dataset_size must be >= 1, got 0", max_dataset_size=0)
+    _err(ab_root, r"--input_nc must be 1 or 3 for image data, got 4", input_nc=4)
+    _err(ab_root, r"--load_size and --crop_size must be positive, got 286 and 0", crop_size=0)
+    ds = AlignedDataset(ab_root, "val", load_size=64, crop_size=64)
+    with pytest.raises(IndexError, match="index 4 out of range for a dataset of 4 images"):
+        ds[(0, 4)]
+    with pytest.raises(TypeError, match=r"a dataset key is an index or an \(epoch, index\) pair, got \(1, 2, 3\)"):
+        ds[(1, 2, 3)]
+    (tmp_path / "file.png").write_bytes(b"")
+    with pytest.raises(DatasetError, match=r"the image folder .*file.png does not exist or is not a folder"):
+        list_images(tmp_path / "file.png")
+    from pix2pix_tr.data.aligned import open_image
+
+    with pytest.raises(DatasetError, match=r"the image .*gone.png does not exist \(was it deleted"):
+        open_image(tmp_path / "gone.png")

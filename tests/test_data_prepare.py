@@ -161,3 +161,43 @@ def test_resolve_dataroot(tmp_path, monkeypatch, ab_root):
     (raw / "leftImg8bit").mkdir()
     with pytest.raises(DatasetError, match=r"is a raw Cityscapes folder .* run python datasets/prepare_cityscapes"):
         resolve_dataroot(raw)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(size=4), "--size must be at least 8 pixels, got 4"),
+    (dict(label_resize="area"), "--label_resize must be nearest or bicubic, got 'area'"),
+    (dict(image_format="tif"), "--format must be png or jpg, got 'tif'"),
+    (dict(limit=0), "--limit must be >= 1, got 0"),
+    (dict(workers=0), "--workers must be >= 1, got 0"),
+])
+def test_prepare_argument_errors(synthetic_city, tmp_path, kwargs, message):
+    with pytest.raises(DatasetError, match=message.replace("(", r"\(")):
+        prepare_cityscapes(synthetic_city / "gtFine", synthetic_city / "leftImg8bit", tmp_path / "o", **kwargs)
+
+
+def test_cli_argument_errors_exit_2(synthetic_city, tmp_path, capsys):
+    base = ["--gtFine_dir", str(synthetic_city / "gtFine"), "--leftImg8bit_dir", str(synthetic_city / "leftImg8bit"),
+            "--output_dir", str(tmp_path / "o")]
+    for main, argv, message in (
+            (prepare_main, base + ["--limit", "0"], "--limit must be >= 1"),
+            (prepare_main, base + ["--workers", "0"], "--workers must be >= 1"),
+            (prepare_main, base + ["--size", "x"], "--size: expected a whole number, got 'x'"),
+            (combine_main, ["--fold_A", "a", "--fold_B", "b", "--fold_AB", "c", "--size", "0"],
+             "--size and --limit must be >= 1")):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_combine_argument_errors(tmp_path):
+    for sub in ("A", "B"):
+        (tmp_path / sub).mkdir()
+        Image.new("RGB", (4, 4)).save(tmp_path / sub / "1.png")
+    Image.new("RGB", (4, 4)).save(tmp_path / "A" / "1.jpg")
+    for kwargs, message in ((dict(b_resize="area"), "--b_resize must be bicubic or nearest, got 'area'"),
+                            (dict(image_format="gif"), "--format must be png or jpg, got 'gif'"),
+                            (dict(size=0), "--size must be >= 1, got 0"), (dict(limit=0), "--limit must be >= 1"),
+                            (dict(), r"--fold_A: both .*1.jpg and .*1.png have the name 1; keep one of them")):
+        with pytest.raises(DatasetError, match=message):
+            combine_A_and_B(tmp_path / "A", tmp_path / "B", tmp_path / "AB", **kwargs)

@@ -83,3 +83,10 @@ def test_workers_give_the_same_batches_as_no_workers(ab_root):
     resumed = _batches(make_dataloader(ds, 3, plain), plain, [1], start=3)
     assert [r[0] for r in resumed] == [r[0] for r in ref[4:]]
     torch.testing.assert_close(resumed[0][1], ref[4][1], rtol=0, atol=0)
+
+
+def test_more_loader_errors():
+    with pytest.raises(DatasetError, match="drop_last with 2 samples and world_size 3 leaves nothing to sample"):
+        EpochSampler(2, world_size=3, drop_last=True)
+    with pytest.raises(DatasetError, match=r"--num_threads \(DataLoader workers\) must be >= 0, got -1"):
+        make_dataloader(None, 1, EpochSampler(3), num_workers=-1)

@@ -84,7 +84,7 @@ def transform_params(size: tuple[int, int], rng: np.random.Generator, *, preproc
         resize = (load_size, load_size)
     elif preprocess in ("scale_width", "scale_width_and_crop"):
         if w != load_size or h < crop_size:
-            resize = (load_size, int(max(round(load_size * h / w), crop_size)))
+            resize = (load_size, int(max(load_size * h / w, crop_size)))  # as pix2pix: truncated
     elif preprocess == "none":
         rw, rh = max(4, int(round(w / 4)) * 4), max(4, int(round(h / 4)) * 4)
         resize = None if (rw, rh) == (w, h) else (rw, rh)
