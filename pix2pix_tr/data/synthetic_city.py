@@ -168,6 +168,11 @@ def _jitter(rng, color, amount=12.0):
     return np.clip(np.asarray(color, np.float32) + rng.normal(0, amount, 3), 0, 255)
 
 
+def _jitter_grey(rng, color, lum=14.0, chroma=3.0):
+    """Mostly brightness variation: asphalt and paving stay grey instead of drifting to pink or green."""
+    return np.clip(np.asarray(color, np.float32) + rng.normal(0, lum) + rng.normal(0, chroma, 3), 0, 255)
+
+
 def _build_street(s: _Scene) -> None:
     rng = s.rng
     kind = rng.choice(["city", "city", "city", "suburb", "avenue"])  # urban canyon is the common case
@@ -200,9 +205,9 @@ def _build_street(s: _Scene) -> None:
     ground = np.array([(0, s.yh), (s.W, s.yh), (s.W, s.H + 5), (0, s.H + 5)], np.float64)
     s.fill([ground], TERRAIN, s.haze_mix(_jitter(rng, (95, 120, 60), 15), 40))
 
-    asphalt = _jitter(rng, (88, 88, 92), 10)
+    asphalt = _jitter_grey(rng, (88, 88, 92), 12)
     s.fill([s.ground_quad(road_l, road_r, zn, z_far)], ROAD, asphalt)
-    walk_col = _jitter(rng, (165, 160, 150), 15)
+    walk_col = _jitter_grey(rng, (160, 157, 150), 16)
     grass_col = _jitter(rng, (90, 135, 55), 15)
     for sign, grass, walk, edge in ((-1, grass_l, walk_l, road_l), (1, grass_r, walk_r, road_r)):
         inner = edge + sign * grass
@@ -368,7 +373,7 @@ def _gap_fill(s: _Scene, sign, face, z0, z1):
 def _street_furniture(s: _Scene, road_l, road_r, grass_l, grass_r, walk_l, walk_r, end_z):
     rng = s.rng
     out = []
-    grey = _jitter(rng, (115, 115, 118), 10)
+    grey = _jitter_grey(rng, (115, 115, 118), 10)
     for sign, edge, grass, walk in ((-1, road_l, grass_l, walk_l), (1, road_r, grass_r, walk_r)):
         kerb = edge + sign * (grass + 0.5)
         # street lamps at regular spacing
@@ -642,7 +647,7 @@ def render_scene(rng: np.random.Generator, width: int = 512, height: int = 256) 
 
 def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     """The generator for image ``index`` of ``split``: the image depends on nothing else."""
-    return np.random.default_rng([int(seed), _SPLIT_CODE[split], int(index)])
+    return np.random.default_rng([int(seed) & 0xFFFFFFFFFFFFFFFF, _SPLIT_CODE[split], int(index)])
 
 
 def frame_names(split: str, n: int) -> list[tuple[str, str]]:
