@@ -215,6 +215,9 @@ def test_cli_errors_are_one_sentence(tmp_path, ab_root, capsys):
         assert len(err) == 1 and err[0].startswith("test.py: error: "), err
         assert re.search(pattern, err[0]), err[0]
 
+    assert main(_args(tmp_path, tmp_path / "no_data", name="run")) == 2
+    assert "no_data does not exist" in capsys.readouterr().err  # the data package's message, passed through
+
     assert main(_args(tmp_path, ab_root, name="nobody")) == 2
     assert "no experiment folder" in capsys.readouterr().err
 
