@@ -201,3 +201,19 @@ def test_combine_argument_errors(tmp_path):
                             (dict(), r"--fold_A: both .*1.jpg and .*1.png have the name 1; keep one of them")):
         with pytest.raises(DatasetError, match=message):
             combine_A_and_B(tmp_path / "A", tmp_path / "B", tmp_path / "AB", **kwargs)
+
+
+def test_rgba_colour_files_and_stale_other_format(synthetic_city, tmp_path):
+    gt = tmp_path / "gtFine"
+    shutil.copytree(synthetic_city / "gtFine" / "val", gt / "val")
+    for p in (gt / "val").rglob("*_gtFine_color.png"):  # the official colour files are RGBA
+        Image.open(p).convert("RGBA").save(p)
+    out = tmp_path / "ab"
+    written = prepare_cityscapes(gt, synthetic_city / "leftImg8bit", out, size=32, splits=["val"])
+    stem = written["val"][0]
+    ids = np.asarray(Image.open(next((gt / "val").rglob(f"{stem}_gtFine_labelIds.png"))))
+    right = np.asarray(Image.open(out / "val" / f"{stem}.png"))[:, 32:]
+    np.testing.assert_array_equal(right, ids_to_color(np.asarray(Image.fromarray(ids).resize((32, 32), 0))))
+    with pytest.raises(DatasetError, match=r"already holds 4 png pairs from an earlier run \(.*\), which the dataset "
+                                           r"would read twice"):
+        prepare_cityscapes(gt, synthetic_city / "leftImg8bit", out, size=32, splits=["val"], image_format="jpg")

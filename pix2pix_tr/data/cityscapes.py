@@ -153,6 +153,13 @@ def prepare_cityscapes(gtFine_dir, leftImg8bit_dir, output_dir, size: int = 256,
                                f"make a synthetic city with datasets/make_synthetic_cityscapes.py")
     pairs = {split: find_pairs(gtFine_dir, leftImg8bit_dir, split) for split in splits}
     out = Path(output_dir)
+    other = "jpg" if image_format == "png" else "png"
+    for split, items in pairs.items():
+        stale = [f"{stem}.{other}" for stem, _, _ in items if (out / split / f"{stem}.{other}").exists()]
+        if stale:
+            raise DatasetError(f"--output_dir: {out / split} already holds {len(stale)} {other} pairs from an earlier "
+                               f"run ({_listing(stale)}), which the dataset would read twice next to the new "
+                               f"{image_format} files: remove them or choose another --output_dir")
     written: dict[str, list[str]] = {}
     save_kwargs = {"quality": int(jpeg_quality)} if image_format == "jpg" else {"compress_level": 1}
     pool = ProcessPoolExecutor(int(workers)) if int(workers) > 1 else None

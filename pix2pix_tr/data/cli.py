@@ -59,7 +59,8 @@ def synthetic_main(argv: list[str] | None = None) -> int:
     info = make_synthetic_cityscapes(args.out, args.train, args.val, seed=args.seed, width=args.width,
                                      height=args.height, n_test=args.test, progress=not args.quiet)
     print(f"wrote {len(info['train'])} train, {len(info['val'])} val, {len(info['test'])} test frames "
-          f"({args.width}x{args.height}) to {info['root']} in {info['seconds']:.1f} s")
+          f"({args.width}x{args.height}) to {info['root']} in {info['seconds']:.1f} s "
+          f"({info['cpu_seconds']:.1f} s CPU)")
     return 0
 
 
