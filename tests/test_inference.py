@@ -258,3 +258,14 @@ def test_test_py_entry_point(setup, ab_root, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "wrote 2 image triplets" in proc.stdout
     assert (tmp_path / NAME / "val_latest" / "index.html").is_file()
+
+
+def test_state_dict_prefixes_and_syncbatch(tmp_path):
+    from pix2pix_tr.inference import generator_options, load_state_dict
+
+    net = define_G("unet_64", 3, 3, ngf=4)
+    torch.save({f"module._orig_mod.{k}": v for k, v in net.state_dict().items()}, tmp_path / "ddp.pth")
+    state = load_state_dict(tmp_path / "ddp.pth")  # DDP / torch.compile prefixes are stripped
+    assert list(state) == list(net.state_dict())
+    gen = generator_options({"netG": "unet_64", "ngf": 4, "norm": "syncbatch", "no_dropout": True})
+    assert gen["norm"] == "batch" and gen["use_dropout"] is False  # same parameters as BatchNorm, one process
