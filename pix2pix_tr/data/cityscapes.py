@@ -132,7 +132,7 @@ def prepare_cityscapes(gtFine_dir, leftImg8bit_dir, output_dir, size: int = 256,
         label_resize: ``"nearest"`` (default: exact palette colours) or ``"bicubic"`` (the original behaviour).
         image_format: ``"png"`` (default) or ``"jpg"`` (the original behaviour, quality ``jpeg_quality``).
         limit: convert only the first N frames (sorted by name) of each split, for quick runs.
-        workers: processes converting frames in parallel (decoding 2048x1024 PNGs dominates; ~0.1 s a frame).
+        workers: processes converting frames in parallel (decoding 2048x1024 PNGs dominates; ~0.15 s CPU a frame).
 
     All pairs of all splits are matched before anything is written. Returns ``{split: [stems written]}``.
     """
