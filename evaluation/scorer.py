@@ -1,0 +1,325 @@
+"""Scorer networks for the FCN-score, and their self-describing checkpoints.
+
+The paper scores its GANs with FCN-8s (Long, Shelhamer & Darrell, CVPR 2015) trained on Cityscapes, as the
+pix2pix authors did (their Caffe model). No Cityscapes-trained weights can be downloaded here, so every scorer
+is trained by :mod:`evaluation.train_scorer` from the user's photos; nothing is ever fetched (torchvision
+constructors get ``weights=None, weights_backbone=None``).
+
+Architectures (``--arch``):
+
+==================== =========================================================================================
+``fcn8s_vgg16``       FCN-8s on torchvision's VGG16 body (the paper's scorer): fc6/fc7 as 7x7 and 1x1
+                      convolutions (4096 channels), class scores fused with 1x1 scores of pool4 and pool3, 2x, 2x
+                      and 8x bilinear upsampling. ~134M parameters. The upsampling is fixed bilinear
+                      (``F.interpolate``) instead of the original's learned deconvolutions that start bilinear,
+                      so any input size works without the original's pad-100-and-crop trick.
+``fcn8s_vgg16_bn``    The same on VGG16 with batch norm: much easier to train from scratch (no ImageNet
+                      weights), the recommended big scorer.
+``fcn_resnet50``      torchvision ``fcn_resnet50`` (dilated ResNet-50, output stride 8), no aux head.
+``deeplabv3_resnet50`` torchvision ``deeplabv3_resnet50`` (ASPP head), no aux head.
+``fcn8s_small``       A width-reduced FCN-8s for CPUs, tests and the newcomer demo: five VGG-style stages with
+                      batch norm, widths ``base * (1, 2, 4, 8, 8)`` (``base=16`` by default, ``arch_kwargs``),
+                      the first stage a stride-2 convolution (cheap at full resolution), a 3x3 head instead of
+                      fc6/fc7, the same pool3/pool4 skips. ~0.9M parameters at base 16.
+==================== =========================================================================================
+
+Every network maps a normalized (N, 3, H, W) photo batch to (N, C, H, W) class logits at the input size; H and
+W need not be multiples of 32.
+
+Checkpoint (a plain dict, loadable with ``torch.load(weights_only=True)``)::
+
+    {"format": "pix2pix_tr.fcn_scorer", "format_version": 1,
+     "arch": "fcn8s_small", "arch_kwargs": {"base": 16},
+     "num_classes": 19, "class_names": [... 19 Cityscapes train classes ...],
+     "image_size": 256,                      # square size the scorer was trained at (photos squashed to it)
+     "normalization": {"mean": [..3..], "std": [..3..]},   # x = (rgb / 255 - mean) / std
+     "state_dict": {...}, "train": {...}}    # the recipe, epochs done, its GT-row scores
+
+:func:`load_scorer` checks all of it and raises :class:`~evaluation.common.ScorerCheckpointError` naming the
+file when anything does not fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from evaluation.common import ScorerCheckpointError, sha256_file
+from evaluation.labels import NUM_CLASSES, TRAIN_CLASS_NAMES
+
+CHECKPOINT_FORMAT = "pix2pix_tr.fcn_scorer"
+CHECKPOINT_VERSION = 1
+#: Default input normalization: pix2pix's [-1, 1] range.
+DEFAULT_MEAN = (0.5, 0.5, 0.5)
+DEFAULT_STD = (0.5, 0.5, 0.5)
+
+
+class FCN8s(nn.Module):
+    """FCN-8s over any body split into three parts: ... -> pool3 -> pool4 -> pool5.
+
+    ``head`` maps pool5 features to ``head_channels`` (fc6/fc7 in the VGG16 original). Class scores of the
+    head are upsampled 2x and added to scores of pool4, upsampled 2x and added to scores of pool3, then
+    upsampled 8x to the input size. The skip score layers start at zero (as in the original), so training
+    begins as FCN-32s and learns to use the finer features.
+    """
+
+    def __init__(self, to_pool3: nn.Module, to_pool4: nn.Module, to_pool5: nn.Module, head: nn.Module,
+                 pool3_channels: int, pool4_channels: int, head_channels: int, num_classes: int):
+        super().__init__()
+        self.to_pool3, self.to_pool4, self.to_pool5, self.head = to_pool3, to_pool4, to_pool5, head
+        self.score_fr = nn.Conv2d(head_channels, num_classes, 1)
+        self.score_pool4 = nn.Conv2d(pool4_channels, num_classes, 1)
+        self.score_pool3 = nn.Conv2d(pool3_channels, num_classes, 1)
+        for layer in (self.score_pool4, self.score_pool3):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        pool3 = self.to_pool3(x)
+        pool4 = self.to_pool4(pool3)
+        score = self.score_fr(self.head(self.to_pool5(pool4)))
+        score = F.interpolate(score, size=pool4.shape[-2:], mode="bilinear", align_corners=False)
+        score = score + self.score_pool4(pool4)
+        score = F.interpolate(score, size=pool3.shape[-2:], mode="bilinear", align_corners=False)
+        score = score + self.score_pool3(pool3)
+        return F.interpolate(score, size=size, mode="bilinear", align_corners=False)
+
+
+def _split_at_pools(features: nn.Sequential) -> tuple[nn.Sequential, nn.Sequential, nn.Sequential]:
+    pools = [i for i, layer in enumerate(features) if isinstance(layer, nn.MaxPool2d)]
+    if len(pools) != 5:
+        raise ValueError(f"expected a VGG body with 5 max-pools, found {len(pools)}")
+    p3, p4 = pools[2], pools[3]
+    return features[: p3 + 1], features[p3 + 1: p4 + 1], features[p4 + 1:]
+
+
+def _fcn8s_vgg16(num_classes: int, batch_norm: bool = False, dropout: float = 0.5) -> FCN8s:
+    import torchvision
+
+    ctor = torchvision.models.vgg16_bn if batch_norm else torchvision.models.vgg16
+    body = ctor(weights=None).features
+    to_pool3, to_pool4, to_pool5 = _split_at_pools(body)
+    head = nn.Sequential(
+        nn.Conv2d(512, 4096, 7, padding=3), nn.ReLU(inplace=True), nn.Dropout2d(dropout),
+        nn.Conv2d(4096, 4096, 1), nn.ReLU(inplace=True), nn.Dropout2d(dropout),
+    )
+    return FCN8s(to_pool3, to_pool4, to_pool5, head, 256, 512, 4096, num_classes)
+
+
+def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+def _fcn8s_small(num_classes: int, base: int = 16, convs_per_stage: int = 2, dropout: float = 0.1) -> FCN8s:
+    """VGG-like, but the first stage is one stride-2 convolution plus one convolution at 1/2 resolution (a
+    third of the full-resolution work of VGG's two convolutions at full size), then stages at 1/4, 1/8 (pool3),
+    1/16 (pool4), 1/32 (pool5) with ``convs_per_stage`` 3x3 conv-BN-ReLU each."""
+    if base < 1 or convs_per_stage < 1:
+        raise ValueError("fcn8s_small needs base >= 1 and convs_per_stage >= 1")
+    widths = [base, base * 2, base * 4, base * 8, base * 8]
+    stem = [nn.Conv2d(3, base, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(base), nn.ReLU(inplace=True),
+            *_conv_bn_relu(base, base)]
+    stages, cin = [], base
+    for w in widths[1:]:
+        layers: list[nn.Module] = [nn.MaxPool2d(2, ceil_mode=True)]
+        for _ in range(convs_per_stage):
+            layers += _conv_bn_relu(cin, w)
+            cin = w
+        stages.append(layers)
+    to_pool3 = nn.Sequential(*stem, *stages[0], *stages[1])
+    to_pool4 = nn.Sequential(*stages[2])
+    to_pool5 = nn.Sequential(*stages[3])
+    head_channels = base * 16
+    head = nn.Sequential(*_conv_bn_relu(widths[4], head_channels), nn.Dropout2d(dropout))
+    return FCN8s(to_pool3, to_pool4, to_pool5, head, widths[2], widths[3], head_channels, num_classes)
+
+
+class _TorchvisionSegmentation(nn.Module):
+    """torchvision's segmentation models return ``{"out": logits}``; this returns the logits."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)["out"]
+
+
+def _torchvision_segmentation(name: str, num_classes: int) -> nn.Module:
+    from torchvision.models import segmentation
+
+    ctor = getattr(segmentation, name)
+    return _TorchvisionSegmentation(ctor(weights=None, weights_backbone=None, num_classes=num_classes,
+                                         aux_loss=False))
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """An architecture and its default training recipe (what ``train_scorer`` uses unless told otherwise)."""
+    build: Any
+    description: str
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    default_kwargs: dict = field(default_factory=dict)
+
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    "fcn8s_small": ArchSpec(_fcn8s_small, "width-reduced FCN-8s with batch norm (CPU, tests, the demo)",
+                            "adam", 2e-3, 1e-4, {"base": 16}),
+    "fcn8s_vgg16": ArchSpec(lambda c, **kw: _fcn8s_vgg16(c, batch_norm=False, **kw),
+                            "FCN-8s on VGG16, the paper's scorer architecture", "sgd", 1e-2, 5e-4),
+    "fcn8s_vgg16_bn": ArchSpec(lambda c, **kw: _fcn8s_vgg16(c, batch_norm=True, **kw),
+                               "FCN-8s on VGG16 with batch norm (trains from scratch more easily)", "sgd", 2e-2, 5e-4),
+    "fcn_resnet50": ArchSpec(lambda c: _torchvision_segmentation("fcn_resnet50", c),
+                             "torchvision fcn_resnet50 (no pretrained weights)", "sgd", 2e-2, 1e-4),
+    "deeplabv3_resnet50": ArchSpec(lambda c: _torchvision_segmentation("deeplabv3_resnet50", c),
+                                   "torchvision deeplabv3_resnet50 (no pretrained weights)", "sgd", 2e-2, 1e-4),
+}
+
+
+def build_scorer(arch: str, num_classes: int = NUM_CLASSES, **arch_kwargs: Any) -> nn.Module:
+    """A freshly initialized scorer network (see the module docstring for the architectures)."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown scorer architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    spec = ARCHITECTURES[arch]
+    kwargs = {**spec.default_kwargs, **arch_kwargs}
+    try:
+        return spec.build(num_classes, **kwargs)
+    except TypeError as exc:
+        raise ValueError(f"scorer architecture {arch!r} does not take arguments {sorted(arch_kwargs)}: {exc}") from None
+
+
+def scorer_checkpoint(model: nn.Module, *, arch: str, arch_kwargs: dict | None = None, image_size: int,
+                      mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD,
+                      class_names: Sequence[str] = TRAIN_CLASS_NAMES, train: dict | None = None) -> dict:
+    """The checkpoint dict of a scorer (save it with :func:`pix2pix_tr.io.atomic_torch_save`)."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "arch": arch,
+        "arch_kwargs": {**ARCHITECTURES[arch].default_kwargs, **(arch_kwargs or {})},
+        "num_classes": len(class_names),
+        "class_names": list(class_names),
+        "image_size": int(image_size),
+        "normalization": {"mean": [float(m) for m in mean], "std": [float(s) for s in std]},
+        "state_dict": state,
+        "train": dict(train or {}),
+    }
+
+
+@dataclass
+class Scorer:
+    """A loaded scorer: the network (eval mode) plus what its checkpoint says about it."""
+    model: nn.Module
+    arch: str
+    arch_kwargs: dict
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    class_names: list[str]
+    path: str
+    sha256: str
+    train: dict
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def predict(self, photos: torch.Tensor) -> torch.Tensor:
+        """Normalized (N, 3, H, W) photos -> (N, H, W) int64 train ids (argmax of the logits)."""
+        return self.model(photos.to(self.device, non_blocking=True)).argmax(dim=1)
+
+    def describe(self) -> dict:
+        return {"path": self.path, "sha256": self.sha256, "arch": self.arch, "arch_kwargs": self.arch_kwargs,
+                "image_size": self.image_size, "normalization": {"mean": list(self.mean), "std": list(self.std)},
+                "train": {k: v for k, v in self.train.items() if k in _TRAIN_KEYS_TO_REPORT}}
+
+
+_TRAIN_KEYS_TO_REPORT = ("epochs", "epochs_done", "batch_size", "lr", "optimizer", "train_frames", "cityscapes_dir",
+                         "gt_scores", "finished")
+
+
+def _fail(path: Path, why: str) -> ScorerCheckpointError:
+    return ScorerCheckpointError(f"scorer checkpoint {path} {why}")
+
+
+def read_scorer_checkpoint(path: str | Path) -> dict:
+    """``torch.load(weights_only=True)`` plus the format checks; returns the checkpoint dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, "does not exist; train one with python -m evaluation.train_scorer --cityscapes_dir DIR "
+                          "--output scorer.pth")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle / zip errors come in many types
+        raise _fail(path, f"is not a readable torch checkpoint ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        hint = ""
+        if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+            hint = " (it is a bare state_dict, e.g. a pix2pix net_G.pth)"
+        raise _fail(path, f"is not an FCN-score scorer checkpoint{hint}; make one with "
+                          f"python -m evaluation.train_scorer")
+    if ckpt.get("format_version") != CHECKPOINT_VERSION:
+        raise _fail(path, f"has format version {ckpt.get('format_version')!r}; this evaluator reads version "
+                          f"{CHECKPOINT_VERSION}")
+    missing = [k for k in ("arch", "arch_kwargs", "num_classes", "class_names", "image_size", "normalization",
+                           "state_dict") if k not in ckpt]
+    if missing:
+        raise _fail(path, f"lacks the entries {missing}; it is damaged or was not written by train_scorer")
+    if ckpt["arch"] not in ARCHITECTURES:
+        raise _fail(path, f"was saved for scorer architecture {ckpt['arch']!r}, which this version does not know "
+                          f"(known: {', '.join(ARCHITECTURES)})")
+    if len(ckpt["class_names"]) != ckpt["num_classes"]:
+        raise _fail(path, f"lists {len(ckpt['class_names'])} class names for {ckpt['num_classes']} classes")
+    norm = ckpt["normalization"]
+    if not (isinstance(norm, dict) and len(norm.get("mean", ())) == 3 and len(norm.get("std", ())) == 3):
+        raise _fail(path, "has no valid normalization (3 means and 3 stds)")
+    return ckpt
+
+
+def load_scorer(path: str | Path, device: str | torch.device = "cpu", *,
+                class_names: Sequence[str] | None = TRAIN_CLASS_NAMES) -> Scorer:
+    """Load a scorer checkpoint for inference and check it predicts ``class_names`` (default: Cityscapes' 19).
+
+    Raises :class:`ScorerCheckpointError` naming the file when the file is missing, is not a scorer checkpoint,
+    names an unknown architecture, predicts other classes, or holds weights that do not fit its architecture.
+    """
+    path = Path(path)
+    ckpt = read_scorer_checkpoint(path)
+    if class_names is not None and list(ckpt["class_names"]) != list(class_names):
+        raise _fail(path, f"predicts {ckpt['num_classes']} classes ({', '.join(ckpt['class_names'][:5])}, ...), "
+                          f"but the FCN-score needs the {len(class_names)} Cityscapes train classes in train-id order "
+                          f"({', '.join(list(class_names)[:5])}, ...)")
+    try:
+        model = build_scorer(ckpt["arch"], ckpt["num_classes"], **ckpt["arch_kwargs"])
+    except ValueError as exc:
+        raise _fail(path, f"cannot be rebuilt: {exc}") from None
+    try:
+        result = model.load_state_dict(ckpt["state_dict"], strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        detail = " ".join(str(exc).split())[:300]
+        raise _fail(path, f"holds weights that do not fit architecture {ckpt['arch']!r} {ckpt['arch_kwargs']}: "
+                          f"{detail}") from None
+    problems = []
+    if result.missing_keys:
+        problems.append(f"missing {len(result.missing_keys)} tensors (e.g. {result.missing_keys[0]})")
+    if result.unexpected_keys:
+        problems.append(f"{len(result.unexpected_keys)} unexpected tensors (e.g. {result.unexpected_keys[0]})")
+    if problems:
+        raise _fail(path, f"holds weights that do not fit architecture {ckpt['arch']!r} "
+                          f"{ckpt['arch_kwargs']}: {'; '.join(problems)}")
+    model.eval().to(device)
+    norm = ckpt["normalization"]
+    return Scorer(model=model, arch=ckpt["arch"], arch_kwargs=dict(ckpt["arch_kwargs"]),
+                  image_size=int(ckpt["image_size"]), mean=tuple(norm["mean"]), std=tuple(norm["std"]),
+                  class_names=list(ckpt["class_names"]), path=str(path), sha256=sha256_file(path),
+                  train=dict(ckpt.get("train", {})))
