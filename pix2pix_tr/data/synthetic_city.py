@@ -96,7 +96,6 @@ class _Scene:
         self.haze_depth = rng.uniform(90, 250)
         self.sun_left = rng.random() < 0.5
         self.sunny = rng.random() < 0.6
-        self.px_per_pixel = 1.0  # polygon precision (cv2 'shift')
         self.min_px = 0.9  # thin objects stay at least ~1 pixel wide at small sizes
 
     # --- projection -------------------------------------------------------------------------------------------
@@ -508,14 +507,14 @@ def _vehicle(s: _Scene, X, z, kind=CAR, oncoming=False):
         col = _jitter(rng, rng.choice([(220, 190, 40), (200, 40, 40), (235, 235, 230), (40, 110, 170)]), 10)
     col = col * rng.uniform(0.85, 1.1)
     dark = np.array([30, 33, 38], np.float32)
-    out = []
+    shadow = np.array([45, 45, 48], np.float32)
 
     def draw():
         light = 1.0 if s.sunny else 0.85
         c = s.haze_mix(col * light, z)
         x0, x1 = X - w / 2, X + w / 2
         # shadow on the road (photo only)
-        s.paint([s.ground_quad(x0 - 0.1, x1 + 0.1, z - 0.3, z + length)], s.haze_mix(asphalt_shadow, z))
+        s.paint([s.ground_quad(x0 - 0.1, x1 + 0.1, z - 0.3, z + length)], s.haze_mix(shadow, z))
         side_X = x1 if X < 0 else x0  # the side facing the camera axis
         if abs(X) > w / 2:
             s.side(side_X, z, z + length, 0.2, h_body, kind, s.haze_mix(col * 0.8 * light, z))
@@ -546,9 +545,7 @@ def _vehicle(s: _Scene, X, z, kind=CAR, oncoming=False):
         for wx in (x0, x1 - 0.3):  # tyres under the body
             s.box(wx, wx + 0.3, 0, 0.35, z, kind, dark)
 
-    asphalt_shadow = np.array([45, 45, 48], np.float32)
-    out.append((z, draw))
-    return out
+    return [(z, draw)]
 
 
 def _traffic(s: _Scene, road_l, road_r, lane_w, n_lanes, ego_lane, walk_l, walk_r, grass_l, grass_r, end_z):
