@@ -92,10 +92,6 @@ class EpochSampler(Sampler):
     def __len__(self) -> int:
         return self.num_samples - self.start
 
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "start": self.start, "seed": self.seed, "n": self.n,
-                "world_size": self.world_size}
-
     def __repr__(self) -> str:
         return (f"EpochSampler(n={self.n}, shuffle={self.shuffle}, seed={self.seed}, rank={self.rank}, "
                 f"world_size={self.world_size}, drop_last={self.drop_last}, epoch={self.epoch}, start={self.start})")
