@@ -1,0 +1,107 @@
+"""The paper's FCN-score table from several ``fcn_score`` output folders.
+
+Each OUT folder holds the ``evaluation_results.json`` that :mod:`evaluation.fcn_score` wrote. The table has one
+row per folder (named by ``--labels``, or by the label stored in the results: ``GT`` for ``--real``, else the run
+name) and the paper's three columns, plus PSNR / SSIM where known and the majority-class baseline once::
+
+    python -m evaluation.compare_runs eval/gt eval/adam eval/tradam --labels GT Adam TRAdam --output table.md
+
+    | Method | Per-pixel acc. | Per-class acc. | Class IOU | PSNR (dB) | SSIM |
+    |---|---|---|---|---|---|
+    | GT | 0.700 | 0.260 | 0.190 | | |
+    ...
+
+Rows are only comparable when they share the scorer (same checkpoint sha256), the protocol and the frames;
+any difference is printed under the table as a warning (and in the file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Sequence
+
+from evaluation.common import EvaluationError, run_cli
+from evaluation.fcn_score import RESULTS_JSON
+from pix2pix_tr.io import atomic_write_text
+
+COLUMNS = (("per_pixel_acc", "Per-pixel acc."), ("per_class_acc", "Per-class acc."), ("class_iou", "Class IOU"))
+
+
+def load_results(out_dir: str | Path) -> dict:
+    path = Path(out_dir)
+    if path.is_dir():
+        path = path / RESULTS_JSON
+    if not path.is_file():
+        raise EvaluationError(f"{out_dir} holds no {RESULTS_JSON}; pass folders written by python -m "
+                              f"evaluation.fcn_score --output_dir OUT")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+        results["scores"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise EvaluationError(f"{path} is not an FCN-score results file (no 'scores'); rerun "
+                              f"python -m evaluation.fcn_score") from None
+    return results
+
+
+def _cell(x) -> str:
+    return "" if x is None else f"{x:.3f}"
+
+
+def compare_table(out_dirs: Sequence[str | Path], labels: Sequence[str] | None = None) -> tuple[str, list[str]]:
+    """The markdown table and a list of comparability warnings."""
+    if not out_dirs:
+        raise EvaluationError("give at least one fcn_score output folder")
+    if labels is not None and len(labels) != len(out_dirs):
+        raise EvaluationError(f"--labels has {len(labels)} names for {len(out_dirs)} folders; give one per folder")
+    runs = [load_results(d) for d in out_dirs]
+    names = list(labels) if labels is not None else [r.get("label") or Path(d).name for r, d in zip(runs, out_dirs)]
+    with_psnr = any(r.get("psnr_mean") is not None for r in runs)
+    header = ["Method"] + [title for _, title in COLUMNS] + (["PSNR (dB)", "SSIM"] if with_psnr else [])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, r in zip(names, runs):
+        cells = [name] + [_cell(r["scores"].get(key)) for key, _ in COLUMNS]
+        if with_psnr:
+            psnr = r.get("psnr_mean")
+            cells += ["" if psnr is None else f"{psnr:.2f}", _cell(r.get("ssim_mean"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    base = runs[0].get("majority_baseline")
+    if base:
+        cells = [f"(majority class: {base['class_name']})"] + [_cell(base.get(k)) for k, _ in COLUMNS]
+        cells += ["", ""] if with_psnr else []
+        lines.append("| " + " | ".join(cells) + " |")
+
+    warnings = []
+    for what, get in (("scorer checkpoint (sha256)", lambda r: r.get("scorer", {}).get("sha256")),
+                      ("protocol", lambda r: (r.get("protocol"), r.get("eval_size"))),
+                      ("absent-class convention", lambda r: r.get("convention")),
+                      ("number of frames", lambda r: r.get("num_frames"))):
+        values = [get(r) for r in runs]
+        if len(set(map(str, values))) > 1:
+            detail = ", ".join(f"{n}: {v if not isinstance(v, str) else v[:12]}" for n, v in zip(names, values))
+            warnings.append(f"rows differ in {what} ({detail}); they are not directly comparable")
+    return "\n".join(lines) + "\n", warnings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m evaluation.compare_runs",
+                                description="Print the paper-style FCN-score table of several fcn_score outputs.")
+    p.add_argument("out_dirs", nargs="+", help="fcn_score --output_dir folders, one per row")
+    p.add_argument("--labels", nargs="+", default=None, help="row names, one per folder (e.g. GT Adam TRAdam)")
+    p.add_argument("--output", default=None, help="also write the table (markdown) to this file")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    table, warnings = compare_table(args.out_dirs, args.labels)
+    text = table + "".join(f"\nWarning: {w}" for w in warnings) + ("\n" if warnings else "")
+    print(text, end="")
+    if args.output:
+        atomic_write_text(args.output, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

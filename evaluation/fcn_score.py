@@ -1,0 +1,470 @@
+"""The FCN-score of synthesized Cityscapes photos (pix2pix labels->photo), as in the pix2pix and TRAdam papers.
+
+A scorer network (see :mod:`evaluation.scorer`, trained by :mod:`evaluation.train_scorer`) labels every
+synthesized photo ``{result_dir}/images/{city}_{seq}_{frame}_fake_B.png`` (what ``test.py`` writes); the labels
+are compared with ``{cityscapes_dir}/gtFine/val/{city}/{city}_{seq}_{frame}_gtFine_labelIds.png``, the maps the
+photos were synthesized from. If the generator painted a convincing "car" where the label map says car, the
+scorer finds a car there. The three numbers (per-pixel accuracy, per-class accuracy, class IoU; see
+:mod:`evaluation.metrics`) are then read off one confusion matrix summed over all frames.
+
+Protocols (``--protocol``):
+
+* ``pix2pix`` (default, the original evaluator): the photo is upsampled (bilinear) to the label map's size
+  (2048x1024 for real Cityscapes), labelled there, and compared at full resolution.
+* ``256``: the photo is resized to ``eval_size`` x ``eval_size`` (default 256, usually a no-op for pix2pix
+  output) and compared with the labels resized nearest-neighbour to the same size. Cheaper; it is also what
+  ``train_scorer`` reports for its GT row (at the scorer's training size).
+
+``--real`` scores the real val photos instead, resized (bicubic) to the scorer's training size first, like the
+generator's output: the "GT" row of the paper's table, the upper bound a synthesized photo can reach.
+
+Every frame on one side must exist on the other: a synthesized frame without ground truth, or a ground-truth
+frame without a synthesized photo, is an error that lists them (``--allow_subset`` accepts fewer synthesized
+frames than ground-truth ones, e.g. after ``test.py --num_test 50``; the count is recorded).
+
+Outputs in ``output_dir``: ``evaluation_results.json`` (everything, including the confusion matrix, both
+conventions for absent classes, the majority-class baseline, per-frame PSNR/SSIM, the protocol, the scorer path
+and its sha256), ``evaluation_results.txt`` (the original evaluator's layout) and ``index.html`` with
+``samples/`` (photo, predicted labels, ground truth).
+
+Command line::
+
+    python -m evaluation.fcn_score --result_dir results/NAME/val_latest --cityscapes_dir DIR \\
+        --scorer scorer.pth --output_dir eval/NAME [--protocol pix2pix|256] [--real]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from evaluation.common import (EvaluationError, MissingFramesError, list_label_frames, load_rgb, load_train_ids,
+                               normalize_photo, photo_path, require_cityscapes_split, resolve_device, run_cli)
+from evaluation.labels import train_ids_to_color
+from evaluation.metrics import confusion_matrix, majority_confusion, scores_to_json, segmentation_scores
+from evaluation.scorer import Scorer, load_scorer
+from pix2pix_tr.io import atomic_save_image, atomic_write_text
+
+PROTOCOLS = ("pix2pix", "256")
+FAKE_SUFFIXES = ("_fake_B.png", "_fake_B.jpg")
+RESULTS_JSON = "evaluation_results.json"
+RESULTS_TXT = "evaluation_results.txt"
+PSNR_CAP = 100.0
+
+
+# ---------------------------------------------------------------------------------------------- frame matching
+def find_fake_frames(result_dir: str | Path) -> dict[str, Path]:
+    """``{frame_id: path}`` of the synthesized photos in ``result_dir/images/`` (or ``result_dir`` itself)."""
+    result_dir = Path(result_dir)
+    if not result_dir.is_dir():
+        raise EvaluationError(f"--result_dir {result_dir} does not exist; run python test.py --dataroot DIR --name "
+                              f"NAME first and pass results/NAME/val_latest")
+    images = result_dir / "images" if (result_dir / "images").is_dir() else result_dir
+    frames: dict[str, Path] = {}
+    for path in sorted(images.iterdir()):
+        for suffix in FAKE_SUFFIXES:
+            if path.name.endswith(suffix):
+                frames[path.name[: -len(suffix)]] = path
+    if not frames:
+        raise EvaluationError(f"--result_dir {result_dir} holds no *_fake_B.png images (looked in {images}); "
+                              f"pass the folder test.py wrote, e.g. results/NAME/val_latest")
+    return frames
+
+
+def _listing(ids: Sequence[str], limit: int = 20) -> str:
+    shown = ", ".join(ids[:limit])
+    return shown + (f", ... ({len(ids) - limit} more)" if len(ids) > limit else "")
+
+
+def match_frames(fake: dict[str, Path] | None, gt: dict[str, Path], *, result_dir: Any, cityscapes_dir: Any,
+                 split: str, allow_subset: bool) -> list[str]:
+    """The frame ids to score; a frame missing on either side raises :class:`MissingFramesError` listing them."""
+    if fake is None:
+        return sorted(gt)
+    missing_gt = sorted(set(fake) - set(gt))
+    missing_fake = [] if allow_subset else sorted(set(gt) - set(fake))
+    if missing_gt or missing_fake:
+        parts = []
+        if missing_gt:
+            parts.append(f"{len(missing_gt)} synthesized frame(s) in {result_dir} have no ground truth "
+                         f"{cityscapes_dir}/gtFine/{split}/CITY/*_gtFine_labelIds.png: {_listing(missing_gt)}")
+        if missing_fake:
+            parts.append(f"{len(missing_fake)} ground-truth frame(s) in {cityscapes_dir}/gtFine/{split} have no "
+                         f"*_fake_B.png in {result_dir}: {_listing(missing_fake)} (run test.py on the whole "
+                         f"split, or pass --allow_subset to score only the synthesized ones)")
+        raise MissingFramesError("; ".join(parts), missing_fake=missing_fake, missing_gt=missing_gt)
+    return sorted(fake)
+
+
+# ---------------------------------------------------------------------------------------------- the data
+class _Frames(torch.utils.data.Dataset):
+    """One item per frame: the scorer's input, the ground truth at the comparison size, PSNR/SSIM."""
+
+    def __init__(self, frame_ids, fake, gt, cityscapes_dir, split, protocol, eval_size, real, real_size, mean, std):
+        self.frame_ids, self.fake, self.gt = list(frame_ids), fake, gt
+        self.cityscapes_dir, self.split = Path(cityscapes_dir), split
+        self.protocol, self.eval_size, self.real, self.real_size = protocol, eval_size, real, real_size
+        self.mean, self.std = mean, std
+
+    def __len__(self) -> int:
+        return len(self.frame_ids)
+
+    def __getitem__(self, i: int) -> dict:
+        frame = self.frame_ids[i]
+        real_path = photo_path(self.cityscapes_dir, self.split, frame)
+        psnr = ssim = None
+        if self.real:
+            if not real_path.is_file():
+                raise EvaluationError(f"--real needs the real photo {real_path}, which does not exist")
+            photo = load_rgb(real_path).resize((self.real_size, self.real_size), Image.BICUBIC)
+        else:
+            photo = load_rgb(self.fake[frame])
+            if real_path.is_file():
+                psnr, ssim = photo_similarity(photo, load_rgb(real_path))
+        if self.protocol == "pix2pix":
+            gt = load_train_ids(self.gt[frame])
+            size = (gt.shape[1], gt.shape[0])
+        else:
+            size = (self.eval_size, self.eval_size)
+            gt = load_train_ids(self.gt[frame], size=size)
+        display = photo
+        if photo.size != size:
+            photo = photo.resize(size, Image.BILINEAR)
+        return {"index": i, "input": normalize_photo(photo, self.mean, self.std), "gt": torch.from_numpy(gt),
+                "display": np.asarray(display), "psnr": psnr, "ssim": ssim}
+
+
+def photo_similarity(fake: Image.Image, real: Image.Image) -> tuple[float, float]:
+    """PSNR (dB) and SSIM of a synthesized photo against the real one resized (bicubic) to its size.
+
+    Identical images would have infinite PSNR; it is capped at ``PSNR_CAP`` (100 dB) so the JSON stays valid.
+    SSIM uses a 7x7 window (smaller for tiny images), colour channels averaged."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    a = np.asarray(real.resize(fake.size, Image.BICUBIC))
+    b = np.asarray(fake)
+    psnr = PSNR_CAP if np.array_equal(a, b) else float(peak_signal_noise_ratio(a, b, data_range=255))
+    win = min(7, min(b.shape[:2]) // 2 * 2 - 1)
+    ssim = float(structural_similarity(a, b, channel_axis=2, data_range=255, win_size=max(win, 3)))
+    return min(psnr, PSNR_CAP), ssim
+
+
+def _collate(items: list[dict]) -> list[dict]:
+    return items
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer: str | Path | Scorer,
+              output_dir: str | Path, *, protocol: str = "pix2pix", real: bool = False, split: str = "val",
+              eval_size: int = 256, real_size: int | None = None, batch_size: int = 4, device: str | None = "auto",
+              num_workers: int = 0, allow_subset: bool = False, num_samples: int = 8, pix2pix_compat: bool = False,
+              label: str | None = None, progress: bool = True) -> dict:
+    """Score synthesized (or, with ``real=True``, real) val photos; write the reports; return the results dict.
+
+    ``scorer`` is a checkpoint path or a loaded :class:`~evaluation.scorer.Scorer`. ``real_size`` (default: the
+    scorer's training size) is the square size real photos are resized to before the protocol applies.
+    ``pix2pix_compat`` picks which convention for classes absent from the ground truth gives the headline
+    ``scores`` (both are always in the JSON). ``label`` names the row in ``compare_runs`` (default ``GT`` for
+    real photos, else the name of the run folder). Returns the dict written to ``evaluation_results.json``.
+    """
+    if protocol not in PROTOCOLS:
+        raise EvaluationError(f"--protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    if eval_size < 16:
+        raise EvaluationError(f"--eval_size {eval_size} is too small; use 16 or more (256 is the paper's)")
+    if batch_size < 1:
+        raise EvaluationError(f"--batch_size {batch_size} must be at least 1")
+    if result_dir is None and not real:
+        raise EvaluationError("--result_dir is required (the folder test.py wrote, e.g. results/NAME/val_latest) "
+                              "unless --real scores the real photos")
+    cityscapes_dir = require_cityscapes_split(cityscapes_dir, split, need_photos=real)
+    dev = resolve_device(device)
+    if not isinstance(scorer, Scorer):
+        scorer = load_scorer(scorer, dev)
+    else:
+        scorer.model.to(dev).eval()
+    fake = find_fake_frames(result_dir) if result_dir is not None else None
+    gt = list_label_frames(cityscapes_dir, split)
+    if not gt:
+        raise EvaluationError(f"--cityscapes_dir {cityscapes_dir}/gtFine/{split} holds no *_gtFine_labelIds.png")
+    frame_ids = match_frames(fake, gt, result_dir=result_dir, cityscapes_dir=cityscapes_dir, split=split,
+                             allow_subset=allow_subset)
+    real_size = int(real_size or scorer.image_size)
+    data = _Frames(frame_ids, fake, gt, cityscapes_dir, split, protocol, eval_size, real, real_size,
+                   scorer.mean, scorer.std)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                         collate_fn=_collate, pin_memory=dev.type == "cuda")
+    num_classes = len(scorer.class_names)
+    conf = np.zeros((num_classes, num_classes), dtype=np.int64)
+    per_frame: list[dict] = [None] * len(data)  # type: ignore[list-item]
+    samples: list[dict] = []
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(data), desc=f"FCN-score ({protocol})", unit="frame", disable=not progress)
+    for items in loader:
+        by_shape: dict[tuple, list[dict]] = {}
+        for item in items:
+            by_shape.setdefault(tuple(item["input"].shape), []).append(item)
+        for group in by_shape.values():
+            preds = scorer.predict(torch.stack([it["input"] for it in group]))
+            for it, pred in zip(group, preds):
+                gt_t = it["gt"].to(pred.device)
+                frame_conf = confusion_matrix(gt_t, pred, num_classes)
+                conf += frame_conf
+                total = frame_conf.sum()
+                per_frame[it["index"]] = {
+                    "frame": frame_ids[it["index"]],
+                    "pixel_acc": float(np.trace(frame_conf) / total) if total else None,
+                    "psnr": it["psnr"], "ssim": it["ssim"]}
+                if it["index"] < num_samples:
+                    samples.append({"frame": frame_ids[it["index"]], "photo": it["display"],
+                                    "pred": pred.to(torch.uint8).cpu().numpy(), "gt": it["gt"].numpy()})
+        bar.update(len(items))
+    bar.close()
+
+    headline = segmentation_scores(conf, pix2pix_compat=pix2pix_compat, class_names=scorer.class_names)
+    official = segmentation_scores(conf, pix2pix_compat=False, class_names=scorer.class_names)
+    compat = segmentation_scores(conf, pix2pix_compat=True, class_names=scorer.class_names)
+    base_conf, majority = majority_confusion(conf)
+    base = segmentation_scores(base_conf, pix2pix_compat=pix2pix_compat, class_names=scorer.class_names)
+    psnrs = [f["psnr"] for f in per_frame if f["psnr"] is not None]
+    ssims = [f["ssim"] for f in per_frame if f["ssim"] is not None]
+    if label is None:
+        label = "GT" if real else (Path(result_dir).resolve().parent.name or Path(result_dir).name)
+    three = ("per_pixel_acc", "per_class_acc", "class_iou")
+    results = {
+        "label": label,
+        "scores": {k: headline[k] for k in three},
+        "convention": "pix2pix_compat" if pix2pix_compat else "official",
+        "scores_official": {k: official[k] for k in three},
+        "scores_pix2pix_compat": {k: compat[k] for k in three},
+        "per_class": [
+            {"name": name, "accuracy": headline["per_class_accuracy"][i], "iou": headline["per_class_iou"][i],
+             "gt_pixels": int(headline["class_pixels"][i]), "present": bool(headline["class_present"][i])}
+            for i, name in enumerate(scorer.class_names)],
+        "majority_baseline": {"class": majority, "class_name": scorer.class_names[majority],
+                              **{k: base[k] for k in three}},
+        "psnr_mean": float(np.mean(psnrs)) if psnrs else None,
+        "ssim_mean": float(np.mean(ssims)) if ssims else None,
+        "protocol": protocol,
+        "protocol_detail": (
+            "photo upsampled (bilinear) to the label map size, compared at full resolution" if protocol == "pix2pix"
+            else f"photo resized to {eval_size}x{eval_size}, labels nearest-neighbour to {eval_size}x{eval_size}"),
+        "eval_size": eval_size if protocol == "256" else None,
+        "real": bool(real),
+        "real_size": real_size if real else None,
+        "scorer": scorer.describe(),
+        "result_dir": str(result_dir) if result_dir is not None else None,
+        "cityscapes_dir": str(cityscapes_dir),
+        "split": split,
+        "num_frames": len(frame_ids),
+        "num_gt_frames": len(gt),
+        "confusion_matrix": conf.tolist(),
+        "frames": per_frame,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    results = _json_clean(results)
+    write_reports(results, samples, output_dir)
+    return results
+
+
+def _json_clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_clean(value.tolist())
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- reports
+def _fmt(x: float | None) -> str:
+    return "nan" if x is None else f"{x:f}"
+
+
+def results_text(results: dict) -> str:
+    """The original evaluator's ``evaluation_results.txt`` layout, then the run's provenance."""
+    s = results["scores"]
+    lines = [f"Mean pixel accuracy: {_fmt(s['per_pixel_acc'])}",
+             f"Mean class accuracy: {_fmt(s['per_class_acc'])}",
+             f"Mean class IoU: {_fmt(s['class_iou'])}",
+             "************ Per class numbers below ************"]
+    for row in results["per_class"]:
+        lines.append(f"{row['name']:<15}: acc = {_fmt(row['accuracy'])}, iou = {_fmt(row['iou'])}")
+    b = results["majority_baseline"]
+    lines += ["************ Run details ************",
+              f"protocol: {results['protocol']} ({results['protocol_detail']})",
+              f"absent classes: {results['convention']}",
+              f"frames: {results['num_frames']} of {results['num_gt_frames']} in gtFine/{results['split']}"
+              + (" (real photos)" if results["real"] else ""),
+              f"scorer: {results['scorer']['path']} ({results['scorer']['arch']}, sha256 {results['scorer']['sha256']})",
+              f"majority-class baseline ({b['class_name']} everywhere): pixel {_fmt(b['per_pixel_acc'])}, "
+              f"class {_fmt(b['per_class_acc'])}, IoU {_fmt(b['class_iou'])}"]
+    if results["psnr_mean"] is not None:
+        lines.append(f"PSNR vs real photo: {results['psnr_mean']:.3f} dB; SSIM: {results['ssim_mean']:.4f}")
+    return "\n".join(lines) + "\n"
+
+
+_CSS = """
+body { font-family: sans-serif; margin: 1.5em; }
+table { border-collapse: collapse; margin-bottom: 1.5em; }
+td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: middle; }
+.bar { background: #eee; width: 240px; height: 12px; }
+.bar div { height: 12px; }
+.big td { font-size: 1.3em; }
+.swatch { display: inline-block; width: 12px; height: 12px; margin-right: 4px; border: 1px solid #888; }
+img { image-rendering: pixelated; }
+.meta { color: #555; font-size: 0.9em; }
+"""
+
+
+def _bar(value: float | None, color: str):
+    from dominate import tags
+
+    outer = tags.div(cls="bar")
+    if value is not None:
+        outer.add(tags.div(style=f"width:{max(0.0, min(1.0, value)) * 100:.1f}%; background:{color}"))
+    return outer
+
+
+def write_reports(results: dict, samples: list[dict], output_dir: str | Path) -> None:
+    """Write ``evaluation_results.json``, ``evaluation_results.txt``, ``index.html`` and ``samples/``."""
+    import dominate
+    from dominate import tags
+
+    from evaluation.labels import TRAIN_PALETTE
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / RESULTS_JSON, json.dumps(results, indent=1) + "\n")
+    atomic_write_text(out / RESULTS_TXT, results_text(results))
+
+    sample_rows = []
+    for sample in samples:
+        h, w = sample["photo"].shape[:2]
+        scale = min(1.0, 512 / max(h, w))
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        names = {}
+        for key, arr in (("photo", sample["photo"]), ("pred", train_ids_to_color(sample["pred"])),
+                         ("gt", train_ids_to_color(sample["gt"]))):
+            img = Image.fromarray(arr)
+            if img.size != size:
+                img = img.resize(size, Image.BILINEAR if key == "photo" else Image.NEAREST)
+            names[key] = f"samples/{sample['frame']}_{key}.png"
+            atomic_save_image(img, out / names[key])
+        sample_rows.append((sample["frame"], names))
+
+    s, b = results["scores"], results["majority_baseline"]
+    doc = dominate.document(title=f"FCN-score: {results['label']}")
+    with doc.head:
+        tags.meta(charset="utf-8")
+        tags.style(_CSS)
+    with doc:
+        tags.h1(f"FCN-score: {results['label']}")
+        tags.p(f"{results['num_frames']} frames ({'real photos' if results['real'] else 'synthesized photos'}), "
+               f"protocol {results['protocol']}: {results['protocol_detail']}. Classes absent from the ground "
+               f"truth: {results['convention']} convention.", cls="meta")
+        with tags.table(cls="big"):
+            tags.tr(tags.th(""), tags.th("Per-pixel acc."), tags.th("Per-class acc."), tags.th("Class IOU"))
+            tags.tr(tags.td(results["label"]), *[tags.td(_fmt3(s[k])) for k in ("per_pixel_acc", "per_class_acc",
+                                                                                   "class_iou")])
+            tags.tr(tags.td(f"majority class ({b['class_name']} everywhere)"),
+                    *[tags.td(_fmt3(b[k])) for k in ("per_pixel_acc", "per_class_acc", "class_iou")])
+        if results["psnr_mean"] is not None:
+            tags.p(f"PSNR against the real photo: {results['psnr_mean']:.2f} dB, SSIM: {results['ssim_mean']:.3f} "
+                   f"(mean over frames; real photo resized to the synthesized size).")
+        tags.h2("Per class")
+        with tags.table():
+            tags.tr(tags.th("class"), tags.th("GT pixels"), tags.th("accuracy"), tags.th(""), tags.th("IoU"),
+                    tags.th(""))
+            for i, row in enumerate(results["per_class"]):
+                color = "rgb({},{},{})".format(*TRAIN_PALETTE[i]) if i < len(TRAIN_PALETTE) else "#888"
+                tags.tr(tags.td(tags.span(cls="swatch", style=f"background:{color}"), row["name"]),
+                        tags.td(f"{row['gt_pixels']:,}"),
+                        tags.td(_fmt3(row["accuracy"]) if row["accuracy"] is not None else "absent"),
+                        tags.td(_bar(row["accuracy"], "#4a7")),
+                        tags.td(_fmt3(row["iou"]) if row["iou"] is not None else "absent"),
+                        tags.td(_bar(row["iou"], "#47a")))
+        if sample_rows:
+            tags.h2("Sample frames")
+            frames = {f["frame"]: f for f in results["frames"]}
+            with tags.table():
+                tags.tr(tags.th("frame"), tags.th("photo"), tags.th("scorer's labels"), tags.th("ground truth"))
+                for frame, names in sample_rows:
+                    info = frames.get(frame, {})
+                    caption = [frame, tags.br(), f"pixel acc {_fmt3(info.get('pixel_acc'))}"]
+                    if info.get("psnr") is not None:
+                        caption += [tags.br(), f"PSNR {info['psnr']:.2f} dB", tags.br(), f"SSIM {info['ssim']:.3f}"]
+                    tags.tr(tags.td(*caption), *[tags.td(tags.img(src=names[k], alt=k)) for k in ("photo", "pred", "gt")])
+        sc = results["scorer"]
+        tags.p(f"scorer {sc['path']} ({sc['arch']}, trained at {sc['image_size']}x{sc['image_size']}), sha256 "
+               f"{sc['sha256']}; created {results['created']}.", cls="meta")
+    atomic_write_text(out / "index.html", doc.render())
+
+
+def _fmt3(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m evaluation.fcn_score", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--result_dir", help="folder test.py wrote (results/NAME/val_latest) holding images/*_fake_B.png")
+    p.add_argument("--cityscapes_dir", required=True, help="Cityscapes root with gtFine/ (and leftImg8bit/)")
+    p.add_argument("--scorer", required=True, help="scorer checkpoint written by python -m evaluation.train_scorer")
+    p.add_argument("--output_dir", required=True, help="where the JSON, text and HTML reports go")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="pix2pix",
+                   help="pix2pix: compare at label resolution (original); 256: compare at --eval_size")
+    p.add_argument("--eval_size", type=int, default=256, help="comparison size of --protocol 256 (default 256)")
+    p.add_argument("--real", action="store_true", help="score the real val photos (the GT row)")
+    p.add_argument("--real_size", type=int, default=None,
+                   help="square size real photos are resized to first (default: the scorer's training size)")
+    p.add_argument("--split", default="val", help="Cityscapes split of the ground truth (default val)")
+    p.add_argument("--allow_subset", action="store_true",
+                   help="accept fewer synthesized frames than ground-truth frames (e.g. test.py --num_test)")
+    p.add_argument("--pix2pix_compat", action="store_true",
+                   help="headline scores with the original's arithmetic (absent classes count 0)")
+    p.add_argument("--label", default=None, help="row name for compare_runs (default: GT or the run's name)")
+    p.add_argument("--batch_size", type=int, default=4)
+    p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes for image loading")
+    p.add_argument("--num_samples", type=int, default=8, help="frames shown in the HTML report")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    results = fcn_score(args.result_dir, args.cityscapes_dir, args.scorer, args.output_dir, protocol=args.protocol,
+                        real=args.real, split=args.split, eval_size=args.eval_size, real_size=args.real_size,
+                        batch_size=args.batch_size, device=args.device, num_workers=args.num_workers,
+                        allow_subset=args.allow_subset, num_samples=args.num_samples,
+                        pix2pix_compat=args.pix2pix_compat, label=args.label, progress=not args.no_progress)
+    s, b = results["scores"], results["majority_baseline"]
+    print(f"{results['label']}: per-pixel acc {_fmt3(s['per_pixel_acc'])}, per-class acc "
+          f"{_fmt3(s['per_class_acc'])}, class IoU {_fmt3(s['class_iou'])} ({results['num_frames']} frames, "
+          f"protocol {results['protocol']}); majority class: {_fmt3(b['per_pixel_acc'])} / "
+          f"{_fmt3(b['per_class_acc'])} / {_fmt3(b['class_iou'])}")
+    if results["psnr_mean"] is not None:
+        print(f"PSNR {results['psnr_mean']:.2f} dB, SSIM {results['ssim_mean']:.3f}")
+    print(f"reports in {Path(args.output_dir) / 'index.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
