@@ -296,3 +296,29 @@ def test_trsgd_fluctuates_less_than_sgd_at_the_same_lr(momentum, lr, worst):
     ratio = tr / sgd  # measured: 0.43-0.61 without momentum, 0.28-0.34 with momentum 0.9
     assert ratio.max().item() < worst, ratio  # every seed, with margin
     assert ratio.mean().item() < worst - 0.1, ratio
+
+
+# ----------------------------------------------------------------------------- torch.compile
+@pytest.mark.slow
+def test_compiled_training_step_matches_eager():
+    """torch.compile of a whole training step that calls opt.step() (a graph break at the step)."""
+    model, ref_model = tiny_model(), tiny_model()
+    opt = TRAdam(model.parameters(), lr=0.01, tr_period=2)
+    ref = TRAdam(ref_model.parameters(), lr=0.01, tr_period=2)
+
+    def train_step(m, o, x, y):
+        o.zero_grad()
+        loss = torch.nn.functional.mse_loss(m(x), y)
+        loss.backward()
+        o.step()
+        return loss.detach()
+
+    compiled = torch.compile(train_step)
+    for n in range(4):
+        x, y = batch(n)
+        loss = compiled(model, opt, x, y)
+        ref_loss = train_step(ref_model, ref, x, y)
+        torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-6)
+    for p, q in zip(model.parameters(), ref_model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    assert opt.param_groups[0]["tr_step"] == 4

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 
 import pytest
 import torch
@@ -241,3 +242,18 @@ def test_oracle_is_not_trivially_plain_adam():
     assert min((a - b).abs().max().item() for a, b in zip(plain, tr)) > 1e-3
     assert min((a - b).abs().max().item() for a, b in zip(tr, ref)) > 1e-4
     assert math.isfinite(sum(t.sum().item() for t in tr))
+
+
+@pytest.mark.slow
+def test_compiled_mode_matches_oracle():
+    """compiled=True: one torch.compile'd kernel per optimizer (first step via torch, then compiled)."""
+    kw = dict(lr=LR0, betas=(0.5, 0.999), weight_decay=0.01, tr_lambda=0.3, tr_period=PERIOD,
+              tr_mode="reference", maximize=True)
+    want = oracle(adam_update(betas=(0.5, 0.999)), lam=0.3, mode="reference", wd=0.01, maximize=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager would hide a compile failure
+        assert_close(run(lambda ps: TRAdam(ps, compiled=True, **kw), resume_at=6), want)
+        want = oracle(sgd_update(momentum=0.9, nesterov=True), lam=0.5, wd=0.01)
+        got = run(lambda ps: TRSGD(ps, lr=LR0, momentum=0.9, nesterov=True, weight_decay=0.01, tr_lambda=0.5,
+                                   tr_period=PERIOD, compiled=True))
+    assert_close(got, want)

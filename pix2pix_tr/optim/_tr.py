@@ -114,13 +114,20 @@ class GroupPlan:
     grads: list = field(default_factory=list)
     anchors: list = field(default_factory=list)  # aligned with params
     new_anchor: list = field(default_factory=list)  # bools: anchor tensor created this step
+    stale: tuple = ((), ())  # (anchors, weights) still to copy
+
+    def copy_stale(self) -> None:
+        if self.stale[0]:
+            foreach_copy_(*self.stale)
+        self.stale = ((), ())
 
 
-def plan_group(group: dict, state: dict, tr_defaults: dict, *, where: str) -> GroupPlan:
+def plan_group(group: dict, state: dict, tr_defaults: dict, *, where: str, copy_stale: bool = True) -> GroupPlan:
     """Compute k, c, lr_eff for ``group`` and make every anchor current (copying weights if needed).
 
     Anchors are not stored into ``state`` here (see ``finish_group``); new anchor tensors are
-    allocated once per parameter, stale ones are refreshed in place with one foreach copy.
+    allocated once per parameter, stale ones are refreshed in place with one foreach copy (or, with
+    ``copy_stale=False``, by the caller: ``plan.copy_stale()``, or a kernel that writes the anchor).
     """
     if "tr_step" not in group:  # a group added straight to a wrapped base optimizer
         init_group(group, tr_defaults, where=where)
@@ -161,8 +168,9 @@ def plan_group(group: dict, state: dict, tr_defaults: dict, *, where: str) -> Gr
         plan.grads.append(p.grad)
         plan.anchors.append(anchor)
         plan.new_anchor.append(new)
-    if stale_dst:
-        foreach_copy_(stale_dst, stale_src)
+    plan.stale = (stale_dst, stale_src)
+    if copy_stale:
+        plan.copy_stale()
     return plan
 
 

@@ -20,7 +20,7 @@ import torch
 from torch.optim import SGD, Adam
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
-from . import _tr
+from . import _compiled, _tr
 from ._tr import no_dynamo as _no_dynamo
 
 __all__ = ["TRAdam", "TRSGD"]
@@ -80,14 +80,21 @@ class _TRMixin:
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        plans = []
         saved = []
+        with torch.no_grad():
+            plans = [_tr.plan_group(group, self.state, self._tr_defaults, where=self._tr_name,  # type: ignore
+                                    copy_stale=True)
+                     for group in self.param_groups]  # type: ignore[attr-defined]
+        compiled = [plan for plan in plans if self._tr_compiled and plan.params
+                    and self._tr_compiled_ready(plan.group, self.state, plan.params)]  # type: ignore
+        compiled_ids = {id(plan) for plan in compiled}
+        eager = [plan for plan in plans if id(plan) not in compiled_ids]
+        all_groups = self.param_groups  # type: ignore[has-type]
         try:
             with torch.no_grad():
-                for group in self.param_groups:  # type: ignore[attr-defined]
-                    plan = _tr.plan_group(group, self.state, self._tr_defaults,  # type: ignore[attr-defined]
-                                          where=self._tr_name)
-                    plans.append(plan)
+                for plan in eager:
+                    plan.copy_stale()
+                    group = plan.group
                     saved.append((group, group["lr"], group["weight_decay"], group.get("fused")))
                     self._tr_adjust_group(group, plan)
                     if plan.c != 0.0 and plan.params:
@@ -95,8 +102,16 @@ class _TRMixin:
                         _tr.foreach_add_(plan.grads, plan.anchors, alpha=sign * plan.c)
                         group["weight_decay"] = group["weight_decay"] + plan.c
                     group["lr"] = plan.lr_eff
-            super().step()  # type: ignore[misc]
+                if compiled:
+                    for plan in compiled:
+                        self._tr_compiled_step(plan.group, self.state, plan)  # type: ignore
+                    self.param_groups = [plan.group for plan in eager]
+                    if any(plan.params for plan in eager):
+                        super().step()  # type: ignore[misc]
+            if not compiled:
+                super().step()  # type: ignore[misc]
         finally:
+            self.param_groups = all_groups
             for group, lr, wd, fused in saved:
                 group["lr"] = lr
                 group["weight_decay"] = wd
@@ -144,6 +159,9 @@ class TRAdam(_TRMixin, Adam):
         # skip step() on inf/NaN; never let it hand scaled grads to the fused kernel.
         self._step_supports_amp_scaling = False
 
+    _tr_compiled_ready = staticmethod(_compiled.adam_ready)
+    _tr_compiled_step = staticmethod(_compiled.adam_group_step)
+
 
 class TRSGD(_TRMixin, SGD):
     r"""SGD (with momentum) and Trajectory Regularization (TRSGD; Zhang et al., IJCAI 2019).
@@ -166,6 +184,9 @@ class TRSGD(_TRMixin, SGD):
                          differentiable=differentiable, fused=fused)
         self.defaults.update(self._tr_defaults)
         self._step_supports_amp_scaling = False
+
+    _tr_compiled_ready = staticmethod(_compiled.sgd_ready)
+    _tr_compiled_step = staticmethod(_compiled.sgd_group_step)
 
     def _tr_adjust_group(self, group: dict, plan) -> None:
         # torch's fused SGD fails when some params of a group already have a momentum buffer and
