@@ -148,7 +148,7 @@ def test_every_optimizer_and_option_runs(ab_root, tmp_path, extra):
     assert len(start) == len(result.G.state_dict())
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\(\)`")
+@pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)`")
 def test_schedules():
     p = [torch.nn.Parameter(torch.zeros(1))]
     lrs = []
@@ -223,3 +223,18 @@ def test_default_networks_have_the_original_sizes():
 
     G, D = build_networks(parse_train(["--dataroot", "x"]))
     assert (count_parameters(G), count_parameters(D)) == (54_413_955, 2_768_705)
+
+
+def test_file_that_breaks_during_training_stops_with_its_name(ab_root, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    (data / "train").mkdir(parents=True)
+    files = sorted((ab_root / "train").iterdir())[:2]
+    for f in files:
+        shutil.copy(f, data / "train" / f.name)
+    broken = data / "train" / files[1].name
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])  # header intact, pixels cut
+    assert main(tiny_args(data, tmp_path, "b", "--batch_size", "1", "--no_flip")) == 2
+    err = capsys.readouterr().err
+    assert broken.name in err and "Traceback" not in err

@@ -369,6 +369,9 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                 if stop:
                     status = "interrupted" if stop_flag.requested else "stopped"
                     break
+        except DatasetError as exc:  # a file went bad during training: the last saved state is kept
+            raise TrainingError(f"{exc} (the last saved state in {run_dir} is kept; fix the file and resume with "
+                                f"--continue_train)") from exc
         finally:
             if bar is not None:
                 bar.close()

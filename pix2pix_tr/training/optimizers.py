@@ -8,7 +8,7 @@ Trajectory Regularized optimisers from :mod:`pix2pix_tr.optim`, ``adam`` / ``sgd
 ``e`` (1-based) trains with the schedule's value at ``e - 1``:
 
 * ``linear`` (pix2pix's default): ``lr`` for ``n_epochs`` epochs, then linearly towards 0 over
-  ``n_epochs_decay`` epochs (factor ``1 - max(0, e - n_epochs) / (n_epochs_decay + 1)`` for epoch ``e + 1``);
+  ``n_epochs_decay`` epochs: epoch ``e`` trains at ``lr * (1 - max(0, e - n_epochs) / (n_epochs_decay + 1))``;
 * ``step``: x0.1 every ``lr_decay_iters`` epochs;
 * ``cosine``: cosine from ``lr`` to 0 over all ``n_epochs + n_epochs_decay`` epochs;
 * ``plateau``: x0.2 when the epoch's mean generator loss has not improved by 1% (relative) for 5 epochs.
