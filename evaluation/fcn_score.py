@@ -118,6 +118,14 @@ class _Frames(torch.utils.data.Dataset):
         return len(self.frame_ids)
 
     def __getitem__(self, i: int) -> dict:
+        # Errors travel back as text: an exception raised in a DataLoader worker would reach the user wrapped
+        # in a worker traceback instead of one clear sentence.
+        try:
+            return self._load(i)
+        except EvaluationError as exc:
+            return {"index": i, "error": str(exc)}
+
+    def _load(self, i: int) -> dict:
         frame = self.frame_ids[i]
         real_path = photo_path(self.cityscapes_dir, self.split, frame)
         psnr = ssim = None
@@ -211,6 +219,8 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
     for items in loader:
         by_shape: dict[tuple, list[dict]] = {}
         for item in items:
+            if "error" in item:
+                raise EvaluationError(item["error"])
             by_shape.setdefault(tuple(item["input"].shape), []).append(item)
         for group in by_shape.values():
             preds = scorer.predict(torch.stack([it["input"] for it in group]))

@@ -23,16 +23,9 @@ SIZE = 32  # the scorer's (and the fake photos') square size
 
 
 @pytest.fixture(scope="module")
-def city(request, tmp_path_factory):
-    """The shared tiny city (tests/conftest.py); made here if that fixture is not available. Never modified."""
-    try:
-        return request.getfixturevalue("synthetic_city")
-    except pytest.FixtureLookupError:
-        from pix2pix_tr.data.synthetic_city import make_synthetic_cityscapes
-
-        root = tmp_path_factory.mktemp("city")
-        make_synthetic_cityscapes(root, 8, 4, seed=0, width=128, height=64)
-        return root
+def city(synthetic_city):
+    """The shared tiny city of tests/conftest.py (8 train / 4 val frames, 128x64). Read-only."""
+    return synthetic_city
 
 
 @pytest.fixture(scope="module")
