@@ -322,3 +322,35 @@ def test_compiled_training_step_matches_eager():
     for p, q in zip(model.parameters(), ref_model.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
     assert opt.param_groups[0]["tr_step"] == 4
+
+
+# ----------------------------------------------------------------------------- implementation choice
+def test_default_picks_fused_kernel_by_capability():
+    opt = TRAdam([torch.nn.Parameter(torch.ones(3))])
+    assert opt.param_groups[0]["fused"] is True
+    opt = TRAdam([torch.nn.Parameter(torch.ones(3, dtype=torch.complex64))])
+    assert opt.param_groups[0]["fused"] is None  # complex: torch's own default path
+    opt = TRSGD([torch.nn.Parameter(torch.ones(3))], lr=0.1, foreach=True)
+    assert opt.param_groups[0]["fused"] is None and opt.param_groups[0]["foreach"] is True
+
+
+def test_compiled_mode_falls_back_to_eager_with_a_warning(monkeypatch):
+    from pix2pix_tr.optim import _compiled
+
+    def broken_compile(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(_compiled, "_FAILED", False)
+    monkeypatch.setattr(_compiled, "_COMPILED", {})
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    model, ref_model = tiny_model(), tiny_model()
+    opt = TRSGD(model.parameters(), lr=0.05, momentum=0.9, tr_period=2, compiled=True)
+    ref = TRSGD(ref_model.parameters(), lr=0.05, momentum=0.9, tr_period=2)
+    with pytest.warns(RuntimeWarning, match="compiled=True could not compile its kernel.*eagerly"):
+        for n in range(4):
+            for m, o in ((model, opt), (ref_model, ref)):
+                o.zero_grad()
+                loss_fn(m, n).backward()
+                o.step()
+    for p, q in zip(model.parameters(), ref_model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)

@@ -10,9 +10,10 @@ the *updated* weights into it, so it is not done.)
 
 How: each kernel is compiled once with dynamic shapes on a flattened (1-D) view of the tensors, so
 every parameter of any size reuses the same compiled code; all per-step numbers (lr / (k + 1), c,
-weight decay, betas, ...) enter as one small tensor on the parameter's device, so a changing lr or
-step count never recompiles, and Adam's bias corrections are computed from the step tensor inside the
-kernel (no host-device sync on CUDA). The state has torch's own keys and layout (``exp_avg``,
+weight decay, betas, Adam's bias corrections) enter as one small tensor on the parameter's device, so
+a changing lr or step count never recompiles. They are computed outside the elementwise loop (inside
+it, inductor evaluated the bias corrections' powers per element: 3.7x slower); on an accelerator from
+the step tensor on the device, with no host-device sync. The state has torch's own keys and layout (``exp_avg``,
 ``exp_avg_sq``, ``max_exp_avg_sq``, ``step``, ``momentum_buffer``), so checkpoints move freely
 between the compiled, fused and foreach modes.
 
@@ -22,6 +23,7 @@ functions run eagerly from then on: the results stay exact, only slower.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -33,15 +35,13 @@ def _opmath(t: Tensor, like: Tensor) -> Tensor:
     return t.to(like.dtype)
 
 
-def _adam_math(p, g, a, m, v, vmax, step, s, amsgrad: bool):
-    # s = [lr_eff, c, weight_decay, beta1, beta2, eps, sign]
-    lr, c, wd, b1, b2, eps, sign = s[0], s[1], s[2], s[3], s[4], s[5], s[6]
+def _adam_math(p, g, a, m, v, vmax, s, amsgrad: bool):
+    # s = [lr_eff, c, weight_decay, beta1, beta2, eps, sign, lr_eff / bias_correction1,
+    #      1 / sqrt(bias_correction2)]: per-step numbers, computed outside the elementwise loop
+    c, wd, b1, b2, eps, sign = s[1], s[2], s[3], s[4], s[5], s[6]
+    step_size, inv_bc2_sqrt = s[7], s[8]
     pf = _opmath(p, s)
     d = sign * _opmath(g, s) + c * (pf - _opmath(a, s)) + wd * pf
-    step.add_(1)
-    t = _opmath(step, s)
-    bc1 = 1 - b1 ** t
-    bc2_sqrt = (1 - b2 ** t).sqrt()
     m_new = _opmath(m, s) * b1 + (1 - b1) * d
     v_new = _opmath(v, s) * b2 + (1 - b2) * d * d
     m.copy_(m_new)
@@ -49,8 +49,8 @@ def _adam_math(p, g, a, m, v, vmax, step, s, amsgrad: bool):
     if amsgrad:
         v_new = torch.maximum(_opmath(vmax, s), v_new)
         vmax.copy_(v_new)
-    denom = v_new.sqrt() / bc2_sqrt + eps
-    p.copy_(pf - (lr / bc1) * m_new / denom)
+    denom = v_new.sqrt() * inv_bc2_sqrt + eps
+    p.copy_(pf - step_size * m_new / denom)
 
 
 def _sgd_math(p, g, a, buf, s, nesterov: bool, has_momentum: bool):
@@ -66,12 +66,12 @@ def _sgd_math(p, g, a, buf, s, nesterov: bool, has_momentum: bool):
 
 
 # One small function per variant: Dynamo's recompile limit counts per code object.
-def _adam(p, g, a, m, v, step, s):
-    _adam_math(p, g, a, m, v, None, step, s, False)
+def _adam(p, g, a, m, v, s):
+    _adam_math(p, g, a, m, v, None, s, False)
 
 
-def _amsgrad(p, g, a, m, v, vmax, step, s):
-    _adam_math(p, g, a, m, v, vmax, step, s, True)
+def _amsgrad(p, g, a, m, v, vmax, s):
+    _adam_math(p, g, a, m, v, vmax, s, True)
 
 
 def _sgd(p, g, a, buf, s, nesterov: bool, has_momentum: bool):
@@ -132,23 +132,32 @@ def adam_group_step(group: dict, state, plan) -> None:
     sign = -1.0 if group["maximize"] else 1.0
     amsgrad = group["amsgrad"]
     name = "_amsgrad" if amsgrad else "_adam"
+    base = [float(plan.lr_eff), plan.c, group["weight_decay"], b1, b2, group["eps"], sign]
     cache: dict = {}
     for p, g, a in zip(plan.params, plan.grads, plan.anchors):
         st = state[p]
         step = st["step"]
-        if step.device != p.device:
-            step = st["step"] = step.to(p.device)
-        key = (p.device, p.dtype)
-        s = cache.get(key)
-        if s is None:
-            s = cache[key] = _scalars([float(plan.lr_eff), plan.c, group["weight_decay"], b1, b2,
-                                       group["eps"], sign], p)
+        step.add_(1)  # torch's layout: a float tensor per parameter (on p's device when fused)
+        if step.device.type == "cpu":  # reading it is free: per-step numbers as Python floats
+            t = float(step.item())
+            key = (p.device, p.dtype, t)
+            s = cache.get(key)
+            if s is None:
+                s = cache[key] = _scalars(base + [base[0] / (1 - b1 ** t), 1 / math.sqrt(1 - b2 ** t)], p)
+        else:  # on an accelerator: compute them there, no host-device sync
+            key = (p.device, p.dtype)
+            head = cache.get(key)
+            if head is None:
+                head = cache[key] = _scalars(base, p)
+            t = step.to(head.dtype)
+            tail = torch.stack([head[0] / (1 - b1 ** t), (1 - b2 ** t).rsqrt()])
+            s = torch.cat([head, tail])
         pd = p.detach()
         if amsgrad:
             args = _flat(pd, g, a, st["exp_avg"], st["exp_avg_sq"], st["max_exp_avg_sq"])
         else:
             args = _flat(pd, g, a, st["exp_avg"], st["exp_avg_sq"])
-        _call(name, *args, step, s)
+        _call(name, *args, s)
 
 
 def sgd_ready(group: dict, state, params) -> bool:
