@@ -74,8 +74,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                    tr_periods=[1, 5, 10, 20, 50], seeds=[0, 1, 2, 3, 4]),
     # What fits a shared 2-core CPU in ~15-20 minutes (the numbers in experiments/README.md).
     "offline": dict(dataset="synthetic", models=["smallcnn"], optimizers=["sgd", "trsgd"],
-                    batch_sizes=[2, 8, 32, 128], seeds=[0, 1, 2], epochs=15, synthetic_train=2000,
-                    synthetic_test=1500, threads=1),
+                    batch_sizes=[2, 8, 32, 128], seeds=[0, 1, 2], epochs=10, synthetic_train=1500,
+                    synthetic_test=1000, threads=1),
     # Seconds: for tests and for checking an installation.
     "smoke": dict(dataset="synthetic", models=["smallcnn"], optimizers=["sgd", "trsgd"], batch_sizes=[8, 32],
                   seeds=[0, 1], epochs=2, synthetic_train=160, synthetic_test=80, synthetic_size=12, width=8,
@@ -208,8 +208,8 @@ class Settings:
 
     def resolved_milestones(self) -> list[int]:
         if self.milestones is not None:
-            return sorted(self.milestones)
-        return [self.epochs // 2, (3 * self.epochs) // 4]
+            return sorted(set(self.milestones))
+        return sorted({self.epochs // 2, (3 * self.epochs) // 4})  # deduplicated: a short run decays once
 
 
 def _evaluate(model: nn.Module, loader: BatchLoader) -> tuple[float, float]:

@@ -1,0 +1,236 @@
+"""The paper's mechanism, measured: how much do the iterates fluctuate around a known minimum, with and without TR?
+
+The paper motivates TRAlgo by the noise of small-batch gradients: the proximal term (lambda/2)||w - w_t||^2 keeps
+the inner iterates near the anchor, and the inner step size lr/(k+1) shrinks within each period, so the
+trajectory should wander less. Here that is measured where everything is computable: a noisy linear least-squares
+problem ``f(w) = (1/2n)||X w - y||^2`` with its exact minimiser ``w*`` (from ``lstsq``) and its Hessian
+``H = X^T X / n``. Each optimizer runs at a fixed learning rate with mini-batches of size b drawn with
+replacement; after a burn-in the script averages, per run, over the remaining steps:
+
+* ``iterate_msd``: mean squared distance to the minimum, E||w_t - w*||^2 (the iterate variance, plus any bias);
+* ``excess_loss``: E[f(w_t) - f(w*)] = E[(w_t - w*)^T H (w_t - w*)] / 2, what a user would see as loss;
+* ``step_sq``: E||w_{t+1} - w_t||^2, the size of the actual updates;
+* ``grad_noise``: E||g_t - grad f(w_t)||^2, the noise of the mini-batch gradient itself (a control: TR does
+  not change the gradient noise, only what the iterates do with it).
+
+Optimizers compared (all with the same momentum and the same mini-batches for a given seed):
+
+* ``sgd``: the baseline at lr;
+* ``trsgd``: the paper's TRSGD (lambda, S, inner decay lr/(k+1)) at the same lr;
+* ``trsgd-nodecay``: the proximal term alone (``tr_inner_decay=False``);
+* ``sgd-matched``: SGD at the *mean* TR step size lr * H_S / S (0.29 lr for S = 10): the step size alone.
+
+Comparing the four separates the regulariser's effect from the smaller average step. The seeds run as rows of
+one parameter tensor (all these optimizers act element-wise, so the rows are independent runs), which makes the
+whole table a few seconds of CPU.
+
+    python -m experiments.variance --out experiments/results/variance
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from pix2pix_tr.io import atomic_open, atomic_write_text
+
+__all__ = ["OPTIMIZERS", "make_problem", "run_variance", "measure", "variance_table", "main"]
+
+OPTIMIZERS = ("sgd", "trsgd", "trsgd-nodecay", "sgd-matched")
+METRICS = ("iterate_msd", "excess_loss", "step_sq", "grad_noise")
+
+
+def make_problem(n: int = 512, d: int = 20, noise: float = 1.0, condition: float = 10.0, seed: int = 0
+                 ) -> dict[str, torch.Tensor]:
+    """Least squares with features of covariance eigenvalues log-spaced in [1/condition, 1] and label noise.
+
+    Returns float64 ``X (n, d)``, ``y (n,)``, the exact minimiser ``w_star`` and the Hessian ``H = X^T X / n``.
+    """
+    if n < d:
+        raise ValueError(f"need at least as many samples as dimensions for a unique minimum (n={n}, d={d})")
+    gen = torch.Generator().manual_seed(seed)
+    scales = torch.logspace(0, -math.log10(condition), d, dtype=torch.float64).sqrt()
+    X = torch.randn(n, d, generator=gen, dtype=torch.float64) * scales
+    w_true = torch.randn(d, generator=gen, dtype=torch.float64)
+    y = X @ w_true + noise * torch.randn(n, generator=gen, dtype=torch.float64)
+    w_star = torch.linalg.lstsq(X, y.unsqueeze(1)).solution.squeeze(1)
+    return dict(X=X, y=y, w_star=w_star, H=X.T @ X / n)
+
+
+def _optimizer(name: str, param: torch.Tensor, lr: float, momentum: float, tr_lambda: float, tr_period: int):
+    from pix2pix_tr.optim import TRSGD
+
+    if name == "sgd":
+        return torch.optim.SGD([param], lr=lr, momentum=momentum)
+    if name == "sgd-matched":
+        mean_factor = sum(1.0 / (k + 1) for k in range(tr_period)) / tr_period
+        return torch.optim.SGD([param], lr=lr * mean_factor, momentum=momentum)
+    if name in ("trsgd", "trsgd-nodecay"):
+        return TRSGD([param], lr=lr, momentum=momentum, tr_lambda=tr_lambda, tr_period=tr_period,
+                     tr_inner_decay=name == "trsgd")
+    raise ValueError(f"unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}")
+
+
+def measure(problem: dict[str, torch.Tensor], optimizer: str, batch_size: int, seeds: Sequence[int], *,
+            lr: float = 0.01, momentum: float = 0.9, tr_lambda: float = 0.1, tr_period: int = 10,
+            burn_in: int = 2000, steps: int = 4000) -> list[dict[str, float]]:
+    """Run ``optimizer`` once per seed (rows of one tensor) and return one dict of :data:`METRICS` per seed.
+
+    The seed fixes the starting point (w* + N(0, I)) and the mini-batch draws, so every optimizer sees the same
+    batches for the same seed. A run that diverges reports ``inf``.
+    """
+    X, y, w_star, H = problem["X"], problem["y"], problem["w_star"], problem["H"]
+    n, d = X.shape
+    rows = len(seeds)
+    gens = [torch.Generator().manual_seed(1000 + s) for s in seeds]
+    start = torch.stack([w_star + torch.randn(d, generator=g, dtype=torch.float64) for g in gens])
+    w = start.clone().requires_grad_(True)
+    opt = _optimizer(optimizer, w, lr, momentum, tr_lambda, tr_period)
+    Xty = X.T @ y / n
+    full_grad = lambda v: v @ H - Xty  # noqa: E731  (rows, d); H is symmetric
+    sums = {m: torch.zeros(rows, dtype=torch.float64) for m in METRICS}
+    for t in range(burn_in + steps):
+        idx = torch.stack([torch.randint(0, n, (batch_size,), generator=g) for g in gens])  # (rows, b)
+        Xb, yb = X[idx], y[idx]
+        with torch.no_grad():
+            residual = torch.einsum("rbd,rd->rb", Xb, w) - yb
+            grad = torch.einsum("rbd,rb->rd", Xb, residual) / batch_size
+            before = w.detach().clone()
+            if t >= burn_in:
+                sums["grad_noise"] += ((grad - full_grad(before)) ** 2).sum(1)
+        w.grad = grad
+        opt.step()
+        if t >= burn_in:
+            with torch.no_grad():
+                diff = w - w_star
+                sums["iterate_msd"] += (diff ** 2).sum(1)
+                sums["excess_loss"] += 0.5 * torch.einsum("rd,de,re->r", diff, H, diff)
+                sums["step_sq"] += ((w - before) ** 2).sum(1)
+    out = []
+    for r in range(rows):
+        rec = {m: sums[m][r].item() / steps for m in METRICS}
+        out.append({m: (v if math.isfinite(v) else float("inf")) for m, v in rec.items()})
+    return out
+
+
+def run_variance(batch_sizes: Sequence[int] = (1, 2, 4, 8), optimizers: Sequence[str] = OPTIMIZERS,
+                 seeds: Sequence[int] = range(8), *, lr: float = 0.01, momentum: float = 0.9,
+                 tr_lambda: float = 0.1, tr_period: int = 10, burn_in: int = 2000, steps: int = 4000,
+                 n: int = 512, d: int = 20, noise: float = 1.0, condition: float = 10.0,
+                 problem_seed: int = 0) -> dict[str, Any]:
+    """The whole experiment: ``{"settings": ..., "runs": [{batch_size, optimizer, seed, <metrics>}, ...]}``."""
+    problem = make_problem(n, d, noise, condition, problem_seed)
+    settings = dict(batch_sizes=list(batch_sizes), optimizers=list(optimizers), seeds=list(seeds), lr=lr,
+                    momentum=momentum, tr_lambda=tr_lambda, tr_period=tr_period, burn_in=burn_in, steps=steps,
+                    n=n, d=d, noise=noise, condition=condition, problem_seed=problem_seed)
+    runs = []
+    for b in batch_sizes:
+        for name in optimizers:
+            per_seed = measure(problem, name, b, list(seeds), lr=lr, momentum=momentum, tr_lambda=tr_lambda,
+                               tr_period=tr_period, burn_in=burn_in, steps=steps)
+            runs += [dict(batch_size=b, optimizer=name, seed=s, **m) for s, m in zip(seeds, per_seed)]
+    return dict(settings=settings, runs=runs)
+
+
+def _fmt(values: list[float]) -> str:
+    if any(not math.isfinite(v) for v in values):
+        return "diverged"
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.3g} ± {std:.2g}"
+
+
+def variance_table(results: dict[str, Any], metric: str = "iterate_msd") -> str:
+    """Markdown: rows = batch size, columns = optimizers (mean ± std over seeds of ``metric``) and, per
+    optimizer other than ``sgd``, the per-seed ratio to SGD (mean ± std)."""
+    runs = results["runs"]
+    opts = list(dict.fromkeys(r["optimizer"] for r in runs))
+    others = [o for o in opts if o != "sgd"] if "sgd" in opts else []
+    header = ["batch"] + opts + [f"{o} / sgd" for o in others]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for b in sorted({r["batch_size"] for r in runs}):
+        by = {o: {r["seed"]: r[metric] for r in runs if r["batch_size"] == b and r["optimizer"] == o}
+              for o in opts}
+        cells = [str(b)] + [_fmt(list(by[o].values())) for o in opts]
+        for o in others:
+            ratios = [by[o][s] / by["sgd"][s] for s in by[o] if s in by["sgd"] and by["sgd"][s] > 0]
+            cells.append(_fmt(ratios) if ratios else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def report(results: dict[str, Any]) -> str:
+    s = results["settings"]
+    factor = sum(1.0 / (k + 1) for k in range(s["tr_period"])) / s["tr_period"]
+    parts = [
+        "# Iterate variance around a known minimum: SGD vs TRSGD", "",
+        f"Noisy least squares: n={s['n']}, d={s['d']}, label noise {s['noise']}, feature condition number "
+        f"{s['condition']}; lr {s['lr']}, momentum {s['momentum']}; TR lambda {s['tr_lambda']}, S "
+        f"{s['tr_period']} (mean inner step factor H_S/S = {factor:.3f}, used by sgd-matched); "
+        f"{s['burn_in']} burn-in steps then {s['steps']} measured steps; {len(s['seeds'])} seeds "
+        f"(mean ± std over seeds; ratios are per seed).", ""]
+    titles = dict(iterate_msd="E||w - w*||^2 (iterate variance around the minimum)",
+                  excess_loss="E[f(w) - f(w*)] (excess loss)",
+                  step_sq="E||w_{t+1} - w_t||^2 (size of the updates)",
+                  grad_noise="E||g - grad f(w)||^2 (mini-batch gradient noise: a control)")
+    for m in METRICS:
+        parts += [f"## {titles[m]}", "", variance_table(results, m)]
+    return "\n".join(parts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m experiments.variance", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--batch_sizes", nargs="+", type=int, default=[1, 2, 4, 8])
+    p.add_argument("--optimizers", nargs="+", choices=OPTIMIZERS, default=list(OPTIMIZERS))
+    p.add_argument("--seeds", nargs="+", type=int, default=list(range(8)))
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--tr_lambda", type=float, default=0.1)
+    p.add_argument("--tr_period", type=int, default=10)
+    p.add_argument("--burn_in", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--n", type=int, default=512, help="samples of the least-squares problem")
+    p.add_argument("--d", type=int, default=20, help="dimensions")
+    p.add_argument("--noise", type=float, default=1.0, help="label noise standard deviation")
+    p.add_argument("--condition", type=float, default=10.0, help="condition number of the feature covariance")
+    p.add_argument("--problem_seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (tiny tensors: 1 is fastest)")
+    p.add_argument("--out", default="experiments/results/variance", help="folder for variance.json and .md")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    for flag in ("batch_sizes", "tr_period", "burn_in", "steps", "n", "d"):
+        values = getattr(args, flag)
+        if any(v < 1 for v in (values if isinstance(values, list) else [values])):
+            p.error(f"--{flag} must be positive, got {values}")
+    if args.n < args.d:
+        p.error(f"--n ({args.n}) must be at least --d ({args.d}) so that the minimum is unique")
+    if not args.lr > 0:
+        p.error(f"--lr must be positive, got {args.lr}")
+    torch.set_num_threads(args.threads)
+    results = run_variance(args.batch_sizes, args.optimizers, args.seeds, lr=args.lr, momentum=args.momentum,
+                           tr_lambda=args.tr_lambda, tr_period=args.tr_period, burn_in=args.burn_in,
+                           steps=args.steps, n=args.n, d=args.d, noise=args.noise, condition=args.condition,
+                           problem_seed=args.problem_seed)
+    out = Path(args.out)
+    with atomic_open(out / "variance.json", "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=1)
+    text = report(results)
+    atomic_write_text(out / "variance.md", text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
