@@ -140,6 +140,25 @@ def test_state_dict_carries_counter_anchor_and_adam_state():
     assert torch.equal(other.state[next(iter(other.state))]["tr_anchor"], st["tr_anchor"])
 
 
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_deepcopy_of_model_and_optimizer_continues_identically(name):
+    model = tiny_model()
+    opt = OPTIMIZERS[name](model.parameters())
+    for n in range(2):
+        opt.zero_grad()
+        loss_fn(model, n).backward()
+        opt.step()
+    model2, opt2 = copy.deepcopy((model, opt))
+    for m, o in ((model, opt), (model2, opt2)):
+        for n in range(2, 5):
+            o.zero_grad()
+            loss_fn(m, n).backward()
+            o.step()
+    for p, q in zip(model.parameters(), model2.parameters()):
+        assert torch.equal(p, q)
+    assert opt2.param_groups[0]["tr_step"] == 5
+
+
 def test_plain_adam_checkpoint_loads_and_starts_a_fresh_cycle():
     model = tiny_model()
     adam = torch.optim.Adam(model.parameters(), lr=0.01)

@@ -41,11 +41,19 @@ class _TRMixin:
     """Shared step logic: plan every group, fold the proximal term, run the base step, finish."""
 
     _tr_name = "TR optimizer"
+    # The proximal term must be added to *unscaled* grads: GradScaler has to unscale and skip itself.
+    _step_supports_amp_scaling = False
 
     def _tr_setup(self, tr_lambda, tr_period, tr_inner_decay, tr_mode, compiled):
         self._tr_defaults = _tr.check_tr_hparams(tr_lambda, tr_period, tr_inner_decay, tr_mode,
                                                  where=self._tr_name)
         self._tr_compiled = bool(compiled)
+
+    def __getstate__(self) -> dict:  # pickling / copy.deepcopy keep the TR settings
+        state = super().__getstate__()  # type: ignore[misc]
+        state["_tr_defaults"] = self._tr_defaults
+        state["_tr_compiled"] = self._tr_compiled
+        return state
 
     def _tr_choose_impl(self, group: dict) -> None:
         # Default to torch's fused kernel when every tensor supports it (torch itself defaults to the
