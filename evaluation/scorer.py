@@ -172,7 +172,7 @@ class ArchSpec:
 
 ARCHITECTURES: dict[str, ArchSpec] = {
     "fcn8s_small": ArchSpec(_fcn8s_small, "width-reduced FCN-8s with batch norm (CPU, tests, the demo)",
-                            "adam", 2e-3, 1e-4, {"base": 16}),
+                            "adam", 3e-3, 1e-4, {"base": 16}),
     "fcn8s_vgg16": ArchSpec(lambda c, **kw: _fcn8s_vgg16(c, batch_norm=False, **kw),
                             "FCN-8s on VGG16, the paper's scorer architecture", "sgd", 1e-2, 5e-4),
     "fcn8s_vgg16_bn": ArchSpec(lambda c, **kw: _fcn8s_vgg16(c, batch_norm=True, **kw),

@@ -48,7 +48,7 @@ from evaluation.scorer import ARCHITECTURES, DEFAULT_MEAN, DEFAULT_STD, build_sc
 from pix2pix_tr.io import atomic_torch_save
 
 #: Default epochs per architecture: the small one is for CPUs and tiny sets, the big ones for real Cityscapes.
-DEFAULT_EPOCHS = {"fcn8s_small": 40, "fcn8s_vgg16": 100, "fcn8s_vgg16_bn": 60, "fcn_resnet50": 60,
+DEFAULT_EPOCHS = {"fcn8s_small": 15, "fcn8s_vgg16": 100, "fcn8s_vgg16_bn": 60, "fcn_resnet50": 60,
                   "deeplabv3_resnet50": 60}
 STATE_FORMAT = "pix2pix_tr.fcn_scorer_train_state"
 
@@ -116,7 +116,9 @@ def train_scorer(cityscapes_dir: str | Path, output: str | Path, *, arch: str = 
 
     ``lr``, ``optimizer`` (``adam`` = AdamW, or ``sgd`` with momentum 0.9) and ``weight_decay`` default to the
     architecture's recipe in :data:`evaluation.scorer.ARCHITECTURES`; ``epochs`` to :data:`DEFAULT_EPOCHS`.
-    ``resume=True`` continues from ``{output stem}.train_state.pth`` (same arch, image size and data).
+    ``resume=True`` continues from ``{output stem}.train_state.pth``: arch, image size, batch size, optimizer,
+    lr, weight decay and the number of train frames must be the ones it was started with; ``epochs`` may be
+    raised (the poly decay is then stretched over the new length from where it stands).
     ``max_frames`` uses only the first N train frames (sorted by name). ``evaluate=False`` skips the val score.
     ``amp="bf16"`` runs the forward pass under bfloat16 autocast (a large speed-up on recent GPUs; the loss and
     the weights stay float32).
@@ -258,7 +260,7 @@ def _save(output: Path, state_path: Path, model, opt, sched, recipe: dict, epoch
     atomic_torch_save(ckpt, output)
 
 
-_MUST_MATCH = ("arch", "arch_kwargs", "image_size", "batch_size", "optimizer", "train_frames")
+_MUST_MATCH = ("arch", "arch_kwargs", "image_size", "batch_size", "optimizer", "lr", "weight_decay", "train_frames")
 
 
 def _resume(state_path: Path, recipe: dict, model, opt, sched) -> tuple[int, list]:
@@ -292,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=list(ARCHITECTURES), default="fcn8s_small",
                    help="scorer network (default fcn8s_small; fcn8s_vgg16 is the paper's)")
     p.add_argument("--base", type=int, default=None, help="fcn8s_small only: width of the first stage (16)")
-    p.add_argument("--epochs", type=int, default=None, help="default depends on --arch (fcn8s_small: 40)")
+    p.add_argument("--epochs", type=int, default=None, help="default depends on --arch (fcn8s_small: 15)")
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--lr", type=float, default=None, help="default depends on --arch")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default=None, help="default depends on --arch")

@@ -211,3 +211,61 @@ def test_cli_errors_are_one_line_and_exit_2(city, scorer_run, tmp_path, capsys):
                            "--output", str(tmp_path / "s.pth")], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: --cityscapes_dir") and "make_synthetic_cityscapes" in proc.stderr
+
+
+def test_real_row_from_the_cli_with_pix2pix_compat_headline(city, scorer_run, tmp_path, capsys):
+    out, _ = scorer_run
+    report = tmp_path / "gt"
+    assert run_cli(fcn_main, ["--real", "--cityscapes_dir", str(city), "--scorer", str(out), "--output_dir",
+                              str(report), "--protocol", "256", "--eval_size", str(SIZE), "--pix2pix_compat",
+                              "--no_progress", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.startswith("GT: per-pixel acc ")
+    results = json.loads((report / "evaluation_results.json").read_text())
+    assert results["convention"] == "pix2pix_compat" and results["scores"] == results["scores_pix2pix_compat"]
+    assert results["real"] and results["real_size"] == SIZE and results["psnr_mean"] is None
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"output": "scorer.pt"}, r"--output .*scorer\.pt should end in \.pth"),
+    ({"epochs": 0}, r"--epochs 0 must be at least 1"),
+    ({"batch_size": 0}, r"--batch_size 0 must be at least 1"),
+    ({"lr": -1.0}, r"--lr -1\.0 must be positive"),
+    ({"image_size": "big"}, r"--image_size 'big' must be a positive integer"),
+    ({"image_size": 8}, r"--image_size 8 is too small"),
+    ({"arch": "unet"}, r"--arch 'unet' is not one of fcn8s_small"),
+    ({"amp": "fp8"}, r"--amp 'fp8' is not one of none, bf16"),
+])
+def test_train_scorer_rejects_bad_arguments(city, tmp_path, kwargs, message):
+    output = tmp_path / kwargs.pop("output", "scorer.pth")
+    with pytest.raises(EvaluationError, match=message):
+        train_scorer(city, output, device="cpu", progress=False, **kwargs)
+
+
+def test_train_scorer_cli_rejects_base_for_big_archs(city, tmp_path, capsys):
+    from evaluation.train_scorer import main as train_main
+
+    assert run_cli(train_main, ["--cityscapes_dir", str(city), "--output", str(tmp_path / "s.pth"), "--arch",
+                                "fcn_resnet50", "--base", "8"]) == 2
+    assert "--base only applies to --arch fcn8s_small" in capsys.readouterr().err
+
+
+def test_bad_ground_truth_and_flags_are_named(city, scorer_run, tmp_path):
+    out, _ = scorer_run
+    with pytest.raises(EvaluationError, match=r"--protocol 'full' is not one of pix2pix, 256"):
+        fcn_score(None, city, out, tmp_path / "o", real=True, protocol="full")
+    with pytest.raises(EvaluationError, match=r"--eval_size 4 is too small"):
+        fcn_score(None, city, out, tmp_path / "o", real=True, protocol="256", eval_size=4)
+    with pytest.raises(EvaluationError, match=r"--cityscapes_dir .* has no gtFine/val/ folder"):
+        fcn_score(None, tmp_path, out, tmp_path / "o", real=True)
+    # a city whose label maps are colour images: the error names the file and says which file to use
+    bad = tmp_path / "badcity"
+    shutil.copytree(city / "gtFine" / "val", bad / "gtFine" / "val")
+    shutil.copytree(city / "leftImg8bit" / "val", bad / "leftImg8bit" / "val")
+    for ids in (bad / "gtFine" / "val").glob("*/*_labelIds.png"):
+        shutil.copy(ids.with_name(ids.name.replace("labelIds", "color")), ids)
+    with pytest.raises(EvaluationError, match=r"_gtFine_labelIds\.png is not a label-id image .*not the \*_color\.png"):
+        fcn_score(None, bad, out, tmp_path / "o", real=True, device="cpu", progress=False)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "evaluation_results.json").write_text("{not json")
+    with pytest.raises(EvaluationError, match=r"evaluation_results\.json is not an FCN-score results file"):
+        compare_runs.compare_table([tmp_path / "broken"])
