@@ -365,7 +365,7 @@ def write_reports(results: dict, samples: list[dict], output_dir: str | Path) ->
 
     sample_rows = []
     for sample in samples:
-        h, w = sample["photo"].shape[:2]
+        h, w = sample["gt"].shape[:2]  # all three shown at the comparison's aspect ratio
         scale = min(1.0, 512 / max(h, w))
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         names = {}
