@@ -252,3 +252,40 @@ def test_variance_cli_rejects_underdetermined_problem(capsys):
         variance.main(["--n", "3", "--d", "5"])
     assert exit_info.value.code == 2
     assert "--n (3) must be at least --d (5)" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- GAN compare
+
+
+def test_gan_compare_plans_paired_runs(tmp_path, capsys):
+    from experiments import gan_compare
+
+    out = tmp_path / "gc"
+    assert gan_compare.main(["--synthetic", "6", "3", "--size", "64", "--n_epochs", "1", "--n_epochs_decay", "0",
+                             "--out", str(out), "--device", "cpu", "--dry_run"]) == 0
+    printed = capsys.readouterr().out
+    commands = {line.split("] $ ")[0].lstrip("["): line.split("] $ ")[1]
+                for line in printed.splitlines() if "] $ " in line}
+    assert list(commands)[:4] == ["synthetic city", "prepare A|B", "train adam", "train tradam"]
+    adam, tradam = commands["train adam"], commands["train tradam"]
+    # the two training runs differ only in the optimizer (and hence the run name)
+    assert adam.replace("adam", "X") == tradam.replace("tradam", "X")
+    assert "--direction BtoA" in adam and "--netG unet_64" in adam and "--seed 0" in adam
+    assert "--real" in commands["FCN-score GT"] and "--labels GT Adam TRAdam" in commands["table"]
+    assert "pix2pix_tr.report.compare" in commands["gallery"]
+    assert not out.exists() or not any(out.iterdir())  # a dry run writes nothing
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--synthetic", "4", "2", "--size", "100"], "--size must be a multiple of 16"),
+    (["--synthetic", "4", "2", "--size", "96"], "--size 96 has no matching U-Net: give --netG"),
+    (["--cityscapes_dir", "/nonexistent/city"], "--cityscapes_dir /nonexistent/city has no leftImg8bit/val"),
+    (["--synthetic", "4", "2", "--scorer", "/nonexistent/s.pth"], "--scorer /nonexistent/s.pth does not exist"),
+])
+def test_gan_compare_bad_flags(argv, message, capsys):
+    from experiments import gan_compare
+
+    with pytest.raises(SystemExit) as exit_info:
+        gan_compare.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
