@@ -1,0 +1,12 @@
+"""FCN-score evaluation of Cityscapes labels->photo (see docs/evaluation.md).
+
+* :mod:`evaluation.labels`        the Cityscapes label table (ids, train ids, colours)
+* :mod:`evaluation.metrics`       ``confusion_matrix`` and ``segmentation_scores`` (the three FCN-scores)
+* :mod:`evaluation.scorer`        scorer networks (FCN-8s/VGG16, torchvision FCN/DeepLabv3, a small FCN-8s) and
+                                  their checked checkpoints
+* :mod:`evaluation.train_scorer`  ``python -m evaluation.train_scorer``: train a scorer on your Cityscapes photos
+* :mod:`evaluation.fcn_score`     ``python -m evaluation.fcn_score``: score a ``test.py`` results folder
+* :mod:`evaluation.compare_runs`  ``python -m evaluation.compare_runs``: the paper-style table
+
+Nothing here imports torch at package import time; the submodules do.
+"""
