@@ -11,9 +11,9 @@ Protocols (``--protocol``):
 
 * ``pix2pix`` (default, the original evaluator): the photo is upsampled (bilinear) to the label map's size
   (2048x1024 for real Cityscapes), labelled there, and compared at full resolution.
-* ``256``: the photo is resized to ``eval_size`` x ``eval_size`` (default 256, usually a no-op for pix2pix
-  output) and compared with the labels resized nearest-neighbour to the same size. Cheaper; it is also what
-  ``train_scorer`` reports for its GT row (at the scorer's training size).
+* ``256``: the photo is resized to ``eval_size`` x ``eval_size`` (default: the scorer's training size, 256 in
+  the paper's recipe; usually a no-op for pix2pix output) and compared with the labels resized
+  nearest-neighbour to the same size. Cheaper; it is also what ``train_scorer`` reports for its GT row.
 
 ``--real`` scores the real val photos instead, resized (bicubic) to the scorer's training size first, like the
 generator's output: the "GT" row of the paper's table, the upper bound a synthesized photo can reach.
@@ -49,7 +49,7 @@ from PIL import Image
 from evaluation.common import (EvaluationError, MissingFramesError, list_label_frames, load_rgb, load_train_ids,
                                normalize_photo, photo_path, require_cityscapes_split, resolve_device, run_cli)
 from evaluation.labels import train_ids_to_color
-from evaluation.metrics import confusion_matrix, majority_confusion, scores_to_json, segmentation_scores
+from evaluation.metrics import confusion_matrix, majority_confusion, segmentation_scores
 from evaluation.scorer import Scorer, load_scorer
 from pix2pix_tr.io import atomic_save_image, atomic_write_text
 
@@ -172,20 +172,22 @@ def _collate(items: list[dict]) -> list[dict]:
 # ---------------------------------------------------------------------------------------------- scoring
 def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer: str | Path | Scorer,
               output_dir: str | Path, *, protocol: str = "pix2pix", real: bool = False, split: str = "val",
-              eval_size: int = 256, real_size: int | None = None, batch_size: int = 4, device: str | None = "auto",
+              eval_size: int | None = None, real_size: int | None = None, batch_size: int = 4,
+              device: str | None = "auto",
               num_workers: int = 0, allow_subset: bool = False, num_samples: int = 8, pix2pix_compat: bool = False,
               label: str | None = None, progress: bool = True) -> dict:
     """Score synthesized (or, with ``real=True``, real) val photos; write the reports; return the results dict.
 
     ``scorer`` is a checkpoint path or a loaded :class:`~evaluation.scorer.Scorer`. ``real_size`` (default: the
-    scorer's training size) is the square size real photos are resized to before the protocol applies.
+    scorer's training size) is the square size real photos are resized to before the protocol applies;
+    ``eval_size`` (default: the same) is the comparison size of ``protocol="256"``.
     ``pix2pix_compat`` picks which convention for classes absent from the ground truth gives the headline
     ``scores`` (both are always in the JSON). ``label`` names the row in ``compare_runs`` (default ``GT`` for
     real photos, else the name of the run folder). Returns the dict written to ``evaluation_results.json``.
     """
     if protocol not in PROTOCOLS:
         raise EvaluationError(f"--protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
-    if eval_size < 16:
+    if eval_size is not None and eval_size < 16:
         raise EvaluationError(f"--eval_size {eval_size} is too small; use 16 or more (256 is the paper's)")
     if batch_size < 1:
         raise EvaluationError(f"--batch_size {batch_size} must be at least 1")
@@ -205,6 +207,7 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
     frame_ids = match_frames(fake, gt, result_dir=result_dir, cityscapes_dir=cityscapes_dir, split=split,
                              allow_subset=allow_subset)
     real_size = int(real_size or scorer.image_size)
+    eval_size = int(eval_size or scorer.image_size)
     data = _Frames(frame_ids, fake, gt, cityscapes_dir, split, protocol, eval_size, real, real_size,
                    scorer.mean, scorer.std)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
@@ -321,7 +324,8 @@ def results_text(results: dict) -> str:
               f"absent classes: {results['convention']}",
               f"frames: {results['num_frames']} of {results['num_gt_frames']} in gtFine/{results['split']}"
               + (" (real photos)" if results["real"] else ""),
-              f"scorer: {results['scorer']['path']} ({results['scorer']['arch']}, sha256 {results['scorer']['sha256']})",
+              f"scorer: {results['scorer']['path']} ({results['scorer']['arch']}, "
+              f"sha256 {results['scorer']['sha256']})",
               f"majority-class baseline ({b['class_name']} everywhere): pixel {_fmt(b['per_pixel_acc'])}, "
               f"class {_fmt(b['per_class_acc'])}, IoU {_fmt(b['class_iou'])}"]
     if results["psnr_mean"] is not None:
@@ -419,7 +423,8 @@ def write_reports(results: dict, samples: list[dict], output_dir: str | Path) ->
                     caption = [frame, tags.br(), f"pixel acc {_fmt3(info.get('pixel_acc'))}"]
                     if info.get("psnr") is not None:
                         caption += [tags.br(), f"PSNR {info['psnr']:.2f} dB", tags.br(), f"SSIM {info['ssim']:.3f}"]
-                    tags.tr(tags.td(*caption), *[tags.td(tags.img(src=names[k], alt=k)) for k in ("photo", "pred", "gt")])
+                    tags.tr(tags.td(*caption),
+                            *[tags.td(tags.img(src=names[k], alt=k)) for k in ("photo", "pred", "gt")])
         sc = results["scorer"]
         tags.p(f"scorer {sc['path']} ({sc['arch']}, trained at {sc['image_size']}x{sc['image_size']}), sha256 "
                f"{sc['sha256']}; created {results['created']}.", cls="meta")
@@ -440,7 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output_dir", required=True, help="where the JSON, text and HTML reports go")
     p.add_argument("--protocol", choices=PROTOCOLS, default="pix2pix",
                    help="pix2pix: compare at label resolution (original); 256: compare at --eval_size")
-    p.add_argument("--eval_size", type=int, default=256, help="comparison size of --protocol 256 (default 256)")
+    p.add_argument("--eval_size", type=int, default=None,
+                   help="comparison size of --protocol 256 (default: the scorer's training size, 256 normally)")
     p.add_argument("--real", action="store_true", help="score the real val photos (the GT row)")
     p.add_argument("--real_size", type=int, default=None,
                    help="square size real photos are resized to first (default: the scorer's training size)")

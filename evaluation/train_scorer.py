@@ -323,7 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           image_size=args.image_size, batch_size=args.batch_size, lr=args.lr,
                           optimizer=args.optimizer, weight_decay=args.weight_decay, device=args.device,
                           resume=args.resume, num_workers=args.num_workers, seed=args.seed, arch_kwargs=arch_kwargs,
-                          max_frames=args.max_frames, save_every=args.save_every, evaluate=not args.no_eval, amp=args.amp,
+                          max_frames=args.max_frames, save_every=args.save_every, evaluate=not args.no_eval,
+                          amp=args.amp,
                           progress=not args.no_progress)
     print(f"scorer written to {result['output']} ({result['epochs_done']} epochs on {result['train_frames']} frames, "
           f"{result['train_seconds']:.0f} s)")

@@ -98,8 +98,8 @@ def test_fcn_score_pix2pix_protocol_writes_every_output(city, scorer_run, tmp_pa
 def test_fake_real_photos_score_exactly_like_the_real_row(city, scorer_run, tmp_path):
     out, result = scorer_run
     res_dir = _fake_results(city, tmp_path / "run")
-    fake = fcn_score(res_dir, city, out, tmp_path / "fake", protocol="256", eval_size=SIZE, device="cpu",
-                     progress=False)
+    fake = fcn_score(res_dir, city, out, tmp_path / "fake", protocol="256", device="cpu", progress=False)
+    assert fake["eval_size"] == SIZE  # the scorer's training size by default
     real = result["gt"]  # train_scorer's GT row: real photos at SIZE, protocol 256
     assert fake["confusion_matrix"] == real["confusion_matrix"]
     assert np.sum(fake["confusion_matrix"]) == sum(
