@@ -7,6 +7,7 @@
 * :mod:`evaluation.train_scorer`  ``python -m evaluation.train_scorer``: train a scorer on your Cityscapes photos
 * :mod:`evaluation.fcn_score`     ``python -m evaluation.fcn_score``: score a ``test.py`` results folder
 * :mod:`evaluation.compare_runs`  ``python -m evaluation.compare_runs``: the paper-style table
+* :mod:`evaluation.sanity_check`  ``python -m evaluation.sanity_check``: does a scorer rank degraded photos lower?
 
 Nothing here imports torch at package import time; the submodules do.
 """

@@ -269,3 +269,16 @@ def test_bad_ground_truth_and_flags_are_named(city, scorer_run, tmp_path):
     (tmp_path / "broken" / "evaluation_results.json").write_text("{not json")
     with pytest.raises(EvaluationError, match=r"evaluation_results\.json is not an FCN-score results file"):
         compare_runs.compare_table([tmp_path / "broken"])
+
+
+def test_sanity_check_scores_real_and_degraded_photos(city, scorer_run, tmp_path):
+    from evaluation.sanity_check import VARIANTS, sanity_check
+
+    out, result = scorer_run
+    checked = sanity_check(city, out, tmp_path / "sanity", protocol="256", device="cpu", progress=False)
+    assert list(checked["scores"]) == list(VARIANTS) and checked["warnings"] == []
+    # the "real" variant is exactly the GT row train_scorer computed
+    assert checked["scores"]["real"] == result["gt"]["scores"]
+    rows = (tmp_path / "sanity" / "table.md").read_text().splitlines()
+    assert [r.split(" | ")[0] for r in rows[2:6]] == ["| real", "| blur", "| lowres", "| noise"]
+    assert (tmp_path / "sanity" / "noise" / "index.html").is_file()
