@@ -3,12 +3,13 @@
 Prints two tables (Adam family, SGD-momentum family). Every row runs the same parameter tensors
 (the U-Net 256 generator: 54.4M parameters in 43 tensors by default) and the same gradients; a
 measurement is one full TR cycle of ``--period`` steps (so TR's k == 0 anchor copy is included), and
-the figure is the per-step median over ``--repeats`` cycles in each of ``--rounds`` rounds (rows are
-visited round-robin, so machine noise spreads over all rows). The ratio column is against torch's
-fused kernel measured in the same run.
+each row is timed in alternation with torch's fused kernel (paired cycles), and its ratio is the
+median over ``--repeats`` pairs of (row time / fused time), which cancels slow drifts of machine load.
+On a shared machine use ``--threads 1``: with every core busy, multi-threaded kernels wait for
+descheduled threads and the timings become meaningless.
 
-    python benchmarks/optimizer_step.py                 # full size (needs ~2 GB of RAM)
-    python benchmarks/optimizer_step.py --quick         # ngf 16 (3.4M params), 1 round: a smoke run
+    python benchmarks/optimizer_step.py --threads 1     # full size (about 2 GB of RAM)
+    python benchmarks/optimizer_step.py --quick         # ngf 16 (3.4M params), 2 repeats: a smoke run
     python benchmarks/optimizer_step.py --device cuda   # same rows on a GPU
 
 "Authors' loop" is a per-parameter Python loop in the style of the authors' release (TR-Adam /
@@ -134,55 +135,68 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def time_row(make, params, device, period, repeats, warmup_cycles=1):
-    opt = make(params)
-    for _ in range(warmup_cycles * period):  # state allocation, compilation, first-step paths
+def cycle(opt, device, period):
+    t0 = time.perf_counter()
+    for _ in range(period):
         opt.step()
     sync(device)
-    per_step = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(period):
-            opt.step()
-        sync(device)
-        per_step.append((time.perf_counter() - t0) / period)
-    del opt
-    gc.collect()
-    return per_step
+    return (time.perf_counter() - t0) / period
 
 
 def run_table(title, rows, baseline, params, device, args):
-    times = {name: [] for name in rows}
-    for r in range(args.rounds):
-        for name, make in rows.items():
-            times[name] += time_row(make, params, device, args.period, args.repeats)
-            print(f"  [{title}] round {r + 1}/{args.rounds} {name}: "
-                  f"{statistics.median(times[name]) * 1e3:.1f} ms", file=sys.stderr, flush=True)
-    base = statistics.median(times[baseline])
-    print(f"\n{title}: per-step median over {len(times[baseline])} cycles of {args.period} steps")
-    print(f"| {'optimizer':36s} | {'ms/step':>8s} | {'vs fused':>8s} |")
-    print(f"|{'-' * 38}|{'-' * 10}|{'-' * 10}|")
+    """Each row is timed in alternation with a fresh baseline optimizer (paired cycles).
+
+    Only two optimizers are alive at a time (full size: about 1.3 GB of state), and a row's ratio is
+    the median over repeats of (its cycle time / the baseline cycle just before it), so slow drifts
+    in machine load cancel out.
+    """
+    results = {}
+    base_times = []
+    for name, make in rows.items():
+        if name == baseline:
+            continue
+        base_opt, opt = rows[baseline](params), make(params)
+        for o in (base_opt, opt):  # state allocation, compilation, first-step paths
+            for _ in range(args.period):
+                o.step()
+        sync(device)
+        times, ratios = [], []
+        for _ in range(args.repeats):
+            tb = cycle(base_opt, device, args.period)
+            tr = cycle(opt, device, args.period)
+            base_times.append(tb)
+            times.append(tr)
+            ratios.append(tr / tb)
+        results[name] = (statistics.median(times), statistics.median(ratios), min(ratios), max(ratios))
+        print(f"  [{title}] {name}: {results[name][0] * 1e3:.1f} ms, {results[name][1]:.2f}x", file=sys.stderr,
+              flush=True)
+        del base_opt, opt
+        gc.collect()
+    results[baseline] = (statistics.median(base_times), 1.0, 1.0, 1.0)
+    print(f"\n{title}: per-step medians, cycles of {args.period} steps, {args.repeats} paired repeats per row")
+    print(f"| {'optimizer':36s} | {'ms/step':>8s} | {'vs fused':>8s} | {'range':>11s} |")
+    print(f"|{'-' * 38}|{'-' * 10}|{'-' * 10}|{'-' * 13}|")
     for name in rows:
-        med = statistics.median(times[name])
-        print(f"| {name:36s} | {med * 1e3:8.1f} | {med / base:7.2f}x |")
-    return {name: statistics.median(v) for name, v in times.items()}
+        ms, ratio, lo, hi = results[name]
+        rng = "" if name == baseline else f"{lo:.2f}-{hi:.2f}"
+        print(f"| {name:36s} | {ms * 1e3:8.1f} | {ratio:7.2f}x | {rng:>11s} |")
+    return results
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="ngf 16, 1 round, 2 repeats: a smoke run")
+    ap.add_argument("--quick", action="store_true", help="ngf 16, 2 repeats: a smoke run")
     ap.add_argument("--ngf", type=int, default=64, help="generator width (64 = the paper's 54.4M params)")
-    ap.add_argument("--repeats", type=int, default=3, help="timed cycles per row per round")
-    ap.add_argument("--rounds", type=int, default=2, help="round-robin passes over the rows")
+    ap.add_argument("--repeats", type=int, default=5, help="paired timed cycles per row")
     ap.add_argument("--period", type=int, default=10, help="tr_period S (steps per timed cycle)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
     ap.add_argument("--only", choices=["adam", "sgd"], default=None)
     args = ap.parse_args(argv)
     if args.quick:
-        args.ngf, args.rounds, args.repeats = 16, 1, 2
-    if args.period < 1 or args.repeats < 1 or args.rounds < 1 or args.ngf < 1:
-        ap.error("--period, --repeats, --rounds and --ngf must be positive integers")
+        args.ngf, args.repeats = 16, 2
+    if args.period < 1 or args.repeats < 1 or args.ngf < 1:
+        ap.error("--period, --repeats and --ngf must be positive integers")
     try:
         device = torch.device(args.device)
         torch.empty(1, device=device)
