@@ -239,12 +239,6 @@ def train_scorer(cityscapes_dir: str | Path, output: str | Path, *, arch: str = 
         gt = fcn_score(None, cityscapes_dir, output, gt_report_dir(output), protocol=eval_protocol, real=True,
                        eval_size=image_size, real_size=image_size, batch_size=batch_size, device=str(dev),
                        num_workers=0, label="GT", progress=progress)
-        if progress:
-            s, b = gt["scores"], gt["majority_baseline"]
-            print(f"GT row (real val photos at {image_size}x{image_size}, {gt['num_frames']} frames): per-pixel acc "
-                  f"{s['per_pixel_acc']:.3f}, per-class acc {s['per_class_acc']:.3f}, class IoU {s['class_iou']:.3f}"
-                  f"; majority class ({b['class_name']}): {b['per_pixel_acc']:.3f} / {b['per_class_acc']:.3f} / "
-                  f"{b['class_iou']:.3f}; reports in {gt_report_dir(output)}", flush=True)
     return {"output": str(output), "epochs_done": max(epochs, start_epoch), "train_frames": n, "history": history,
             "train_seconds": train_seconds, "gt": gt}
 
@@ -328,6 +322,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                           progress=not args.no_progress)
     print(f"scorer written to {result['output']} ({result['epochs_done']} epochs on {result['train_frames']} frames, "
           f"{result['train_seconds']:.0f} s)")
+    gt = result["gt"]
+    if gt is not None:
+        s, b = gt["scores"], gt["majority_baseline"]
+        print(f"GT row (real val photos at {gt['eval_size']}x{gt['eval_size']}, {gt['num_frames']} frames): per-pixel "
+              f"acc {s['per_pixel_acc']:.3f}, per-class acc {s['per_class_acc']:.3f}, class IoU {s['class_iou']:.3f}; "
+              f"majority class ({b['class_name']}): {b['per_pixel_acc']:.3f} / {b['per_class_acc']:.3f} / "
+              f"{b['class_iou']:.3f}; reports in {gt_report_dir(result['output'])}")
     return 0
 
 

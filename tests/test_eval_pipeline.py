@@ -241,6 +241,18 @@ def test_train_scorer_rejects_bad_arguments(city, tmp_path, kwargs, message):
         train_scorer(city, output, device="cpu", progress=False, **kwargs)
 
 
+def test_train_scorer_cli_trains_and_prints_the_gt_row(city, tmp_path, capsys):
+    from evaluation.train_scorer import main as train_main
+
+    assert run_cli(train_main, ["--cityscapes_dir", str(city), "--output", str(tmp_path / "s.pth"), "--base", "4",
+                                "--epochs", "1", "--max_frames", "4", "--image_size", "32", "--batch_size", "4",
+                                "--device", "cpu", "--no_progress", "--num_workers", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert f"scorer written to {tmp_path / 's.pth'} (1 epochs on 4 frames" in printed
+    assert "GT row (real val photos at 32x32, 4 frames): per-pixel acc " in printed
+    assert (tmp_path / "s_gt" / "evaluation_results.json").is_file()
+
+
 def test_train_scorer_cli_rejects_base_for_big_archs(city, tmp_path, capsys):
     from evaluation.train_scorer import main as train_main
 
