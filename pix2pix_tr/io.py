@@ -13,6 +13,11 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+# mkstemp creates files readable by their owner only; the renamed file should get the usual permissions.
+# The umask is read once, at import (reading it means setting it, which is not thread-safe later).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
@@ -24,6 +29,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, mode.replace("x", "w"), **kwargs) as handle:
             yield handle
             handle.flush()

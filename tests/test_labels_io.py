@@ -47,6 +47,9 @@ def test_atomic_writes_replace_and_leave_no_temporaries(tmp_path):
     atomic_save_image(np.full((4, 6, 3), 200, np.uint8), tmp_path / "im.png")
     assert Image.open(tmp_path / "im.png").size == (6, 4)
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["a.txt", "ck.pth", "im.png"]
+    from pix2pix_tr import io
+
+    assert target.stat().st_mode & 0o777 == 0o666 & ~io._UMASK  # not mkstemp's owner-only 0600
 
 
 def test_failed_atomic_write_keeps_the_old_file(tmp_path):
