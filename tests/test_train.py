@@ -192,6 +192,7 @@ def test_bad_data_gives_one_sentence(ab_root, tmp_path, capsys):
     assert main(tiny_args(tmp_path / "nowhere", tmp_path, "x")) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()  # a typo leaves no half-made run folder behind
     assert main(tiny_args(ab_root, tmp_path, "y", "--phase", "test")) == 2
     assert "does not exist" in capsys.readouterr().err
 

@@ -200,10 +200,6 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
     say(ctx, "effective configuration (options that differ from the defaults):")
     for key, value in non_default_options(opt).items():
         say(ctx, f"  --{key} {value}")
-    if ctx.is_main:
-        atomic_write_text(run_dir / "train_opt.txt", format_options(opt))
-        atomic_write_text(run_dir / "train_opt.json",
-                          json.dumps(options_to_json_dict(opt), indent=2, sort_keys=True) + "\n")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
@@ -212,6 +208,10 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
         dataset, sampler, loader = build_data(opt, ctx)
     except DatasetError as exc:
         raise TrainingError(str(exc)) from exc
+    if ctx.is_main:  # after the data checks, so a typo in --dataroot leaves no folder behind
+        atomic_write_text(run_dir / "train_opt.txt", format_options(opt))
+        atomic_write_text(run_dir / "train_opt.json",
+                          json.dumps(options_to_json_dict(opt), indent=2, sort_keys=True) + "\n")
     if opt.direction == "AtoB" and "cityscapes" in str(opt.dataroot).lower():
         say(ctx, "note: --direction AtoB on Cityscapes trains photo->labels; labels->photo is --direction BtoA")
     torch.manual_seed(opt.seed)  # the initial weights: identical on every rank
