@@ -18,6 +18,11 @@ table shows medians over all timed iterations, the median time of the generator'
 ratio to ``original`` (lower is better). Ratios, not absolute times, are what to compare across machines.
 
     python benchmarks/train_throughput.py --iters 5 --repeats 3          # CPU, a few minutes
+    OMP_NUM_THREADS=1 python benchmarks/train_throughput.py --threads 1  # the most stable ratios on a busy CPU
+
+On a busy machine, multi-threaded CPU runs are noisy in wall time *and* in CPU time (OpenMP threads spin while a
+sibling is descheduled); one thread gives the most reproducible ratios (the optimiser step and the convolutions
+scale alike with threads, so the ratio changes little).
     python benchmarks/train_throughput.py --device cuda --iters 20 --repeats 5 --compile
 """
 
