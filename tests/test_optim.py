@@ -396,3 +396,25 @@ def test_default_fast_path_allocates_nothing_param_sized():
     wrapped = TrajectoryRegularized(torch.optim.SGD([p], lr=0.1, momentum=0.9, fused=True), tr_period=2)
     wrapped.step()
     assert big_allocations(wrapped, 2, threshold=n) != []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_compiled_mode_equals_default_with_uneven_adam_steps(amsgrad):
+    """A parameter that skips steps has its own Adam step count (the per-tensor scalars path)."""
+    model, ref_model = tiny_model(), tiny_model()
+    opt = TRAdam(model.parameters(), lr=0.01, amsgrad=amsgrad, tr_period=3, compiled=True)
+    ref = TRAdam(ref_model.parameters(), lr=0.01, amsgrad=amsgrad, tr_period=3)
+    for n in range(7):
+        for m, o in ((model, opt), (ref_model, ref)):
+            o.zero_grad()
+            loss_fn(m, n).backward()
+            if n in (1, 2):
+                m[2].bias.grad = None
+            o.step()
+    assert opt.state[model[2].bias]["step"].item() == 5 and opt.state[model[0].weight]["step"].item() == 7
+    from pix2pix_tr.optim import _compiled
+
+    assert not _compiled._FAILED and ("_amsgrad" if amsgrad else "_adam") in _compiled._COMPILED
+    for p, q in zip(model.parameters(), ref_model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)

@@ -80,6 +80,11 @@ def _adam(P, G, A, M, V, S):
         _adam_math(p, g, a, m, v, None, s, False)
 
 
+def _adam_shared(P, G, A, M, V, s):  # every tensor at the same Adam step: one scalar tensor
+    for p, g, a, m, v in zip(P, G, A, M, V):
+        _adam_math(p, g, a, m, v, None, s, False)
+
+
 def _amsgrad(P, G, A, M, V, VM, S):
     for p, g, a, m, v, vm, s in zip(P, G, A, M, V, VM, S):
         _adam_math(p, g, a, m, v, vm, s, True)
@@ -90,7 +95,7 @@ def _sgd(P, G, A, B, s, nesterov: bool, has_momentum: bool):
         _sgd_math(p, g, a, b, s, nesterov, has_momentum)
 
 
-_EAGER = {f.__name__: f for f in (_adam, _amsgrad, _sgd)}
+_EAGER = {f.__name__: f for f in (_adam, _adam_shared, _amsgrad, _sgd)}
 _COMPILED: dict = {}
 _FAILED = False
 
@@ -152,26 +157,28 @@ def adam_group_step(group: dict, state, plan) -> None:
     amsgrad = group["amsgrad"]
     base = [float(plan.lr_eff), plan.c, plan.c + group["weight_decay"], b1, b2, group["eps"], sign]
     for bucket in _buckets(plan):
-        cols: list = [[] for _ in range(7 if amsgrad else 6)]
-        head = None
-        for p, g, a in bucket:
-            st = state[p]
-            step = st["step"]
+        steps = []
+        for p, _, _ in bucket:
+            step = state[p]["step"]
             step.add_(1)  # torch's layout: a float tensor per parameter (on p's device when fused)
-            if step.device.type == "cpu":  # reading it is free: per-step numbers as Python floats
-                t = float(step.item())
-                s = _scalars(base + [base[0] / (1 - b1 ** t), 1 / math.sqrt(1 - b2 ** t)], p)
-            else:  # on an accelerator: compute them there, no host-device sync
-                if head is None:
-                    head = _scalars(base, p)
-                t = step.to(head.dtype)
-                s = torch.cat([head, torch.stack([head[0] / (1 - b1 ** t), (1 - b2 ** t).rsqrt()])])
-            tensors = [p.detach(), g, a, st["exp_avg"], st["exp_avg_sq"]]
-            if amsgrad:
-                tensors.append(st["max_exp_avg_sq"])
-            for col, t_ in zip(cols, _flat(*tensors) + [s]):
-                col.append(t_)
-        _call("_amsgrad" if amsgrad else "_adam", *cols)
+            steps.append(step)
+        tensors = [[p.detach(), g, a, state[p]["exp_avg"], state[p]["exp_avg_sq"]]
+                   + ([state[p]["max_exp_avg_sq"]] if amsgrad else []) for p, g, a in bucket]
+        cols = [list(col) for col in zip(*(_flat(*ts) for ts in tensors))]
+        like = bucket[0][0]
+        if all(step.device.type == "cpu" for step in steps):  # reading them is free
+            ts = [float(step.item()) for step in steps]
+            scal = {t: _scalars(base + [base[0] / (1 - b1 ** t), 1 / math.sqrt(1 - b2 ** t)], like)
+                    for t in set(ts)}
+            if len(scal) == 1 and not amsgrad:  # the usual case: one small tensor for the bucket
+                _call("_adam_shared", *cols, scal[ts[0]])
+                continue
+            per_tensor = [scal[t].clone() for t in ts]  # distinct tensors: no aliasing for Dynamo to guard
+        else:  # on an accelerator: compute them there, no host-device sync
+            head = _scalars(base, like)
+            per_tensor = [torch.cat([head, torch.stack([head[0] / (1 - b1 ** t), (1 - b2 ** t).rsqrt()])])
+                          for t in (step.to(head.dtype) for step in steps)]
+        _call("_amsgrad" if amsgrad else "_adam", *cols, per_tensor)
 
 
 def sgd_ready(group: dict, state, params) -> bool:
