@@ -55,9 +55,9 @@ class Preset:
 PRESETS = {
     # The newcomer's default: sized so that the whole job takes about 10 minutes on 2 CPU cores and the
     # synthesized photos visibly follow the label layout.
-    "default": Preset(n_train=60, n_val=20, city_width=256, city_height=128, image_size=128, netG="unet_128",
-                      ngf=32, ndf=32, n_epochs=10, n_epochs_decay=5, scorer_arch="fcn8s_small", scorer_base=16,
-                      scorer_epochs=30),
+    "default": Preset(n_train=100, n_val=30, city_width=256, city_height=128, image_size=128, netG="unet_128",
+                      ngf=32, ndf=32, n_epochs=12, n_epochs_decay=8, scorer_arch="fcn8s_small", scorer_base=16,
+                      scorer_epochs=15),
     # The smallest run that exercises every step (the end-to-end test uses it).
     "tiny": Preset(n_train=6, n_val=3, city_width=128, city_height=64, image_size=64, netG="unet_64",
                    ngf=8, ndf=8, n_epochs=1, n_epochs_decay=0, scorer_arch="fcn8s_small", scorer_base=8,
