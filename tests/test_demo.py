@@ -104,3 +104,16 @@ def test_demo_rejects_an_unknown_preset():
     proc = subprocess.run([sys.executable, "demo.py", "--preset", "huge"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "--preset" in proc.stderr and "invalid choice" in proc.stderr
+
+
+def test_a_failing_step_stops_the_demo_with_a_message_and_keeps_the_log():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo", ROOT / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    log = []
+    with pytest.raises(SystemExit) as stop:
+        demo.run([sys.executable, "-c", "raise SystemExit(3)"], log)
+    assert "failed with exit status 3" in str(stop.value) and "finished steps are kept" in str(stop.value)
+    assert log[0]["returncode"] == 3 and log[0]["command"].startswith("python -c")
