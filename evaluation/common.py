@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -12,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from evaluation.labels import ids_to_train_ids
+from pix2pix_tr.cli import run_cli as _run_cli
 
 
 class EvaluationError(ValueError):
@@ -144,11 +144,4 @@ def parse_image_size(text: str | int) -> int:
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Run a CLI ``main``; an :class:`EvaluationError` becomes ``error: ...`` on stderr and exit status 2."""
-    try:
-        return int(main(argv) or 0)
-    except EvaluationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return _run_cli(main, argv, user_errors=EvaluationError)

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Callable
 
+from pix2pix_tr.cli import run_cli as _run_cli
 from pix2pix_tr.data.errors import DatasetError
 
 
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
     """Call ``main(argv)``; a :class:`DatasetError` prints ``error: <message>`` (no traceback) and returns 2."""
-    try:
-        return int(main(argv) or 0)
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return _run_cli(main, argv, user_errors=DatasetError)
 
 
 def _positive_int(text: str) -> int:
