@@ -73,6 +73,16 @@ def find_fake_frames(result_dir: str | Path) -> dict[str, Path]:
         for suffix in FAKE_SUFFIXES:
             if path.name.endswith(suffix):
                 frames[path.name[: -len(suffix)]] = path
+    # test.py's results.json names the frames of its latest run: images left in the folder by an earlier run
+    # (a larger --num_test, another checkpoint) must not be scored with them.
+    listing = result_dir / "results.json"
+    if listing.is_file():
+        try:
+            stems = set(json.loads(listing.read_text(encoding="utf-8"))["stems"])
+        except (ValueError, KeyError, TypeError):
+            raise EvaluationError(f"{listing} is not a results.json written by test.py; rerun test.py or remove "
+                                  f"it") from None
+        frames = {stem: path for stem, path in frames.items() if stem in stems}
     if not frames:
         raise EvaluationError(f"--result_dir {result_dir} holds no *_fake_B.png images (looked in {images}); "
                               f"pass the folder test.py wrote, e.g. results/NAME/val_latest")
@@ -191,6 +201,8 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
         raise EvaluationError(f"--eval_size {eval_size} is too small; use 16 or more (256 is the paper's)")
     if batch_size < 1:
         raise EvaluationError(f"--batch_size {batch_size} must be at least 1")
+    if num_workers < 0:
+        raise EvaluationError(f"--num_workers {num_workers} must be 0 (load in this process) or more")
     if result_dir is None and not real:
         raise EvaluationError("--result_dir is required (the folder test.py wrote, e.g. results/NAME/val_latest) "
                               "unless --real scores the real photos")

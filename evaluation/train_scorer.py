@@ -159,6 +159,8 @@ def train_scorer(cityscapes_dir: str | Path, output: str | Path, *, arch: str = 
         raise EvaluationError(str(exc)) from None
     opt = _make_optimizer(optimizer, model.parameters(), lr, weight_decay)
 
+    if max_frames is not None and max_frames < 1:
+        raise EvaluationError(f"--max_frames {max_frames} must be at least 1 (leave it out to use every frame)")
     photos, targets, frames = load_split(cityscapes_dir, "train", image_size, max_frames=max_frames,
                                          num_workers=num_workers, progress=progress)
     n = len(frames)
@@ -176,7 +178,8 @@ def train_scorer(cityscapes_dir: str | Path, output: str | Path, *, arch: str = 
         raise EvaluationError(f"--output {output} (or its {state_path.name}) already exists; pass --resume to "
                               f"continue that run, or choose another --output")
 
-    torch.manual_seed(seed + start_epoch)
+    if not resume:  # a resumed run continues the RNG stream _resume restored from the checkpoint
+        torch.manual_seed(seed)
     photos_t = torch.from_numpy(photos)
     targets_t = torch.from_numpy(targets)
     if dev.type == "cuda":
@@ -192,7 +195,7 @@ def train_scorer(cityscapes_dir: str | Path, output: str | Path, *, arch: str = 
         order = torch.randperm(n, generator=g)
         flips = torch.rand(n, generator=g) < 0.5
         t0 = time.perf_counter()
-        loss_sum, correct, counted = 0.0, 0, 0
+        loss_sum, correct, counted, seen = 0.0, 0, 0, 0
         bar = tqdm(range(iters_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress,
                    leave=False)
         for it in bar:
@@ -216,9 +219,10 @@ def train_scorer(cityscapes_dir: str | Path, output: str | Path, *, arch: str = 
                 correct += int((logits.argmax(1)[valid] == y[valid]).sum())
                 counted += int(valid.sum())
             loss_sum += float(loss.detach()) * len(idx)
+            seen += len(idx)
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         bar.close()
-        record = {"epoch": epoch + 1, "loss": loss_sum / n, "pixel_acc": correct / max(counted, 1),
+        record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "pixel_acc": correct / max(counted, 1),
                   "seconds": time.perf_counter() - t0}
         history.append(record)
         if progress:

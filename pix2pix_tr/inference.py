@@ -432,10 +432,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pix2pix_tr.options import parse_test
 
     opt = parse_test(argv)
+    from pix2pix_tr.data import DatasetError
+
     try:
         results = run_test(opt)
-    except InferenceError as exc:
-        print(f"test.py: error: {exc}", file=sys.stderr)
+    except (InferenceError, DatasetError) as exc:
+        # a file that only fails when decoded surfaces from the DataLoader, from a worker wrapped in its traceback
+        message = str(exc).strip().splitlines()[-1] if "Original Traceback" in str(exc) else str(exc)
+        message = message.split("DatasetError: ", 1)[-1]
+        print(f"test.py: error: {message}", file=sys.stderr)
         return 2
     print(f"wrote {results['n_images']} image triplets and {len(results['pages'])} page(s) to "
           f"{results['run_dir']}; open {Path(results['run_dir']) / 'index.html'}")

@@ -234,6 +234,7 @@ def test_real_row_from_the_cli_with_pix2pix_compat_headline(city, scorer_run, tm
     ({"image_size": 8}, r"--image_size 8 is too small"),
     ({"arch": "unet"}, r"--arch 'unet' is not one of fcn8s_small"),
     ({"amp": "fp8"}, r"--amp 'fp8' is not one of none, bf16"),
+    ({"max_frames": 0}, r"--max_frames 0 must be at least 1"),
 ])
 def test_train_scorer_rejects_bad_arguments(city, tmp_path, kwargs, message):
     output = tmp_path / kwargs.pop("output", "scorer.pth")
@@ -294,3 +295,18 @@ def test_sanity_check_scores_real_and_degraded_photos(city, scorer_run, tmp_path
     rows = (tmp_path / "sanity" / "table.md").read_text().splitlines()
     assert [r.split(" | ")[0] for r in rows[2:6]] == ["| real", "| blur", "| lowres", "| noise"]
     assert (tmp_path / "sanity" / "noise" / "index.html").is_file()
+
+
+def test_images_of_an_earlier_test_run_are_not_scored(city, scorer_run, tmp_path):
+    """test.py's results.json lists the frames of its latest run; stale fakes in images/ are ignored."""
+    out, _ = scorer_run
+    frames = _val_frames(city)
+    res_dir = _fake_results(city, tmp_path / "run", frames)
+    (res_dir / "results.json").write_text(json.dumps({"stems": frames[:2]}))
+    result = fcn_score(res_dir, city, out, tmp_path / "e", device="cpu", progress=False, allow_subset=True)
+    assert result["num_frames"] == 2 and [f["frame"] for f in result["frames"]] == frames[:2]
+    (res_dir / "results.json").write_text("{not json")
+    with pytest.raises(EvaluationError, match="is not a results.json written by test.py"):
+        fcn_score(res_dir, city, out, tmp_path / "e2", device="cpu", progress=False)
+    with pytest.raises(EvaluationError, match="--num_workers -1 must be 0"):
+        fcn_score(_fake_results(city, tmp_path / "w"), city, out, tmp_path / "e3", device="cpu", num_workers=-1)

@@ -269,3 +269,17 @@ def test_state_dict_prefixes_and_syncbatch(tmp_path):
     assert list(state) == list(net.state_dict())
     gen = generator_options({"netG": "unet_64", "ngf": 4, "norm": "syncbatch", "no_dropout": True})
     assert gen["norm"] == "batch" and gen["use_dropout"] is False  # same parameters as BatchNorm, one process
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_truncated_image_is_one_sentence_not_a_traceback(tmp_path, ab_root, capsys, workers):
+    make_run(tmp_path / "checkpoints", "run")
+    data = tmp_path / "data"
+    shutil.copytree(ab_root / "val", data / "val")
+    victim = sorted((data / "val").glob("*.png"))[1]
+    victim.write_bytes(victim.read_bytes()[:200])  # the header survives, decoding fails
+    assert main(_args(tmp_path, data, "--num_threads", workers, name="run")) == 2
+    err = capsys.readouterr().err
+    messages = [line.split("test.py: error: ", 1)[1] for line in err.splitlines() if "test.py: error: " in line]
+    assert len(messages) == 1 and "Traceback" not in err, err  # (the progress bar shares stderr)
+    assert victim.name in messages[0] and "corrupt" in messages[0]
