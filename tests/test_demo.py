@@ -99,6 +99,15 @@ def test_demo_tiny_runs_every_step_and_writes_every_artifact(tmp_path):
     assert [s["command"].split()[2] for s in json.loads((out / "demo_summary.json").read_text())["steps"]] == \
         ["evaluation.compare_runs"]
 
+    # a training step that did not finish (no marker, a training state on disk) continues instead of restarting
+    (out / ".done" / "train_demo_tradam").unlink()
+    resumed = subprocess.run([sys.executable, "demo.py", "--preset", "tiny", "--out", str(out), "--device", "cpu"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    commands = [s["command"] for s in json.loads((out / "demo_summary.json").read_text())["steps"]]
+    assert len(commands) == 2 and "train.py" in commands[0] and commands[0].endswith("--continue_train")
+    assert (out / ".done" / "train_demo_tradam").exists()
+
 
 def test_demo_rejects_an_unknown_preset():
     proc = subprocess.run([sys.executable, "demo.py", "--preset", "huge"], cwd=ROOT, capture_output=True, text=True)
