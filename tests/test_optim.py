@@ -418,3 +418,29 @@ def test_compiled_mode_equals_default_with_uneven_adam_steps(amsgrad):
     assert not _compiled._FAILED and ("_amsgrad" if amsgrad else "_adam") in _compiled._COMPILED
     for p, q in zip(model.parameters(), ref_model.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+@pytest.mark.parametrize("wd", [0.0, 0.05])
+def test_tradam_with_decoupled_weight_decay_equals_the_wrapper_over_adamw(wd, maximize):
+    """A group with AdamW-style decay (e.g. from an AdamW state_dict) must not get the proximal term folded into
+    its weight decay: TRAdam then equals TrajectoryRegularized(AdamW), exactly."""
+    torch.manual_seed(0)
+    w0 = torch.randn(5, dtype=torch.float64)
+
+    def run(make):
+        p = torch.nn.Parameter(w0.clone())
+        opt = make([p])
+        for t in range(7):
+            p.grad = torch.sin(p.detach() * (t + 1)).clone()
+            opt.step()
+        return p.detach()
+
+    def decoupled(ps):
+        opt = TRAdam(ps, lr=0.01, weight_decay=wd, tr_period=3, maximize=maximize)
+        opt.param_groups[0]["decoupled_weight_decay"] = True
+        return opt
+
+    wrapped = run(lambda ps: TrajectoryRegularized(torch.optim.AdamW(ps, lr=0.01, weight_decay=wd,
+                                                                     maximize=maximize), tr_period=3))
+    torch.testing.assert_close(run(decoupled), wrapped, rtol=0, atol=1e-15)

@@ -108,7 +108,10 @@ class _TRMixin:
                     if plan.c != 0.0 and plan.params:
                         sign = 1.0 if group["maximize"] else -1.0
                         _tr.foreach_add_(plan.grads, plan.anchors, alpha=sign * plan.c)
-                        group["weight_decay"] = group["weight_decay"] + plan.c
+                        if group.get("decoupled_weight_decay"):  # AdamW-style decay: the kernel's wd is not L2,
+                            _tr.foreach_add_(plan.grads, plan.params, alpha=-sign * plan.c)  # add c*w ourselves
+                        else:
+                            group["weight_decay"] = group["weight_decay"] + plan.c
                     group["lr"] = plan.lr_eff
                 if compiled:
                     for plan in compiled:
