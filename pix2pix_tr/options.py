@@ -211,8 +211,15 @@ def check_train_options(opt: argparse.Namespace, parser: argparse.ArgumentParser
         parser.error(f"--beta1 (the SGD momentum) must be < 1, got {opt.beta1}")
     if opt.optimizer in ("tradam", "adam") and (opt.beta1 >= 1 or opt.beta2 >= 1):
         parser.error(f"Adam's --beta1 and --beta2 must be < 1, got {opt.beta1} and {opt.beta2}")
-    if opt.device not in ("auto", "cpu", "cuda") and not opt.device.startswith(("cuda:", "mps")):
-        parser.error(f"--device {opt.device!r} is not a device: use auto, cpu, cuda or cuda:N")
+    if opt.device != "auto":
+        import torch
+
+        try:
+            kind = torch.device(opt.device).type
+        except RuntimeError:
+            kind = None
+        if kind not in ("cpu", "cuda", "mps"):
+            parser.error(f"--device {opt.device!r} is not a device: use auto, cpu, cuda or cuda:N")
     if opt.name in ("", ".", "..") or "/" in opt.name or "\\" in opt.name:
         parser.error(f"--name {opt.name!r} must be a plain folder name (no slashes)")
     return opt

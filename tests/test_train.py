@@ -183,6 +183,14 @@ def test_cli_end_to_end_and_refusals(ab_root, tmp_path, capsys):
                     "--continue_train")
     assert main(bad) == 2
     assert "--ngf is 16 but the run" in capsys.readouterr().err
+    # so are optimiser settings the saved param groups would silently override
+    for flag, value in (("--tr_lambda", "0.5"), ("--tr_period", "3"), ("--lr", "0.001")):
+        assert main(args + ["--continue_train", flag, value]) == 2
+        assert f"{flag} is {float(value) if flag != '--tr_period' else int(value)!r} but the run" \
+            in capsys.readouterr().err
+    # a run saved without --amp fp16 resumes with it (its scalers start fresh)
+    assert main(args + ["--continue_train", "--amp", "fp16"]) == 0
+    assert "already finished" in capsys.readouterr().out
     # nothing to resume
     assert main(tiny_args(ab_root, tmp_path, "fresh", "--continue_train")) == 2
     assert "does not exist, so there is nothing to resume" in capsys.readouterr().err
@@ -202,6 +210,7 @@ def test_bad_data_gives_one_sentence(ab_root, tmp_path, capsys):
     (["--netG", "unet_64", "--crop_size", "300", "--load_size", "286"], "--crop_size 300 is larger than --load_size"),
     (["--optimizer", "lamb"], "invalid choice: 'lamb'"),
     (["--device", "tpu"], "--device 'tpu' is not a device"),
+    (["--device", "cuda:abc"], "--device 'cuda:abc' is not a device"),
     (["--lr", "-1"], "--lr: must be a positive number"),
     (["--n_epochs", "0", "--n_epochs_decay", "0"], "nothing to train"),
     (["--name", "a/b"], "must be a plain folder name"),
@@ -240,3 +249,13 @@ def test_file_that_breaks_during_training_stops_with_its_name(ab_root, tmp_path,
     assert main(tiny_args(data, tmp_path, "b", "--batch_size", "1", "--no_flip")) == 2
     err = capsys.readouterr().err
     assert broken.name in err and "Traceback" not in err
+
+
+def test_a_run_stopped_on_the_last_iteration_of_an_epoch_still_shows_that_epoch(ab_root, tmp_path):
+    import json
+
+    result = run(ab_root, tmp_path, "edge", "--max_dataset_size", "2", "--max_iters", "1")  # batch 2: 1 it/epoch
+    assert result.total_iters == 1
+    entries = json.loads((tmp_path / "edge" / "web" / "gallery.json").read_text())
+    entries = entries["entries"] if isinstance(entries, dict) else entries
+    assert entries and all(entry["images"] for entry in entries)

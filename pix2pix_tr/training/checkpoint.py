@@ -78,8 +78,11 @@ def load_training_state(run_dir: Path) -> dict[str, Any]:
 
 
 # Options that define the networks and the optimiser state: a resumed run must use the same values.
+# The optimiser settings are restored from the saved param groups on resume, so a changed value would be
+# silently ignored: refuse it instead.
 RESUME_MUST_MATCH = ("netG", "netD", "ngf", "ndf", "n_layers_D", "norm", "input_nc", "output_nc", "no_dropout",
-                     "optimizer", "gan_mode", "lr_policy")
+                     "optimizer", "gan_mode", "lr_policy", "lr", "beta1", "beta2", "tr_lambda", "tr_period",
+                     "tr_mode", "no_tr_inner_decay")
 
 
 def check_resume_options(saved: dict[str, Any], current: dict[str, Any], run_dir: Path) -> None:

@@ -41,7 +41,7 @@ from ..io import atomic_write_text
 from ..models import GANLoss, define_D, define_G
 from ..models.pix2pix import NonFiniteLossError, train_step
 from ..options import format_options, non_default_options, options_to_json_dict
-from .checkpoint import (STATE_FILE, check_resume_options, load_training_state, net_path, restore_rng_state,
+from .checkpoint import (STATE_FILE, check_resume_options, load_training_state, restore_rng_state,
                          rng_state, save_networks, save_training_state)
 from .distributed import DistContext, init_distributed
 from .errors import TrainingDiverged, TrainingError
@@ -240,8 +240,9 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
         opt_D.load_state_dict(state["opt_D"])
         sched_G.load_state_dict(state["sched_G"])
         sched_D.load_state_dict(state["sched_D"])
-        scaler_G.load_state_dict(state["scaler_G"])
-        scaler_D.load_state_dict(state["scaler_D"])
+        for scaler, saved in ((scaler_G, state["scaler_G"]), (scaler_D, state["scaler_D"])):
+            if saved:  # empty when the run was saved without --amp fp16: the fresh scaler starts over
+                scaler.load_state_dict(saved)
         meter.load_state_dict(state["meter"])
         epoch, epoch_iter, total_iters = int(state["epoch"]), int(state["epoch_iter"]), int(state["total_iters"])
         if epoch_iter and (state.get("world_size") != ctx.world_size or state.get("batch_size") != opt.batch_size):
@@ -332,6 +333,7 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                         log_row(epoch, epoch_iter)
                     if after_iteration is not None:
                         after_iteration(total_iters)
+                    visuals = {"real_A": real_A, "fake_B": fake_B, "real_B": real_B}  # the gallery shows the last
                     stop = stop_flag.requested or bool(opt.max_iters and total_iters >= opt.max_iters)
                     if ctx.distributed:
                         stop = ctx.any(stop)
@@ -340,7 +342,6 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                     if opt.save_latest_freq and total_iters % opt.save_latest_freq == 0 \
                             and epoch_iter < batches_per_epoch:
                         save_checkpoint(epoch, epoch_iter)
-                    visuals = {"real_A": real_A, "fake_B": fake_B, "real_B": real_B}  # the gallery shows the last
                 if bar is not None:
                     bar.close()
                     bar = None
