@@ -444,3 +444,18 @@ def test_tradam_with_decoupled_weight_decay_equals_the_wrapper_over_adamw(wd, ma
     wrapped = run(lambda ps: TrajectoryRegularized(torch.optim.AdamW(ps, lr=0.01, weight_decay=wd,
                                                                      maximize=maximize), tr_period=3))
     torch.testing.assert_close(run(decoupled), wrapped, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("cls", [TRAdam, TRSGD])
+def test_step_hooks_run_once_per_step_even_after_a_plain_torch_optimizer_exists(cls):
+    p = torch.nn.Parameter(torch.ones(3))
+    torch.optim.Adam([torch.nn.Parameter(torch.ones(1))])  # makes torch wrap Adam.step / SGD.step with hooks
+    torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1)
+    opt = cls([p], lr=0.1)
+    calls = []
+    opt.register_step_pre_hook(lambda *a: calls.append("pre"))
+    opt.register_step_post_hook(lambda *a: calls.append("post"))
+    for _ in range(2):
+        p.grad = torch.ones(3)
+        opt.step()
+    assert calls == ["pre", "post", "pre", "post"]

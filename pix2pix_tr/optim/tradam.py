@@ -41,6 +41,18 @@ class _TRMixin:
     """Shared step logic: plan every group, fold the proximal term, run the base step, finish."""
 
     _tr_name = "TR optimizer"
+
+    def _tr_base_step(self) -> None:
+        """The base class's step (Adam's, SGD's) without torch's hook wrapper: torch wraps a class's ``step`` with
+        the pre/post-hook runner once an instance of that class exists, and our own ``step`` is wrapped already,
+        so going through ``super().step()`` would run this optimizer's hooks a second time, mid-step."""
+        mro = type(self).__mro__
+        for klass in mro[mro.index(_TRMixin) + 1:]:
+            if "step" in vars(klass):
+                step = vars(klass)["step"]
+                getattr(step, "__wrapped__", step)(self) if getattr(step, "hooked", False) else step(self)
+                return
+        raise TypeError(f"{type(self).__name__} has no base optimizer step")  # pragma: no cover
     # The proximal term must be added to *unscaled* grads: GradScaler has to unscale and skip itself.
     _step_supports_amp_scaling = False
 
@@ -118,9 +130,9 @@ class _TRMixin:
                         self._tr_compiled_step(plan.group, self.state, plan)  # type: ignore
                     self.param_groups = [plan.group for plan in eager]
                     if any(plan.params for plan in eager):
-                        super().step()  # type: ignore[misc]
+                        self._tr_base_step()
             if not compiled:
-                super().step()  # type: ignore[misc]
+                self._tr_base_step()
         finally:
             self.param_groups = all_groups
             for group, lr, wd, fused in saved:
