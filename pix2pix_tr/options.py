@@ -170,7 +170,8 @@ def train_parser() -> argparse.ArgumentParser:
     f.add_argument("--channels_last", action="store_true", help="NHWC memory format for networks and inputs")
     f.add_argument("--compile", action="store_true", help="torch.compile both networks")
     f.add_argument("--fused", action="store_true",
-                   help="fused optimiser kernels (CUDA; Adam/TRAdam only)")
+                   help="torch's fused optimiser kernels for --optimizer adam/sgd (TRAdam/TRSGD already pick "
+                        "them when the device supports them; this makes them required)")
     f.add_argument("--no_pin_memory", action="store_true", help="do not pin host memory for the DataLoader")
     f.add_argument("--max_iters", type=_non_negative_int, default=0,
                    help="stop after this many iterations in total, saving the state (0 = no limit); "

@@ -33,16 +33,13 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], *, lr: float
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), fused=True if fused else None)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=beta1)
+        return torch.optim.SGD(params, lr=lr, momentum=beta1, fused=True if fused else None)
     if name in ("tradam", "trsgd"):
-        try:
-            from pix2pix_tr.optim import TRAdam, TRSGD
-        except ImportError as exc:  # pragma: no cover - only while the optim package is incomplete
-            raise TrainingError(f"--optimizer {name} needs pix2pix_tr.optim ({exc}); use --optimizer "
-                                f"{name[2:]} meanwhile") from exc
+        from pix2pix_tr.optim import TRAdam, TRSGD
+
         if name == "tradam":
             return TRAdam(params, lr=lr, betas=(beta1, beta2), fused=True if fused else None, **tr)
-        return TRSGD(params, lr=lr, momentum=beta1, **tr)
+        return TRSGD(params, lr=lr, momentum=beta1, fused=True if fused else None, **tr)
     raise TrainingError(f"unknown --optimizer {name!r}: choose tradam, adam, trsgd or sgd")
 
 
