@@ -459,3 +459,16 @@ def test_step_hooks_run_once_per_step_even_after_a_plain_torch_optimizer_exists(
         p.grad = torch.ones(3)
         opt.step()
     assert calls == ["pre", "post", "pre", "post"]
+
+
+def test_lr0_of_a_plain_torch_checkpoint_is_its_initial_lr_not_the_decayed_one():
+    p = torch.nn.Parameter(torch.ones(3))
+    plain = torch.optim.Adam([p], lr=1e-3)
+    sched = torch.optim.lr_scheduler.StepLR(plain, step_size=1, gamma=0.1)
+    p.grad = torch.ones(3)
+    plain.step()
+    sched.step()  # lr is now 1e-4, initial_lr 1e-3
+    tr = TRAdam([p], lr=1e-3, tr_mode="reference")
+    tr.load_state_dict(plain.state_dict())
+    assert tr.param_groups[0]["lr"] == pytest.approx(1e-4)
+    assert tr.param_groups[0]["tr_lr0"] == pytest.approx(1e-3)

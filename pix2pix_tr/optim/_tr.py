@@ -88,7 +88,9 @@ def init_group(group: dict, tr_defaults: dict, *, where: str) -> None:
     check_tr_hparams(group["tr_lambda"], group["tr_period"], group["tr_inner_decay"], group["tr_mode"],
                      where=where)
     group.setdefault("tr_step", 0)
-    group.setdefault("tr_lr0", _as_float(group["lr"]))
+    # lr0 is the group's initial lr: a scheduler records it as "initial_lr" (present when a plain torch
+    # optimizer's state_dict with a schedule is loaded, where "lr" may already be decayed)
+    group.setdefault("tr_lr0", _as_float(group.get("initial_lr", group["lr"])))
     if group["tr_mode"] == "reference" and group["tr_lr0"] == 0:
         raise ValueError(
             f"{where}: tr_mode='reference' needs an initial lr > 0 (c = 2*tr_lambda*lr0/lr); "
