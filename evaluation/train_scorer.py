@@ -153,6 +153,8 @@ def train_scorer(cityscapes_dir: str | Path, output: str | Path, *, arch: str = 
         require_cityscapes_split(cityscapes_dir, "val")
     dev = resolve_device(device)
     arch_kwargs = {**spec.default_kwargs, **(arch_kwargs or {})}
+    # Seed before the weights are initialised; a resumed run then loads its weights and the RNG stream it saved.
+    torch.manual_seed(seed)
     try:
         model = build_scorer(arch, len(TRAIN_CLASS_NAMES), **arch_kwargs).to(dev)
     except ValueError as exc:
@@ -178,8 +180,6 @@ def train_scorer(cityscapes_dir: str | Path, output: str | Path, *, arch: str = 
         raise EvaluationError(f"--output {output} (or its {state_path.name}) already exists; pass --resume to "
                               f"continue that run, or choose another --output")
 
-    if not resume:  # a resumed run continues the RNG stream _resume restored from the checkpoint
-        torch.manual_seed(seed)
     photos_t = torch.from_numpy(photos)
     targets_t = torch.from_numpy(targets)
     if dev.type == "cuda":

@@ -310,3 +310,14 @@ def test_images_of_an_earlier_test_run_are_not_scored(city, scorer_run, tmp_path
         fcn_score(res_dir, city, out, tmp_path / "e2", device="cpu", progress=False)
     with pytest.raises(EvaluationError, match="--num_workers -1 must be 0"):
         fcn_score(_fake_results(city, tmp_path / "w"), city, out, tmp_path / "e3", device="cpu", num_workers=-1)
+
+
+def test_train_scorer_is_reproducible_for_a_seed(city, tmp_path):
+    """Same seed, same scorer: the weights' initialisation is seeded too, not only the data order."""
+    runs = [train_scorer(city, tmp_path / f"s{i}.pth", arch="fcn8s_small", arch_kwargs={"base": 4}, epochs=1,
+                         image_size=SIZE, batch_size=4, device="cpu", progress=False, evaluate=False, seed=5)
+            for i in range(2)]
+    assert sha256_file(tmp_path / "s0.pth") != "" and runs[0]["history"][0]["loss"] == runs[1]["history"][0]["loss"]
+    a, b = load_scorer(tmp_path / "s0.pth"), load_scorer(tmp_path / "s1.pth")
+    for (name, x), (_, y) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        assert torch.equal(x, y), name
