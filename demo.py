@@ -55,7 +55,7 @@ class Preset:
 
 
 PRESETS = {
-    # The newcomer's default: sized so that the whole job stays well under 10 minutes on 2 CPU cores (5.2 min
+    # The newcomer's default: sized so that the whole job stays well under 10 minutes on 2 CPU cores (5.3 min
     # measured) and the synthesized photos visibly follow the label layout.
     "default": Preset(n_train=100, n_val=30, city_width=256, city_height=128, image_size=128, netG="unet_128",
                       ngf=32, ndf=32, n_epochs=12, n_epochs_decay=8, scorer_arch="fcn8s_small", scorer_base=16,
