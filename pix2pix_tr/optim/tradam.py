@@ -41,6 +41,8 @@ class _TRMixin:
     """Shared step logic: plan every group, fold the proximal term, run the base step, finish."""
 
     _tr_name = "TR optimizer"
+    # The proximal term must be added to *unscaled* grads: GradScaler has to unscale and skip itself.
+    _step_supports_amp_scaling = False
 
     def _tr_base_step(self) -> None:
         """The base class's step (Adam's, SGD's) without torch's hook wrapper: torch wraps a class's ``step`` with
@@ -53,13 +55,17 @@ class _TRMixin:
                 getattr(step, "__wrapped__", step)(self) if getattr(step, "hooked", False) else step(self)
                 return
         raise TypeError(f"{type(self).__name__} has no base optimizer step")  # pragma: no cover
-    # The proximal term must be added to *unscaled* grads: GradScaler has to unscale and skip itself.
-    _step_supports_amp_scaling = False
-
     def _tr_setup(self, tr_lambda, tr_period, tr_inner_decay, tr_mode, compiled):
         self._tr_defaults = _tr.check_tr_hparams(tr_lambda, tr_period, tr_inner_decay, tr_mode,
                                                  where=self._tr_name)
         self._tr_compiled = bool(compiled)
+
+    def _tr_finish_init(self) -> None:
+        """After the base ``__init__``: record the TR defaults (for ``add_param_group``) and undo torch's
+        ``_step_supports_amp_scaling = True`` for fused kernels, so GradScaler unscales before our step and skips
+        it on inf/NaN (the fused kernel must never receive scaled grads with our proximal term)."""
+        self.defaults.update(self._tr_defaults)
+        self._step_supports_amp_scaling = False
 
     def __getstate__(self) -> dict:  # pickling / copy.deepcopy keep the TR settings
         state = super().__getstate__()  # type: ignore[misc]
@@ -177,10 +183,7 @@ class TRAdam(_TRMixin, Adam):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                          foreach=foreach, maximize=maximize, capturable=capturable,
                          differentiable=differentiable, fused=fused)
-        self.defaults.update(self._tr_defaults)
-        # The proximal term must be added to *unscaled* grads, so GradScaler has to unscale first and
-        # skip step() on inf/NaN; never let it hand scaled grads to the fused kernel.
-        self._step_supports_amp_scaling = False
+        self._tr_finish_init()
 
     _tr_compiled_ready = staticmethod(_compiled.adam_ready)
     _tr_compiled_step = staticmethod(_compiled.adam_group_step)
@@ -205,8 +208,7 @@ class TRSGD(_TRMixin, SGD):
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                          nesterov=nesterov, maximize=maximize, foreach=foreach,
                          differentiable=differentiable, fused=fused)
-        self.defaults.update(self._tr_defaults)
-        self._step_supports_amp_scaling = False
+        self._tr_finish_init()
 
     _tr_compiled_ready = staticmethod(_compiled.sgd_ready)
     _tr_compiled_step = staticmethod(_compiled.sgd_group_step)
