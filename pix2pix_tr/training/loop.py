@@ -43,7 +43,7 @@ from ..models.pix2pix import NonFiniteLossError, train_step
 from ..options import format_options, non_default_options, options_to_json_dict
 from .checkpoint import (STATE_FILE, check_resume_options, load_training_state, restore_rng_state,
                          rng_state, save_networks, save_training_state)
-from .distributed import DistContext, init_distributed
+from .distributed import DistContext, ddp_wrap, init_distributed
 from .errors import TrainingDiverged, TrainingError
 from .loss_log import LossLog, LossMeter
 from .optimizers import make_optimizer, make_scheduler, step_scheduler
@@ -155,9 +155,7 @@ def wrap_for_training(G: nn.Module, D: nn.Module, ctx: DistContext, *, compile: 
     """DDP wrappers under torchrun, then torch.compile. Returns ``(G_run, D_run, D_local)`` (see train_step)."""
     G_run, D_run, D_local = G, D, D
     if ctx.distributed:
-        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-        G_run = nn.parallel.DistributedDataParallel(G, device_ids=ids)
-        D_run = nn.parallel.DistributedDataParallel(D, device_ids=ids)
+        G_run, D_run = ddp_wrap(G, D, ctx)
     if compile:
         G_run, D_run = torch.compile(G_run), torch.compile(D_run)
         D_local = torch.compile(D) if ctx.distributed else D_run
@@ -312,6 +310,7 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                 stop = False
                 for batch in loader:
                     torch.manual_seed(step_seed(opt.seed, ctx.rank, total_iters))
+                    ctx.sync_buffers(D)  # rank 0's BatchNorm statistics, before any forward saves them
                     real_A = batch["A"].to(device, non_blocking=True, memory_format=memory_format)
                     real_B = batch["B"].to(device, non_blocking=True, memory_format=memory_format)
                     try:
