@@ -182,7 +182,7 @@ def adam_group_step(group: dict, state, plan) -> None:
 
 
 def sgd_ready(group: dict, state, params) -> bool:
-    if group.get("differentiable"):
+    if group.get("differentiable") or group.get("capturable"):
         return False
     if group["momentum"] == 0:
         return True
