@@ -125,7 +125,7 @@ class _TRMixin:
             plans = [(_tr.plan_group_capturable(group, self.state, self._tr_defaults,  # type: ignore
                                                 where=self._tr_name) if group.get("capturable") else
                       _tr.plan_group(group, self.state, self._tr_defaults, where=self._tr_name,  # type: ignore
-                                     copy_stale=True))
+                                     copy_stale=False))  # the eager path copies them, a compiled loop writes them
                      for group in self.param_groups]  # type: ignore[attr-defined]
         compiled = [plan for plan in plans if self._tr_compiled and plan.params
                     and self._tr_compiled_ready(plan.group, self.state, plan.params)]  # type: ignore
