@@ -198,8 +198,8 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
     say(ctx, "effective configuration (options that differ from the defaults):")
     for key, value in non_default_options(opt).items():
         say(ctx, f"  --{key} {value}")
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    if device.type == "cuda":  # autotuned convolutions, unless the user asked for reproducible kernels
+        torch.backends.cudnn.benchmark = not torch.are_deterministic_algorithms_enabled()
 
     # -- data, networks, optimisers
     try:
