@@ -30,6 +30,7 @@ OPTIMIZERS = ("tradam", "adam", "trsgd", "sgd")
 TR_MODES = ("paper", "reference")
 LR_POLICIES = ("linear", "step", "cosine", "plateau")
 AMP_MODES = ("none", "bf16", "fp16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 DIRECTIONS = ("AtoB", "BtoA")
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 
@@ -169,6 +170,14 @@ def train_parser() -> argparse.ArgumentParser:
                    help="mixed precision: bf16 autocast, or fp16 autocast with a GradScaler")
     f.add_argument("--channels_last", action="store_true", help="NHWC memory format for networks and inputs")
     f.add_argument("--compile", action="store_true", help="torch.compile both networks")
+    f.add_argument("--compile_mode", choices=COMPILE_MODES, default="default",
+                   help="torch.compile mode with --compile; reduce-overhead captures CUDA graphs of the networks' "
+                        "steps (the batch-1 lever on a GPU)")
+    f.add_argument("--compiled_optimizer", action="store_true",
+                   help="TRAdam/TRSGD with compiled=True: one torch.compile'd single-pass kernel per network")
+    f.add_argument("--cache_images", action="store_true",
+                   help="decode every training file once into shared memory read by all loader workers "
+                        "(width x height x 3 bytes per file)")
     f.add_argument("--fused", action="store_true",
                    help="torch's fused optimiser kernels for --optimizer adam/sgd (TRAdam/TRSGD already pick "
                         "them when the device supports them; this makes them required)")

@@ -132,7 +132,7 @@ def build_data(opt: Namespace, ctx: DistContext):
     dataset = AlignedDataset(root, opt.phase, direction=opt.direction, preprocess=opt.preprocess,
                              load_size=opt.load_size, crop_size=opt.crop_size, no_flip=opt.no_flip,
                              max_dataset_size=opt.max_dataset_size, seed=opt.seed, input_nc=opt.input_nc,
-                             output_nc=opt.output_nc)
+                             output_nc=opt.output_nc, cache_images=getattr(opt, "cache_images", False))
     sampler = EpochSampler(len(dataset), shuffle=True, seed=opt.seed, rank=ctx.rank, world_size=ctx.world_size)
     pin = ctx.device.type == "cuda" and not opt.no_pin_memory
     loader = make_dataloader(dataset, opt.batch_size, sampler, num_workers=opt.num_threads, pin_memory=pin,
@@ -151,14 +151,14 @@ def unwrap(net: nn.Module) -> nn.Module:
             return net
 
 
-def wrap_for_training(G: nn.Module, D: nn.Module, ctx: DistContext, *, compile: bool):
+def wrap_for_training(G: nn.Module, D: nn.Module, ctx: DistContext, *, compile: bool, mode: str = "default"):
     """DDP wrappers under torchrun, then torch.compile. Returns ``(G_run, D_run, D_local)`` (see train_step)."""
     G_run, D_run, D_local = G, D, D
     if ctx.distributed:
         G_run, D_run = ddp_wrap(G, D, ctx)
     if compile:
-        G_run, D_run = torch.compile(G_run), torch.compile(D_run)
-        D_local = torch.compile(D) if ctx.distributed else D_run
+        G_run, D_run = torch.compile(G_run, mode=mode), torch.compile(D_run, mode=mode)
+        D_local = torch.compile(D, mode=mode) if ctx.distributed else D_run
     return G_run, D_run, D_local
 
 
@@ -224,7 +224,8 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
     D.train()
     make_opt = partial(make_optimizer, opt.optimizer, lr=opt.lr, beta1=opt.beta1, beta2=opt.beta2,
                        tr_lambda=opt.tr_lambda, tr_period=opt.tr_period, tr_mode=opt.tr_mode,
-                       tr_inner_decay=not opt.no_tr_inner_decay, fused=opt.fused)
+                       tr_inner_decay=not opt.no_tr_inner_decay, fused=opt.fused,
+                       compiled=getattr(opt, "compiled_optimizer", False))
     opt_G, opt_D = make_opt(G.parameters()), make_opt(D.parameters())
     make_sched = partial(make_scheduler, policy=opt.lr_policy, n_epochs=opt.n_epochs,
                          n_epochs_decay=opt.n_epochs_decay, lr_decay_iters=opt.lr_decay_iters)
@@ -251,7 +252,8 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
         restore_rng_state(state.get("rng", {}))
         say(ctx, f"resuming {run_dir} at epoch {epoch}, iteration {epoch_iter} of the epoch "
                  f"({total_iters} iterations done)")
-    G_run, D_run, D_local = wrap_for_training(G, D, ctx, compile=opt.compile)
+    G_run, D_run, D_local = wrap_for_training(G, D, ctx, compile=opt.compile, mode=opt.compile_mode)
+    cuda_graphs = opt.compile and opt.compile_mode == "reduce-overhead" and device.type == "cuda"
     gan_loss = GANLoss(opt.gan_mode).to(device)
     autocast = autocast_factory(opt.amp, device)
     agree = ctx.any if ctx.distributed else None
@@ -311,6 +313,8 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                 for batch in loader:
                     torch.manual_seed(step_seed(opt.seed, ctx.rank, total_iters))
                     ctx.sync_buffers(D)  # rank 0's BatchNorm statistics, before any forward saves them
+                    if cuda_graphs:  # a new iteration: the previous one's graph outputs may be overwritten
+                        torch.compiler.cudagraph_mark_step_begin()
                     real_A = batch["A"].to(device, non_blocking=True, memory_format=memory_format)
                     real_B = batch["B"].to(device, non_blocking=True, memory_format=memory_format)
                     try:
