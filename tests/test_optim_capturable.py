@@ -6,39 +6,17 @@ without a GPU) run every mode on CUDA tensors and replay a CUDA-graph-captured s
 
 from __future__ import annotations
 
-import io
 import warnings
 
 import pytest
 import torch
 
 from pix2pix_tr.optim import TRAdam, TRSGD
-from test_optim_oracle import (DT, LR0, PERIOD, adam_update, assert_close, factor, grads_at, init_weights, lr_at,
-                               oracle, sgd_update)
+from test_optim_oracle import DT, LR0, PERIOD, adam_update, assert_close, init_weights, oracle, run, sgd_update
 
 
-def run_on(device, make_opt, n_steps=15, resume_at=None, make_resumed=None):
-    """Like test_optim_oracle.run, on ``device``; the resumed optimizer may be of another kind (make_resumed)."""
-    params = [torch.nn.Parameter(w.clone().to(device)) for w in init_weights()]
-    opt = make_opt(params)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-    for n in range(n_steps):
-        if n == resume_at:
-            buf = io.BytesIO()
-            torch.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, buf)
-            buf.seek(0)
-            saved = torch.load(buf, weights_only=False, map_location="cpu")
-            params = [torch.nn.Parameter(p.detach().clone()) for p in params]
-            opt = (make_resumed or make_opt)(params)
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-            opt.load_state_dict(saved["opt"])
-            sched.load_state_dict(saved["sched"])
-        for p, g in zip(params, grads_at(n, [p.detach().cpu() for p in params])):
-            p.grad = g.to(device)
-        opt.step()
-        sched.step()
-        assert float(opt.param_groups[0]["lr"]) == pytest.approx(lr_at(n + 1), rel=1e-12)
-    return [p.detach().cpu() for p in params]
+def run_on(device, make_opt, resume_at=None, make_resumed=None):
+    return run(make_opt, resume_at=resume_at, device=device, make_resumed=make_resumed)
 
 
 ADAM_KW = dict(lr=LR0, betas=(0.5, 0.999), weight_decay=0.01, tr_lambda=0.3, tr_period=PERIOD)

@@ -152,38 +152,51 @@ def plan_group(group: dict, state: dict, tr_defaults: dict, *, where: str, copy_
     plan = GroupPlan(group=group, k=k, cycle=cycle, c=c if k != 0 else 0.0, lr=lr, lr_eff=lr_eff)
 
     stale_dst, stale_src = [], []
-    for p in group["params"]:
-        if p.grad is None:
-            continue
-        if p.grad.is_sparse:
-            raise RuntimeError(f"{where}: sparse gradients are not supported; use a dense embedding.")
-        st = state[p]
-        anchor = st.get("tr_anchor")
-        new = False
-        if anchor is None:
-            anchor = p.detach().clone(memory_format=torch.preserve_format)
-            new = True
-        elif st.get("tr_cycle") != cycle:
+    for p, st, anchor, new in _stepped(plan, state, where):
+        if not new and st.get("tr_cycle") != cycle:
             stale_dst.append(anchor)
             stale_src.append(p.detach())
-        plan.params.append(p)
-        plan.grads.append(p.grad)
-        plan.anchors.append(anchor)
-        plan.new_anchor.append(new)
     plan.stale = (stale_dst, stale_src)
     if copy_stale:
         plan.copy_stale()
     return plan
 
 
+def _stepped(plan: GroupPlan, state: dict, where: str):
+    """Yield ``(p, state[p], anchor, new)`` for the parameters of ``plan.group`` that have a grad, recording them
+    in ``plan``; a parameter's first anchor is allocated here as a copy of its weights (``new`` is True)."""
+    for p in plan.group["params"]:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            raise RuntimeError(f"{where}: sparse gradients are not supported; use a dense embedding.")
+        st = state[p]
+        anchor = st.get("tr_anchor")
+        new = anchor is None
+        if new:
+            anchor = p.detach().clone(memory_format=torch.preserve_format)
+        plan.params.append(p)
+        plan.grads.append(p.grad)
+        plan.anchors.append(anchor)
+        plan.new_anchor.append(new)
+        yield p, st, anchor, new
+
+
 def finish_group(plan: GroupPlan, state: dict) -> None:
-    """Store new anchors and cycle tags, restore the scheduler's lr, advance the counter."""
+    """Store new anchors and cycle tags, advance the counter (in place on the device when capturable)."""
+    on_device = isinstance(plan.cycle, Tensor)
     for p, anchor, new in zip(plan.params, plan.anchors, plan.new_anchor):
         st = state[p]
         if new:
             st["tr_anchor"] = anchor
-        st["tr_cycle"] = plan.cycle
-    plan.group["tr_step"] = plan.group["tr_step"] + 1
+        if on_device and isinstance(st.get("tr_cycle"), Tensor):
+            st["tr_cycle"].copy_(plan.cycle)
+        else:
+            st["tr_cycle"] = plan.cycle.clone() if on_device else plan.cycle
+    if on_device:
+        plan.group["tr_step"].add_(1)
+    else:
+        plan.group["tr_step"] = plan.group["tr_step"] + 1
 
 
 def _grouped(tensorlists):
@@ -208,15 +221,20 @@ def foreach_add_(dst: list, other: list, alpha: float) -> None:
         torch._foreach_add_(d, o, alpha=alpha)
 
 
-def add_prox_exact_(grads: list, params: list, anchors: list, c: float) -> None:
-    """grads[i] += c * (params[i] - anchors[i]) computed as written (allocates one temporary list).
+def add_prox_exact_(grads: list, params: list, anchors: list, c: float | Tensor, sign: float = 1.0) -> None:
+    """grads[i] += sign * c * (params[i] - anchors[i]) computed as written (allocates one temporary list).
 
     Used by the generic wrapper, whose base optimizer does its own weight decay, so the proximal term
-    cannot be folded into the base's weight decay as TRAdam/TRSGD do.
+    cannot be folded into the base's weight decay as TRAdam/TRSGD do, and by capturable groups, whose ``c`` may
+    be a tensor on the device.
     """
     for g, p, a in _grouped([grads, params, anchors]):
         diff = torch._foreach_sub(p, a)
-        torch._foreach_add_(g, diff, alpha=c)
+        if isinstance(c, Tensor):
+            torch._foreach_mul_(diff, c.to(diff[0].dtype))
+            torch._foreach_add_(g, diff, alpha=sign)
+        else:
+            torch._foreach_add_(g, diff, alpha=sign * c)
 
 
 # ----------------------------------------------------------------------------- capturable=True
@@ -276,45 +294,13 @@ def plan_group_capturable(group: dict, state: dict, tr_defaults: dict, *, where:
     else:  # 2 * lambda * lr0 / lr, from the lr tensor (an lr of 0 gives inf: use paper mode then)
         c = (2.0 * group["tr_lambda"] * group["tr_lr0"]) / lr
     plan = GroupPlan(group=group, k=-1, cycle=cycle, c=0.0, lr=lr, lr_eff=lr_eff)
-    for p in group["params"]:
-        if p.grad is None:
-            continue
-        if p.grad.is_sparse:
-            raise RuntimeError(f"{where}: sparse gradients are not supported; use a dense embedding.")
-        st = state[p]
-        anchor = st.get("tr_anchor")
-        new = anchor is None
-        if new:
-            anchor = p.detach().clone(memory_format=torch.preserve_format)
-        else:
+    for p, st, anchor, new in _stepped(plan, state, where):
+        if not new:
             last = st.get("tr_cycle")
             if not isinstance(last, Tensor):
                 last = st["tr_cycle"] = torch.tensor(-1 if last is None else last, device=n.device)
             anchor.lerp_(p.detach(), (cycle != last).to(anchor.dtype))
-        plan.params.append(p)
-        plan.grads.append(p.grad)
-        plan.anchors.append(anchor)
-        plan.new_anchor.append(new)
-    if plan.params:
-        sign = -1.0 if group.get("maximize", False) else 1.0  # maximize negates the grad: pull towards the anchor
-        for g, p_, a in _grouped([plan.grads, [p.detach() for p in plan.params], plan.anchors]):
-            diff = torch._foreach_sub(p_, a)
-            if isinstance(c, Tensor):
-                torch._foreach_mul_(diff, c.to(diff[0].dtype))
-                torch._foreach_add_(g, diff, alpha=sign)
-            else:
-                torch._foreach_add_(g, diff, alpha=sign * c)
+    if plan.params:  # maximize negates the grad: pull towards the anchor anyway
+        add_prox_exact_(plan.grads, [p.detach() for p in plan.params], plan.anchors, c,
+                        -1.0 if group.get("maximize", False) else 1.0)
     return plan
-
-
-def finish_group_capturable(plan: GroupPlan, state: dict) -> None:
-    for p, anchor, new in zip(plan.params, plan.anchors, plan.new_anchor):
-        st = state[p]
-        if new:
-            st["tr_anchor"] = anchor
-        cyc = st.get("tr_cycle")
-        if isinstance(cyc, Tensor):
-            cyc.copy_(plan.cycle)
-        else:
-            st["tr_cycle"] = plan.cycle.clone()
-    plan.group["tr_step"].add_(1)

@@ -162,8 +162,7 @@ class _TRMixin:
                 group["weight_decay"] = wd
                 group["fused"] = fused
         for plan in plans:
-            finish = _tr.finish_group_capturable if plan.group.get("capturable") else _tr.finish_group
-            finish(plan, self.state)  # type: ignore[attr-defined]
+            _tr.finish_group(plan, self.state)  # type: ignore[attr-defined]
         return loss
 
 
