@@ -49,8 +49,12 @@ from pix2pix_tr.optim import TRAdam  # noqa: E402
 
 
 def configurations(device: torch.device, bf16: bool, compile_: bool) -> dict[str, dict]:
+    """The configurations in the order they are built: the original recipe, TRAdam, ours (every lever), then each
+    lever alone (with ``--budget_s``, the last ones are left out first)."""
     base = dict(optimizer="tradam", channels_last=False, bf16=False, compile=None)
+    mode = "reduce-overhead" if compile_ and device.type == "cuda" else "default" if compile_ else None
     configs = {"original": dict(base, optimizer="adam"), "tradam": dict(base),
+               "ours": dict(optimizer="tradam_compiled", channels_last=True, bf16=bf16, compile=mode),
                "tradam+copt": dict(base, optimizer="tradam_compiled"), "tradam+cl": dict(base, channels_last=True)}
     if bf16:
         configs["tradam+bf16"] = dict(base, bf16=True)
@@ -58,8 +62,6 @@ def configurations(device: torch.device, bf16: bool, compile_: bool) -> dict[str
         configs["tradam+compile"] = dict(base, compile="default")
         if device.type == "cuda":
             configs["tradam+cudagraphs"] = dict(base, compile="reduce-overhead")
-    mode = "reduce-overhead" if compile_ and device.type == "cuda" else "default" if compile_ else None
-    configs["ours"] = dict(optimizer="tradam_compiled", channels_last=True, bf16=bf16, compile=mode)
     return configs
 
 
