@@ -47,7 +47,7 @@ def test_capturable_keeps_counter_and_lr_on_the_device_and_checkpoints_move_betw
     assert isinstance(group["tr_step"], torch.Tensor) and group["tr_step"].dtype == torch.int64
     assert isinstance(group["lr"], torch.Tensor) and group["lr"].dtype == DT  # float64 params: float64 lr
     # a capturable run resumed without capturable, and the other way round, continue exactly
-    plain = lambda ps: TRAdam(ps, **ADAM_KW)  # noqa: E731
+    plain = lambda ps: TRAdam(ps, foreach=True, **ADAM_KW)  # noqa: E731  (foreach refuses a tensor lr)
     capt = lambda ps: TRAdam(ps, capturable=True, **ADAM_KW)  # noqa: E731
     assert_close(run_on("cpu", capt, resume_at=6, make_resumed=plain), want_adam("paper"))
     assert_close(run_on("cpu", plain, resume_at=7, make_resumed=capt), want_adam("paper"))

@@ -268,8 +268,10 @@ def make_capturable(group: dict) -> None:
 
 def make_host_counter(group: dict, state: dict) -> None:
     """The inverse for a group that is not capturable (a capturable checkpoint loaded without it)."""
-    if isinstance(group.get("tr_step"), Tensor):
+    if isinstance(group.get("tr_step"), Tensor):  # a capturable checkpoint: its lr is a tensor too
         group["tr_step"] = int(group["tr_step"].item())
+        if isinstance(group.get("lr"), Tensor):
+            group["lr"] = float(group["lr"].item())
     for p in group["params"]:
         cyc = state[p].get("tr_cycle") if p in state else None
         if isinstance(cyc, Tensor):
