@@ -27,18 +27,17 @@ class NonFiniteStateError(ValueError):
 
 
 def _reason(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    if "weights_only" in text.lower() or "unsupported global" in text.lower() or "unpickl" in text.lower():
-        return ("it holds Python objects that weights-only loading refuses to build (it was not saved as plain "
-                "tensors and numbers, or it is not from this program)")
-    if isinstance(exc, (EOFError,)) or any(word in text.lower() for word in (
-            "central directory", "zip", "eof", "truncated", "invalid header", "inline_container", "magic number")):
-        return "it is damaged or truncated (an incomplete or overwritten file)"
+    text = f"{type(exc).__name__}: {exc}".lower()
+    if "global" in text:  # weights_only refused to build an object (a class, a function such as os.system)
+        return ("it asks to build Python objects, which weights-only loading refuses to do (it was not saved as "
+                "plain tensors and numbers, or it is not from this program)")
     if isinstance(exc, IsADirectoryError):
         return "it is a folder"
     if isinstance(exc, PermissionError):
         return "it cannot be read (permission denied)"
-    return f"torch.load failed with {type(exc).__name__}"
+    if isinstance(exc, FileNotFoundError):
+        return "it does not exist"
+    return "it is damaged, truncated or not a torch checkpoint file"
 
 
 def load_weights_only(path: str | os.PathLike, *, advice: str) -> Any:
