@@ -72,5 +72,5 @@ def _warn_duplicates(root: Path, found: list[Path], skipped_links: list[Path], w
     if skipped_links:
         shown = ", ".join(p.relative_to(root).as_posix() for p in skipped_links[:3])
         more = f" and {len(skipped_links) - 3} more" if len(skipped_links) > 3 else ""
-        print(f"warning: the {what} {root}: skipped {len(skipped_links)} linked folder(s) that lead to a folder "
-              f"already listed (a link loop or a second link) or nowhere ({shown}{more})", file=sys.stderr)
+        print(f"warning: the {what} {root}: skipped {len(skipped_links)} folder(s) reached a second time through "
+              f"links (a link loop, or two ways to one folder) or through a dangling link ({shown}{more})", file=sys.stderr)

@@ -192,6 +192,7 @@ def train(opt: Namespace, *, after_iteration: Callable[[int], None] | None = Non
     try:
         try:
             run_dir = join_name(ensure_writable_dir(opt.checkpoints_dir, flag="--checkpoints_dir"), opt.name)
+            check_no_overlap(run_dir, {"the training folder": _data_dir(opt)}, output_flag="--checkpoints_dir/--name")
             if run_dir.exists():
                 ensure_writable_dir(run_dir, flag="--name")
         except PathError as exc:
@@ -202,7 +203,7 @@ def train(opt: Namespace, *, after_iteration: Callable[[int], None] | None = Non
         try:
             return _train(opt, ctx, after_iteration)
         except (OSError, RuntimeError) as exc:  # a full disk before the loop (the loop reports its own)
-            if not is_no_space(exc):
+            if isinstance(exc, TrainingError) or not is_no_space(exc):
                 raise
             raise NoSpaceLeft(no_space_message(exc, run_dir, None, resumable=(run_dir / STATE_FILE).is_file())
                               ) from exc
@@ -243,8 +244,7 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
     # -- data, networks, optimisers
     try:
         dataset, sampler, loader = build_data(opt, ctx)
-        check_no_overlap(run_dir, {"the training folder": dataset.dir}, output_flag="--checkpoints_dir/--name")
-    except (DatasetError, PathError) as exc:
+    except DatasetError as exc:
         raise TrainingError(str(exc)) from exc
     data_info = {**data_fingerprint(dataset.dir, dataset.paths), "dataroot": str(opt.dataroot)}
     data_note = check_resume_data(state.get("data") if state is not None else None, data_info, run_dir,
@@ -457,6 +457,16 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
         say(ctx, f"training finished: {run_dir}")
     ctx.barrier()
     return TrainResult(status, epoch, total_iters, run_dir, G, D)
+
+
+def _data_dir(opt: Namespace) -> Path | None:
+    """``DATAROOT/PHASE`` when --dataroot resolves (else None: building the dataset reports the problem)."""
+    from ..data import DatasetError, resolve_dataroot
+
+    try:
+        return Path(resolve_dataroot(opt.dataroot)) / opt.phase
+    except DatasetError:
+        return None
 
 
 def _progress_bar(ctx: DistContext, epoch: int, total_epochs: int, done: int, total: int):
