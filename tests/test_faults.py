@@ -277,6 +277,22 @@ def test_combine_output_overlapping_a_source_is_refused(tmp_path, ab_root, capsy
     assert len(list((tmp_path / "train").glob("*.png"))) == 3
 
 
+def test_compare_output_inside_a_run_folder_is_refused(tmp_path, ab_root):
+    from pix2pix_tr.report.compare import CompareError, compare_runs
+
+    make_run(tmp_path / "checkpoints", "ok")
+    args = ["--dataroot", str(ab_root), "--name", "ok", "--checkpoints_dir", str(tmp_path / "checkpoints"),
+            "--num_test", "1"]
+    runs = []
+    for label in ("a", "b"):
+        assert inference_main(args + ["--results_dir", str(tmp_path / label)]) == 0
+        runs.append(tmp_path / label / "ok" / "val_latest")
+    page = (runs[1] / "index.html").read_bytes()
+    with pytest.raises(CompareError, match=r"--output .* is inside the run folder 2 .*: writing there would"):
+        compare_runs(runs, runs[1] / "images")
+    assert (runs[1] / "index.html").read_bytes() == page and not (runs[1] / "images" / "index.html").exists()
+
+
 def test_prepare_output_inside_the_raw_data_is_refused(synthetic_city, capsys):
     out = synthetic_city / "gtFine" / "pairs"
     assert run_cli(prepare_main, ["--gtFine_dir", str(synthetic_city / "gtFine"), "--leftImg8bit_dir",
@@ -458,16 +474,14 @@ def test_sigkill_at_random_moments_of_the_saves(ab_root, tmp_path):
     assert ref.returncode == 0, ref.stderr
     rng = random.Random(12)
     args = tiny_args(ab_root, tmp_path / "kill", "r", *extra)
-    run_dir, kills, finished = tmp_path / "kill" / "r", 0, False
+    run_dir, kills, finished, phases = tmp_path / "kill" / "r", 0, False, set()
     for attempt in range(40):
         resume = ["--continue_train"] if (run_dir / "training_state.pth").exists() else []
-        if kills < 12:
-            proc = _train_child(args + resume, rng.randint(1, 5), rng.choice(["mid_write", "before_rename",
-                                                                               "after_rename"]))
-        else:
-            proc = _train_child(args + resume)
+        phase = rng.choice(["mid_write", "before_rename", "after_rename"]) if kills < 12 else "none"
+        proc = _train_child(args + resume, rng.randint(1, 5), phase)
         if proc.returncode == -signal.SIGKILL:
             kills += 1
+            phases.add(phase)
             for path in run_dir.glob("*.pth"):  # every checkpoint on disk is whole and safe to load
                 torch.load(path, map_location="cpu", weights_only=True)
             continue
@@ -475,7 +489,8 @@ def test_sigkill_at_random_moments_of_the_saves(ab_root, tmp_path):
         if "training finished" in proc.stdout or "already finished" in proc.stdout:
             finished = True
             break
-    assert finished and kills >= 10, (finished, kills)
+    assert finished and kills >= 10 and len(phases) == 3, (finished, kills, phases)
+    print(f"{kills} SIGKILLs ({', '.join(sorted(phases))}) in {attempt + 1} runs")
     assert not list(run_dir.rglob(".*.tmp"))
     ref_dir = tmp_path / "ref" / "r"
     for name in ("latest_net_G.pth", "latest_net_D.pth", *(f"{e}_net_{w}.pth" for e in (1, 2, 3, 4) for w in "GD")):
