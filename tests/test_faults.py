@@ -29,7 +29,6 @@ from pix2pix_tr.data import AlignedDataset
 from pix2pix_tr.data.cli import combine_main, prepare_main, run_cli
 from pix2pix_tr.inference import main as inference_main
 from pix2pix_tr.io import atomic_torch_save
-from pix2pix_tr.training import TrainingDiverged, train
 from pix2pix_tr.training.cli import main as train_main
 from pix2pix_tr.training.errors import NoSpaceLeft
 from pix2pix_tr.training.lock import RunLock
@@ -333,23 +332,6 @@ def test_a_symlink_loop_does_not_multiply_the_samples(tmp_path, ab_root, capsys)
 
 
 # ---------------------------------------------------------------------------------------------------- rough edges
-def test_a_corrupt_image_at_start_gives_advice_that_works(ab_root, tmp_path, capsys):
-    data = tmp_path / "data"
-    (data / "train").mkdir(parents=True)
-    files = sorted((ab_root / "train").iterdir())[:2]
-    for f in files:
-        shutil.copy(f, data / "train" / f.name)
-    broken = data / "train" / files[1].name
-    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
-    args = tiny_args(data, tmp_path, "c", "--batch_size", "1", "--no_flip", "--n_epochs_decay", "0")
-    assert train_main(args) == 2
-    err = capsys.readouterr().err
-    assert "nothing had been saved yet; fix the file and run the same command again" in err
-    assert "--continue_train" not in err
-    shutil.copy(files[1], broken)  # fix the file
-    assert train_main(args) == 0
-
-
 @pytest.mark.parametrize("target", ["results_file", "checkpoints_file", "demo_out_file"])
 def test_output_paths_that_are_files_give_one_sentence(tmp_path, ab_root, capsys, target):
     blocker = tmp_path / "a_file"
