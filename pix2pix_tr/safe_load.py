@@ -14,8 +14,8 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
-__all__ = ["UnloadableCheckpointError", "NonFiniteStateError", "load_weights_only", "nonfinite_entries",
-           "check_finite_state"]
+__all__ = ["UnloadableCheckpointError", "NonFiniteStateError", "load_weights_only", "describe_load_error",
+           "nonfinite_entries", "check_finite_state"]
 
 
 class UnloadableCheckpointError(ValueError):
@@ -26,7 +26,8 @@ class NonFiniteStateError(ValueError):
     """A state_dict holds NaN or inf values; the message names the file and some of the tensors."""
 
 
-def _reason(exc: BaseException) -> str:
+def describe_load_error(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in one clause of our words (never torch's long text)."""
     text = f"{type(exc).__name__}: {exc}".lower()
     if "global" in text:  # weights_only refused to build an object (a class, a function such as os.system)
         return ("it asks to build Python objects, which weights-only loading refuses to do (it was not saved as "
@@ -46,7 +47,7 @@ def load_weights_only(path: str | os.PathLike, *, advice: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence naming the file
-        raise UnloadableCheckpointError(f"{path} is not a checkpoint we can load safely: {_reason(exc)}; "
+        raise UnloadableCheckpointError(f"{path} is not a checkpoint we can load safely: {describe_load_error(exc)}; "
                                         f"{advice}") from exc
 
 
