@@ -221,6 +221,30 @@ def test_disk_full_is_one_sentence_with_its_own_exit_code(ab_root, tmp_path, cap
     assert train_main(args) == 0  # the advice: free space (here: the fault is gone) and run the same command
 
 
+def test_disk_full_in_test_py_and_the_data_scripts_exits_3(tmp_path, ab_root, capsys, monkeypatch):
+    import errno
+
+    import pix2pix_tr.io as io_module
+
+    make_run(tmp_path / "checkpoints", "ok")
+    fold_A, fold_B = _ab_folders(tmp_path, ab_root)
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io_module.os, "fsync", full)
+    assert inference_main(["--dataroot", str(ab_root), "--name", "ok", "--checkpoints_dir",
+                           str(tmp_path / "checkpoints"), "--results_dir", str(tmp_path / "results")]) == 3
+    err = capsys.readouterr().err
+    assert re.search(r"test.py: error: no space left on \S+images \([\d.]+ MB free\) while writing \S+\.png: free "
+                     r"space there and run test.py again", err), err
+    assert run_cli(combine_main, ["--fold_A", str(fold_A), "--fold_B", str(fold_B), "--fold_AB",
+                                  str(tmp_path / "AB")]) == 3
+    err = capsys.readouterr().err
+    assert "error: no space left on" in err and "free space there and run the command again" in err
+    assert not list((tmp_path / "AB").rglob("*.png"))
+
+
 # ---------------------------------------------------------------------------------------------------- 6. names
 def test_test_py_name_cannot_leave_its_folders(tmp_path, ab_root, capsys):
     make_run(tmp_path / "checkpoints", "ok")
@@ -526,7 +550,6 @@ def test_a_real_full_disk_keeps_the_last_checkpoint_and_resumes_exactly(referenc
         assert loss_columns(ckpt / "full/loss_log.csv") == loss_columns(ref_dir / "loss_log.csv")
 
 
-@pytest.mark.slow
 def test_read_only_output_folders_give_one_sentence(ab_root, tmp_path, capsys):
     with _tmpfs(tmp_path / "ro", "16m") as ro:
         make_run(ro / "checkpoints", "ok")
