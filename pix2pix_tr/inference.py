@@ -304,7 +304,7 @@ def run_test(opt: argparse.Namespace, *, train_opt: Mapping[str, Any] | None = N
     """
     from pix2pix_tr.options import merge_test_options
 
-    ckpt_dir = join_name(opt.checkpoints_dir, opt.name, base_flag="--checkpoints_dir")
+    ckpt_dir = join_name(opt.checkpoints_dir, opt.name)
     if train_opt is None:
         json_path = ckpt_dir / "train_opt.json"
         if not json_path.is_file():
@@ -370,7 +370,7 @@ def run_test(opt: argparse.Namespace, *, train_opt: Mapping[str, Any] | None = N
                                          num_workers=getattr(opt, "num_threads", 0),
                                          pin_memory=device.type == "cuda")
 
-    run_dir = join_name(opt.results_dir, opt.name, base_flag="--results_dir") / f"{opt.phase}_{opt.epoch}"
+    run_dir = join_name(opt.results_dir, opt.name) / f"{opt.phase}_{opt.epoch}"
     check_no_overlap(run_dir, {"the input folder": root / opt.phase, "the checkpoint folder": ckpt_dir},
                      output_flag="--results_dir")
     image_dir = ensure_writable_dir(run_dir / "images", flag="--results_dir")
