@@ -311,6 +311,7 @@ def test_caffe_messages_write_a_file_the_loader_reads(tmp_path):
     ("missing_bias", r"has 1 blobs in layer 'conv3_2'"),
     ("damaged_blob", r"blob 0 of layer 'conv1_1' holds"),
     ("few_channels", r"has 12 score channels; the FCN-score needs at least 19"),
+    ("html_page", r"is not a readable Caffe binary protobuf"),
 ])
 def test_bad_caffemodels_are_one_sentence_naming_the_layer(tmp_path, case, message):
     blobs = fcn8s_blobs()
@@ -333,6 +334,8 @@ def test_bad_caffemodels_are_one_sentence_naming_the_layer(tmp_path, case, messa
                                     _ld(1, b"".join(_varint(d) for d in (5, 3, 3, 3))), 1))
     elif case == "few_channels":
         write_caffemodel(bad, fcn8s_blobs(n=12))
+    elif case == "html_page":  # what a download from a dead link leaves behind
+        bad.write_text("<!DOCTYPE html><html><body>404 Not Found</body></html>")
     with pytest.raises(ScorerCheckpointError, match=message) as info:
         load_scorer(bad)
     assert "\n" not in str(info.value)
@@ -394,6 +397,18 @@ def test_pix2pix_protocol_with_the_fcn8s_end_to_end(city, caffemodel, tmp_path):
     assert default["scores"]["per_class_acc"] == pytest.approx(np.mean(tp[present] / rows[present]), rel=1e-9)
     assert default["scores_pix2pix_compat"] == compat["scores"]
     assert json.loads((tmp_path / "d" / "evaluation_results.json").read_text())["synthesized_size"] == [32, 32]
+    gt_row = fcn_score(None, city, path, tmp_path / "gt", real=True, device="cpu", progress=False)
+    assert gt_row["real_size"] == 256 and gt_row["synthesized_size"] == [256, 256]  # pix2pix's GT recipe
+
+
+def test_bad_caffemodel_from_the_cli_is_one_line(city, tmp_path, capsys):
+    bad = tmp_path / "fcn-8s-cityscapes.caffemodel"
+    write_caffemodel(bad, fcn8s_blobs(), rename={"upscore8": "upscore_8"})
+    code = run_cli(fcn_main, ["--real", "--cityscapes_dir", str(city), "--scorer", str(bad), "--output_dir",
+                              str(tmp_path / "o"), "--device", "cpu", "--no_progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"error: Caffe model {bad} lacks the FCN-8s layer 'upscore8'")
 
 
 def test_fcn8s_refuses_other_protocols(city, caffemodel, tmp_path):
