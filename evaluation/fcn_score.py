@@ -7,13 +7,22 @@ photos were synthesized from. If the generator painted a convincing "car" where 
 scorer finds a car there. The three numbers (per-pixel accuracy, per-class accuracy, class IoU; see
 :mod:`evaluation.metrics`) are then read off one confusion matrix summed over all frames.
 
-Protocols (``--protocol``):
+The scorer (``--scorer``) is a ``train_scorer`` checkpoint, the pix2pix authors' ``fcn-8s-cityscapes.caffemodel``
+or fyu/drn's ``drn-d-105_ms_cityscapes.pth`` (:mod:`evaluation.scorer`). Protocols (``--protocol``; details in
+:mod:`evaluation.protocols`):
 
 * ``pix2pix`` (default, the original evaluator): the photo is upsampled (bilinear) to the label map's size
-  (2048x1024 for real Cityscapes), labelled there, and compared at full resolution.
+  (2048x1024 for real Cityscapes), labelled there, and compared at full resolution. With the FCN-8s: BGR minus
+  the pix2pix mean, argmax over its 20 channels.
 * ``256``: the photo is resized to ``eval_size`` x ``eval_size`` (default: the scorer's training size, 256 in
   the paper's recipe; usually a no-op for pix2pix output) and compared with the labels resized
   nearest-neighbour to the same size. Cheaper; it is also what ``train_scorer`` reports for its GT row.
+* ``drn`` (default for DRN-D-105, GAN Compression's): DRN at the photo's size, log-probabilities resized to the
+  label size, argmax; the results add ``miou`` (x100).
+
+The synthesized photos must share one size that a generator run produces (see
+:func:`evaluation.protocols.check_synthesized_sizes`; ``--allow_any_size`` overrides with a warning); it is
+recorded as ``synthesized_size`` ([width, height]).
 
 ``--real`` scores the real val photos instead, resized (bicubic) to the scorer's training size first, like the
 generator's output: the "GT" row of the paper's table, the upper bound a synthesized photo can reach.
@@ -30,7 +39,7 @@ and its sha256), ``evaluation_results.txt`` (the original evaluator's layout) an
 Command line::
 
     python -m evaluation.fcn_score --result_dir results/NAME/val_latest --cityscapes_dir DIR \\
-        --scorer scorer.pth --output_dir eval/NAME [--protocol pix2pix|256] [--real]
+        --scorer scorer.pth --output_dir eval/NAME [--protocol pix2pix|256|drn] [--real]
 """
 
 from __future__ import annotations

@@ -1,9 +1,15 @@
 """Scorer networks for the FCN-score, and their self-describing checkpoints.
 
 The paper scores its GANs with FCN-8s (Long, Shelhamer & Darrell, CVPR 2015) trained on Cityscapes, as the
-pix2pix authors did (their Caffe model). No Cityscapes-trained weights can be downloaded here, so every scorer
-is trained by :mod:`evaluation.train_scorer` from the user's photos; nothing is ever fetched (torchvision
-constructors get ``weights=None, weights_backbone=None``).
+pix2pix authors did (their Caffe model). :func:`load_scorer` reads three kinds of file, told apart by content:
+
+* the pix2pix authors' ``fcn-8s-cityscapes.caffemodel`` (:mod:`evaluation.caffe_fcn8s`; ``kind="caffe_fcn8s"``);
+* fyu/drn's ``drn-d-105_ms_cityscapes.pth``, a ``DRNSeg`` state dict (:mod:`evaluation.drn`; ``"drn_d_105"``);
+* a checkpoint of a scorer trained by :mod:`evaluation.train_scorer` from the user's photos (``"trained"``),
+  of the architectures below.
+
+The user downloads the published files; nothing is ever fetched here (torchvision constructors get
+``weights=None, weights_backbone=None``).
 
 Architectures (``--arch``):
 
@@ -317,10 +323,14 @@ def check_scorer_checkpoint(ckpt: Any, path: Path) -> dict:
 
 def load_scorer(path: str | Path, device: str | torch.device = "cpu", *,
                 class_names: Sequence[str] | None = TRAIN_CLASS_NAMES) -> Scorer:
-    """Load a scorer checkpoint for inference and check it predicts ``class_names`` (default: Cityscapes' 19).
+    """Load a scorer for inference and check it predicts ``class_names`` (default: Cityscapes' 19).
 
+    ``path``: a ``train_scorer`` checkpoint, the pix2pix authors' FCN-8s ``.caffemodel`` or a DRN-D-105 ``DRNSeg``
+    state dict (with or without the ``module.`` prefix). ``Scorer.model(x)`` returns what the original network
+    returns on its own input convention (``Scorer.input_convention``; see :mod:`evaluation.protocols`).
     Raises :class:`ScorerCheckpointError` naming the file when the file is missing, is not a scorer checkpoint,
-    names an unknown architecture, predicts other classes, or holds weights that do not fit its architecture.
+    names an unknown architecture, predicts other classes, or holds weights that do not fit its architecture
+    (naming the layer or tensor).
     """
     path = Path(path)
     _require_file(path)

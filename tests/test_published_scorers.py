@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from evaluation import compare_runs
 from evaluation import protocols as P
 from evaluation.common import EvaluationError, ScorerCheckpointError, run_cli
 from evaluation.fcn_score import fcn_score
@@ -497,6 +498,8 @@ def test_drn_protocol_end_to_end(city, drn_file, tmp_path):
     with np.errstate(invalid="ignore"):
         miou = np.nanmean(np.diag(hist) / (hist.sum(1) + hist.sum(0) - np.diag(hist))) * 100
     assert result["miou"] == pytest.approx(miou, abs=0.05)
+    table, _ = compare_runs.compare_table([tmp_path / "o"], ["drn"])
+    assert "| mIoU (DRN) |" in table.splitlines()[0] and f"| {result['miou']:.2f} |" in table
     with pytest.raises(EvaluationError, match=r"--pix2pix_compat .* drop --pix2pix_compat"):
         fcn_score(res, city, path, tmp_path / "o2", device="cpu", progress=False, pix2pix_compat=True)
     with pytest.raises(EvaluationError, match=r"--protocol pix2pix does not fit .*use --protocol drn"):
@@ -524,3 +527,5 @@ def test_synthesized_sizes_are_checked_and_recorded(city, caffemodel, tmp_path, 
     assert result["synthesized_size"] == [33, 17] and result["allow_any_size"] is True
     wide = _fake_results(city, tmp_path / "wide", size=(64, 32))  # the label maps' aspect: accepted
     assert fcn_score(wide, city, path, tmp_path / "w", device="cpu", progress=False)["synthesized_size"] == [64, 32]
+    _, notes = compare_runs.compare_table([tmp_path / "any", tmp_path / "w"], ["odd", "wide"])
+    assert any("rows differ in synthesized size (odd: [33, 17], wide: [64, 32])" in n for n in notes)
