@@ -111,7 +111,11 @@ def caffe_messages() -> dict:
                              ("layer", 100, T.TYPE_MESSAGE, True, "LayerParameter")])
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
-    _MESSAGES = {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"caffe.{name}"))
+    if hasattr(message_factory, "GetMessageClass"):  # protobuf >= 4.21
+        make = message_factory.GetMessageClass
+    else:  # protobuf 3.20
+        make = message_factory.MessageFactory(pool).GetPrototype
+    _MESSAGES = {name: make(pool.FindMessageTypeByName(f"caffe.{name}"))
                  for name in ("BlobShape", "BlobProto", "LayerParameter", "V1LayerParameter", "NetParameter")}
     return _MESSAGES
 

@@ -26,8 +26,9 @@ number is recorded).
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -100,15 +101,35 @@ def protocol_input_size(protocol: str, photo_size: tuple[int, int], label_size: 
     return (eval_size, eval_size)
 
 
+@contextlib.contextmanager
+def full_fp32(enabled: bool = True) -> Iterator[None]:
+    """Turn TF32 off for CUDA convolutions and matmuls inside the block (restored after).
+
+    PyTorch lets cuDNN convolutions use TF32 on Ampere and newer GPUs by default; Caffe and fyu/drn computed in
+    IEEE fp32, so the published scorers run with it off, and their argmax matches the original's.
+    """
+    if not enabled:
+        yield
+        return
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 @torch.inference_mode()
 def predict(scorer, protocol: str, batch: torch.Tensor, label_size: tuple[int, int]) -> torch.Tensor:
     """(N, 3, h, w) network inputs -> (N, H, W) int64 predictions at the comparison size.
 
     ``drn``: the log-probabilities are resized to the label size ``(W, H)`` with bilinear interpolation (half-pixel
     centres, antialiased when shrinking: Pillow's ``BILINEAR`` on each float channel, which GAN Compression's
-    ``resize_4d_tensor`` runs), then the argmax. Otherwise the argmax over every output channel.
+    ``resize_4d_tensor`` runs), then the argmax. Otherwise the argmax over every output channel. The published
+    scorers run with TF32 off (:func:`full_fp32`).
     """
-    out = scorer.model(batch.to(scorer.device, non_blocking=True))
+    with full_fp32(scorer.kind != "trained"):
+        out = scorer.model(batch.to(scorer.device, non_blocking=True))
     if protocol == "drn":
         w, h = label_size
         if out.shape[-2:] != (h, w):

@@ -342,6 +342,22 @@ def test_bad_caffemodels_are_one_sentence_naming_the_layer(tmp_path, case, messa
     assert "\n" not in str(info.value)
 
 
+def test_published_scorers_run_without_tf32_and_restore_the_flags(caffemodel):
+    scorer = load_scorer(caffemodel[0])
+    seen = []
+    forward = scorer.model.forward
+    scorer.model.forward = lambda x: seen.append((torch.backends.cudnn.allow_tf32,
+                                                  torch.backends.cuda.matmul.allow_tf32)) or forward(x)
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        pred = P.predict(scorer, "pix2pix", torch.zeros(1, 3, 20, 24), (24, 20))
+        assert seen == [(False, False)] and pred.shape == (1, 20, 24)
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
 def test_official_fast_hist_bins_the_20th_channel_like_the_original():
     # a prediction of 19 on class a lands in (a + 1, 0); on class 18 the frame is dropped
     hist = P.official_fast_hist(np.array([3, 3, 255, 0]), np.array([19, 3, 19, 0]), 19)
