@@ -447,6 +447,7 @@ def test_drn_state_dict_loads_and_matches_the_reference(drn_file):
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
 
 
+@pytest.mark.slow
 def test_full_width_drn_d_105_has_the_published_tensors(tmp_path):
     from evaluation.drn import DRN_D_105_CHANNELS
 
