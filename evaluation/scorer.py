@@ -334,6 +334,9 @@ def load_scorer(path: str | Path, device: str | torch.device = "cpu", *,
     """
     path = Path(path)
     _require_file(path)
+    if path.suffix.lower() == ".prototxt":
+        raise _fail(path, "is a Caffe network description, not weights; pass the weights file "
+                          "fcn-8s-cityscapes.caffemodel (the FCN-8s' deploy.prototxt is built in)")
     if _is_caffemodel(path):
         return _published_scorer(path, "caffe_fcn8s", None, device, class_names)
     obj = _torch_load(path)

@@ -428,6 +428,14 @@ def test_bad_caffemodel_from_the_cli_is_one_line(city, tmp_path, capsys):
     assert err.startswith(f"error: Caffe model {bad} lacks the FCN-8s layer 'upscore8'")
 
 
+def test_a_prototxt_passed_as_scorer_is_named(tmp_path):
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text('layer {\n  name: "data"\n  type: "Input"\n}\n')
+    with pytest.raises(ScorerCheckpointError, match=r"deploy.prototxt is a Caffe network description, not weights; "
+                                                    r"pass the weights file fcn-8s-cityscapes.caffemodel"):
+        load_scorer(deploy)
+
+
 def test_fcn8s_refuses_other_protocols(city, caffemodel, tmp_path):
     path, _ = caffemodel
     with pytest.raises(EvaluationError, match=r"--protocol drn does not fit --scorer .* \(the pix2pix FCN-8s\); "
