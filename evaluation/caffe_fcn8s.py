@@ -249,7 +249,8 @@ def fcn8s_from_layers(layers: dict[str, CaffeLayer], path) -> CaffeFCN8s:
     if missing:
         found = ", ".join(sorted(layers)[:8])
         raise _fail(path, f"lacks the FCN-8s layer {missing[0]!r} (of {len(missing)} missing; it has {found}"
-                          f"{', ...' if len(layers) > 8 else ''}); it is not the pix2pix fcn-8s-cityscapes.caffemodel")
+                          f"{', ...' if len(layers) > 8 else ''}); it is not the pix2pix fcn-8s-cityscapes.caffemodel, or "
+                          f"its download was cut short: download it again")
     for name in WEIGHT_LAYERS:
         kind = "Deconvolution" if name in _DECONV_NAMES else "Convolution"
         if layers[name].type not in (kind, ""):
