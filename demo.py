@@ -32,6 +32,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pix2pix_tr.paths import PathError, ensure_writable_dir
+
 ROOT = Path(__file__).resolve().parent
 
 
@@ -97,8 +99,11 @@ def run(cmd: list[str], log: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     preset = PRESETS[args.preset]
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out = ensure_writable_dir(Path(args.out).resolve(), flag="--out")
+    except PathError as exc:
+        print(f"demo.py: error: {exc}", file=sys.stderr)
+        return 2
     py = sys.executable
     city, pairs = out / "cityscapes", out / "pix2pix"
     checkpoints, results, scores = out / "checkpoints", out / "results", out / "fcn"

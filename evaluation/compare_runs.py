@@ -58,10 +58,14 @@ def compare_table(out_dirs: Sequence[str | Path], labels: Sequence[str] | None =
     runs = [load_results(d) for d in out_dirs]
     names = list(labels) if labels is not None else [r.get("label") or Path(d).name for r, d in zip(runs, out_dirs)]
     with_psnr = any(r.get("psnr_mean") is not None for r in runs)
-    header = ["Method"] + [title for _, title in COLUMNS] + (["PSNR (dB)", "SSIM"] if with_psnr else [])
+    with_miou = any(r.get("miou") is not None for r in runs)  # DRN-D-105 rows (GAN Compression's mIoU)
+    header = (["Method"] + [title for _, title in COLUMNS] + (["mIoU (DRN)"] if with_miou else [])
+              + (["PSNR (dB)", "SSIM"] if with_psnr else []))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, r in zip(names, runs):
         cells = [name] + [_cell(r["scores"].get(key)) for key, _ in COLUMNS]
+        if with_miou:
+            cells.append("" if r.get("miou") is None else f"{r['miou']:.2f}")
         if with_psnr:
             psnr = r.get("psnr_mean")
             cells += ["" if psnr is None else f"{psnr:.2f}", _cell(r.get("ssim_mean"))]
@@ -69,12 +73,14 @@ def compare_table(out_dirs: Sequence[str | Path], labels: Sequence[str] | None =
     base = runs[0].get("majority_baseline")
     if base:
         cells = [f"(majority class: {base['class_name']})"] + [_cell(base.get(k)) for k, _ in COLUMNS]
+        cells += [""] if with_miou else []
         cells += ["", ""] if with_psnr else []
         lines.append("| " + " | ".join(cells) + " |")
 
     warnings = []
     for what, get in (("scorer checkpoint (sha256)", lambda r: r.get("scorer", {}).get("sha256")),
                       ("protocol", lambda r: (r.get("protocol"), r.get("eval_size"))),
+                      ("synthesized size", lambda r: r.get("synthesized_size")),
                       ("absent-class convention", lambda r: r.get("convention")),
                       ("number of frames", lambda r: r.get("num_frames"))):
         values = [get(r) for r in runs]

@@ -43,7 +43,10 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn as nn
 
-from pix2pix_tr.io import atomic_save_image, atomic_write_text
+from pix2pix_tr.io import NoSpaceError, atomic_save_image, atomic_write_text
+from pix2pix_tr.paths import PathError, check_no_overlap, ensure_writable_dir, join_name
+from pix2pix_tr.safe_load import (NonFiniteStateError, UnloadableCheckpointError, check_finite_state,
+                                  load_weights_only)
 from pix2pix_tr.report.gallery import VISUALS, image_file_name, write_results_gallery
 from pix2pix_tr.report.images import tensor_to_image
 
@@ -95,11 +98,10 @@ def checkpoint_path(checkpoint_dir: str | os.PathLike, epoch: str | int) -> Path
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Load a plain generator state_dict with ``weights_only=True``, stripping DDP/compile prefixes."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence naming the file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InferenceError(f"cannot load {path} as a weights-only state_dict ({first}); test.py needs the plain "
-                        f"netG.state_dict() that train.py saves as {{epoch}}_net_G.pth") from exc
+        state = load_weights_only(path, advice="test.py needs the plain netG.state_dict() that train.py saves as "
+                                               "{epoch}_net_G.pth")
+    except UnloadableCheckpointError as exc:
+        raise InferenceError(str(exc)) from exc
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InferenceError(f"{path} is not a generator state_dict (a dict of tensors); test.py needs the "
                         f"{{epoch}}_net_G.pth files train.py saves, not training_state.pth")
@@ -109,6 +111,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             while key.startswith(prefix):
                 key = key[len(prefix):]
         out[key] = value
+    check_finite_state(out, path)  # a diverged run's weights would give blank images with exit status 0
     return out
 
 
@@ -301,7 +304,7 @@ def run_test(opt: argparse.Namespace, *, train_opt: Mapping[str, Any] | None = N
     """
     from pix2pix_tr.options import merge_test_options
 
-    ckpt_dir = Path(opt.checkpoints_dir) / opt.name
+    ckpt_dir = join_name(opt.checkpoints_dir, opt.name)
     if train_opt is None:
         json_path = ckpt_dir / "train_opt.json"
         if not json_path.is_file():
@@ -367,9 +370,10 @@ def run_test(opt: argparse.Namespace, *, train_opt: Mapping[str, Any] | None = N
                                          num_workers=getattr(opt, "num_threads", 0),
                                          pin_memory=device.type == "cuda")
 
-    run_dir = Path(opt.results_dir) / opt.name / f"{opt.phase}_{opt.epoch}"
-    image_dir = run_dir / "images"
-    image_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = join_name(opt.results_dir, opt.name) / f"{opt.phase}_{opt.epoch}"
+    check_no_overlap(run_dir, {"the input folder": root / opt.phase, "the checkpoint folder": ckpt_dir},
+                     output_flag="--results_dir")
+    image_dir = ensure_writable_dir(run_dir / "images", flag="--results_dir")
     torch.manual_seed(opt.seed)  # dropout masks in train mode
     stems: list[str] = []
     seen: set[str] = set()
@@ -436,7 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         results = run_test(opt)
-    except (InferenceError, DatasetError) as exc:
+    except NoSpaceError as exc:
+        print(f"test.py: error: {exc}: free space there and run test.py again", file=sys.stderr)
+        return 3
+    except (InferenceError, DatasetError, PathError, NonFiniteStateError) as exc:
         # a file that only fails when decoded surfaces from the DataLoader, from a worker wrapped in its traceback
         message = str(exc).strip().splitlines()[-1] if "Original Traceback" in str(exc) else str(exc)
         message = message.split("DatasetError: ", 1)[-1]
