@@ -22,8 +22,9 @@ Every frame on one side must exist on the other: a synthesized frame without gro
 frame without a synthesized photo, is an error that lists them (``--allow_subset`` accepts fewer synthesized
 frames than ground-truth ones, e.g. after ``test.py --num_test 50``; the count is recorded).
 
-Outputs in ``output_dir``: ``evaluation_results.json`` (everything, including the confusion matrix, both
-conventions for absent classes, the majority-class baseline, per-frame PSNR/SSIM, the protocol, the scorer path
+Outputs in ``output_dir``: ``evaluation_results.json`` (everything, including the confusion matrix, the
+scores under each convention for classes absent from the ground truth (``scores_cityscapes``, the default and
+cityscapesScripts' exact arithmetic; ``scores_gt_classes``; ``scores_pix2pix``), the majority-class baseline, per-frame PSNR/SSIM, the protocol, the scorer path
 and its sha256), ``evaluation_results.txt`` (the original evaluator's layout) and ``index.html`` with
 ``samples/`` (photo, predicted labels, ground truth).
 
@@ -46,10 +47,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from evaluation.common import (EvaluationError, MissingFramesError, list_label_frames, load_rgb, load_train_ids,
-                               normalize_photo, photo_path, require_cityscapes_split, resolve_device, run_cli)
+from evaluation.common import (FRAME_RE, EvaluationError, MissingFramesError, list_label_frames, load_rgb,
+                               load_train_ids, normalize_photo, photo_path, require_cityscapes_split, resolve_device, run_cli)
 from evaluation.labels import train_ids_to_color
-from evaluation.metrics import confusion_matrix, majority_confusion, segmentation_scores
+from evaluation.metrics import CONVENTIONS, confusion_matrix, majority_confusion, segmentation_scores
 from evaluation.scorer import Scorer, load_scorer
 from pix2pix_tr.io import atomic_save_image, atomic_write_text
 
@@ -100,6 +101,13 @@ def match_frames(fake: dict[str, Path] | None, gt: dict[str, Path], *, result_di
     if fake is None:
         return sorted(gt)
     missing_gt = sorted(set(fake) - set(gt))
+    if missing_gt and not any(FRAME_RE.match(frame) for frame in fake):
+        raise MissingFramesError(
+            f"the synthesized photos in {result_dir} are named like {missing_gt[0]}_fake_B.png, not by Cityscapes "
+            f"frame (city_000000_000019), so their ground truth cannot be found; the official pix2pix preparation "
+            f"numbers its files, so re-prepare the data with python datasets/prepare_cityscapes_dataset.py "
+            f"--gtFine_dir DIR/gtFine --leftImg8bit_dir DIR/leftImg8bit --output_dir NEW (it keeps the frame names) "
+            f"and rerun test.py with --dataroot NEW", missing_gt=missing_gt)
     missing_fake = [] if allow_subset else sorted(set(gt) - set(fake))
     if missing_gt or missing_fake:
         parts = []
@@ -192,7 +200,8 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
     scorer's training size) is the square size real photos are resized to before the protocol applies;
     ``eval_size`` (default: the same) is the comparison size of ``protocol="256"``.
     ``pix2pix_compat`` picks which convention for classes absent from the ground truth gives the headline
-    ``scores`` (both are always in the JSON). ``label`` names the row in ``compare_runs`` (default ``GT`` for
+    ``scores``: cityscapesScripts' convention by default, the original pix2pix's with ``pix2pix_compat`` (every
+    convention's scores are in the JSON). ``label`` names the row in ``compare_runs`` (default ``GT`` for
     real photos, else the name of the run folder). Returns the dict written to ``evaluation_results.json``.
     """
     if protocol not in PROTOCOLS:
@@ -255,8 +264,7 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
     bar.close()
 
     headline = segmentation_scores(conf, pix2pix_compat=pix2pix_compat, class_names=scorer.class_names)
-    official = segmentation_scores(conf, pix2pix_compat=False, class_names=scorer.class_names)
-    compat = segmentation_scores(conf, pix2pix_compat=True, class_names=scorer.class_names)
+    every = {c: segmentation_scores(conf, convention=c, class_names=scorer.class_names) for c in CONVENTIONS}
     base_conf, majority = majority_confusion(conf)
     base = segmentation_scores(base_conf, pix2pix_compat=pix2pix_compat, class_names=scorer.class_names)
     psnrs = [f["psnr"] for f in per_frame if f["psnr"] is not None]
@@ -267,9 +275,8 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
     results = {
         "label": label,
         "scores": {k: headline[k] for k in three},
-        "convention": "pix2pix_compat" if pix2pix_compat else "official",
-        "scores_official": {k: official[k] for k in three},
-        "scores_pix2pix_compat": {k: compat[k] for k in three},
+        "convention": headline["convention"],
+        **{f"scores_{c}": {k: every[c][k] for k in three} for c in CONVENTIONS},
         "per_class": [
             {"name": name, "accuracy": headline["per_class_accuracy"][i], "iou": headline["per_class_iou"][i],
              "gt_pixels": int(headline["class_pixels"][i]), "present": bool(headline["class_present"][i])}
@@ -466,7 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow_subset", action="store_true",
                    help="accept fewer synthesized frames than ground-truth frames (e.g. test.py --num_test)")
     p.add_argument("--pix2pix_compat", action="store_true",
-                   help="headline scores with the original's arithmetic (absent classes count 0)")
+                   help="headline scores with the original pix2pix's arithmetic (classes absent from the ground "
+                        "truth count 0 in both means); default: cityscapesScripts' (such a class counts 0 in the "
+                        "IoU mean only when it was predicted)")
     p.add_argument("--label", default=None, help="row name for compare_runs (default: GT or the run's name)")
     p.add_argument("--batch_size", type=int, default=4)
     p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes for image loading")
