@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -52,6 +51,7 @@ from evaluation.common import (FRAME_RE, EvaluationError, MissingFramesError, li
 from evaluation.labels import train_ids_to_color
 from evaluation.metrics import CONVENTIONS, confusion_matrix, majority_confusion, segmentation_scores
 from evaluation.scorer import Scorer, load_scorer
+from pix2pix_tr.cli import json_clean
 from pix2pix_tr.io import atomic_save_image, atomic_write_text
 
 PROTOCOLS = ("pix2pix", "256")
@@ -302,25 +302,9 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
         "frames": per_frame,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    results = _json_clean(results)
+    results = json_clean(results)
     write_reports(results, samples, output_dir)
     return results
-
-
-def _json_clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_clean(value.tolist())
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 # ---------------------------------------------------------------------------------------------- reports

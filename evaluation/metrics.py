@@ -41,6 +41,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from evaluation.labels import IGNORE_INDEX, NUM_CLASSES, TRAIN_CLASS_NAMES
+from pix2pix_tr.cli import json_clean
 
 #: What the original pix2pix evaluator adds to every denominator.
 PIX2PIX_EPS = 1e-12
@@ -205,16 +206,4 @@ def majority_confusion(confusion: np.ndarray) -> tuple[np.ndarray, int]:
 
 def scores_to_json(scores: dict) -> dict:
     """``segmentation_scores`` output with arrays as lists and NaN as None (valid JSON)."""
-    def clean(v):
-        if isinstance(v, np.ndarray):
-            return [clean(x) for x in v.tolist()]
-        if isinstance(v, (float, np.floating)):
-            return None if np.isnan(v) else float(v)
-        if isinstance(v, (np.integer,)):
-            return int(v)
-        if isinstance(v, (np.bool_,)):
-            return bool(v)
-        if isinstance(v, list):
-            return [clean(x) for x in v]
-        return v
-    return {k: clean(v) for k, v in scores.items()}
+    return json_clean(scores)

@@ -1,0 +1,145 @@
+"""Coming from the official pix2pix: its checkpoint folders, option files, old state dicts and numbered data."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pix2pix_tr.inference import CheckpointMismatchError, main, read_options_txt, run_test
+from pix2pix_tr.io import atomic_torch_save
+from pix2pix_tr.options import format_options, parse_test, parse_train
+from test_inference import _make_generator, make_run
+
+#: An options table as the official pix2pix's train.py prints and saves it (BaseOptions.print_options).
+OFFICIAL_TXT = """----------------- Options ---------------
+               batch_size: 1                             
+                    beta1: 0.5                           
+          checkpoints_dir: ./checkpoints                 
+           continue_train: False                         
+                crop_size: 64                            \t[default: 256]
+                 dataroot: ./datasets/cityscapes         \t[default: None]
+             dataset_mode: aligned                       
+                direction: BtoA                          \t[default: AtoB]
+                  gpu_ids: 0                             
+                 input_nc: 3                             
+                  isTrain: True                          \t[default: None]
+                load_size: 72                            \t[default: 286]
+                     name: cityscapes_pix2pix            \t[default: experiment_name]
+                      ngf: 8                             \t[default: 64]
+                     netG: unet_64                       \t[default: resnet_9blocks]
+               no_dropout: False                         
+                     norm: batch                         \t[default: instance]
+                output_nc: 3                             
+               preprocess: resize_and_crop               
+----------------- End -------------------
+"""  # noqa: W291 - the official file pads values with spaces
+
+
+def _old_state_dict(net: torch.nn.Module) -> dict:
+    """What PyTorch < 0.4.1 saved (and many published pix2pix models hold): no num_batches_tracked."""
+    return {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+
+
+def _args(ckpts, results, ab_root, name, *extra):
+    return ["--dataroot", str(ab_root), "--name", name, "--checkpoints_dir", str(ckpts), "--results_dir",
+            str(results), "--num_test", "2", "--eval", *extra]
+
+
+def _fakes(run_dir):
+    return {p.name: np.asarray(Image.open(p)) for p in sorted((run_dir / "images").glob("*_fake_B.png"))}
+
+
+def test_read_options_txt_reads_the_official_table_and_ours():
+    opts = read_options_txt_from_text(OFFICIAL_TXT)
+    assert opts["direction"] == "BtoA" and opts["ngf"] == 8 and opts["netG"] == "unet_64"
+    assert opts["no_dropout"] is False and opts["dataroot"] == "./datasets/cityscapes" and opts["gpu_ids"] == 0
+    ours = parse_train(["--dataroot", "d", "--ngf", "16", "--no_dropout", "--direction", "BtoA", "--lr", "0.001"])
+    back = read_options_txt_from_text(format_options(ours))
+    assert {k: back[k] for k in ("ngf", "no_dropout", "direction", "lr", "netG")} == \
+        {"ngf": 16, "no_dropout": True, "direction": "BtoA", "lr": 0.001, "netG": "unet_256"}
+    legacy = read_options_txt_from_text("which_direction: BtoA\nwhich_model_netG: unet_128\nfineSize: 128\n")
+    assert legacy == {"direction": "BtoA", "netG": "unet_128", "crop_size": 128}
+
+
+def read_options_txt_from_text(text):
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "train_opt.txt"
+        path.write_text(text)
+        return read_options_txt(path)
+
+
+def test_official_folder_with_train_opt_txt_and_an_old_state_dict(tmp_path, ab_root, capsys):
+    """Same weights, options from our train_opt.json or from the official train_opt.txt: identical images."""
+    ours = make_run(tmp_path / "ckpt", "ours")  # unet_64, ngf 8, batch norm, BtoA, crop 64
+    official = tmp_path / "ckpt" / "official"
+    official.mkdir()
+    (official / "train_opt.txt").write_text(OFFICIAL_TXT)
+    atomic_torch_save(_old_state_dict(ours), official / "latest_net_G.pth")
+    a = run_test(parse_test(_args(tmp_path / "ckpt", tmp_path / "res", ab_root, "ours")), progress=False)
+    capsys.readouterr()
+    b = run_test(parse_test(_args(tmp_path / "ckpt", tmp_path / "res", ab_root, "official")), progress=False)
+    out = capsys.readouterr().out
+    assert "network options from " in out and "train_opt.txt (the official pix2pix's format)" in out
+    assert b["options"]["direction"] == "BtoA" and b["generator"] == a["generator"]
+    fa, fb = _fakes(tmp_path / "res" / "ours" / "val_latest"), _fakes(tmp_path / "res" / "official" / "val_latest")
+    assert len(fa) == 2 and fa.keys() == fb.keys()
+    assert all(np.array_equal(fa[k], fb[k]) for k in fa)
+
+
+def test_weights_only_folder_takes_the_options_from_the_command_line(tmp_path, ab_root, capsys):
+    net = _make_generator(ngf=8, netG="unet_64")
+    folder = tmp_path / "ckpt" / "pretrained"
+    folder.mkdir(parents=True)
+    atomic_torch_save(_old_state_dict(net), folder / "latest_net_G.pth")
+    args = _args(tmp_path / "ckpt", tmp_path / "res", ab_root, "pretrained")
+    assert main(args) == 2  # no options file and no --direction: refuse rather than default to AtoB
+    err = capsys.readouterr().err
+    assert "pass at least --direction AtoB or BtoA" in err and len(err.strip().splitlines()) == 1
+    # the options given, but ngf wrong: the checkpoint's own shapes name the flag
+    assert main(args + ["--direction", "BtoA", "--netG", "unet_64", "--ngf", "16", "--crop_size", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "ngf 16 -> 8" in err and "pass --ngf 8 to test.py" in err
+    assert main(args + ["--direction", "BtoA", "--netG", "unet_64", "--ngf", "8", "--crop_size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "network options from the command line" in out and "unet_64, ngf 8, norm batch" in out
+
+
+@pytest.mark.parametrize("saved, built, flags", [
+    (dict(netG="resnet_6blocks", use_dropout=False), ("--netG", "resnet_6blocks"), "pass --no_dropout to test.py"),
+    (dict(netG="unet_128", ngf=4), ("--netG", "unet_64"), "pass --netG unet_128 --ngf 4 to test.py"),
+    (dict(norm="instance"), ("--netG", "unet_64", "--norm", "batch"), r"pass --norm instance to test.py"),
+])
+def test_mismatch_is_read_off_the_checkpoint(tmp_path, ab_root, saved, built, flags):
+    net = _make_generator(**{"ngf": 8, "netG": "unet_64", **saved})
+    folder = tmp_path / "ckpt" / "run"
+    folder.mkdir(parents=True)
+    atomic_torch_save(net.state_dict(), folder / "latest_net_G.pth")
+    args = _args(tmp_path / "ckpt", tmp_path / "res", ab_root, "run", "--direction", "BtoA", "--ngf", "8",
+                 "--crop_size", "64", *built)
+    with pytest.raises(CheckpointMismatchError, match=flags):
+        run_test(parse_test(args), progress=False)
+    fixed = args + flags[len("pass "):-len(" to test.py")].split()
+    fixed += ["--crop_size", "128"] if "unet_128" in flags else []  # which test.py then asks for, as tested before
+    assert run_test(parse_test(fixed), progress=False)["n_images"] == 2  # the advice works when followed
+
+
+def test_official_numbered_data_under_test_works_with_phase_test(tmp_path, ab_root):
+    """The official preparation numbers its files (0.jpg, 1.jpg, ...) and puts val under test/."""
+    make_run(tmp_path / "ckpt", "run")
+    data = tmp_path / "official_data" / "test"
+    data.mkdir(parents=True)
+    for i, src in enumerate(sorted((ab_root / "val").glob("*.png"))[:2]):
+        Image.open(src).convert("RGB").save(data / f"{i}.jpg", quality=95)
+    args = ["--dataroot", str(data.parent), "--name", "run", "--checkpoints_dir", str(tmp_path / "ckpt"),
+            "--results_dir", str(tmp_path / "res"), "--phase", "test", "--eval"]
+    res = run_test(parse_test(args), progress=False)
+    assert res["stems"] == ["0", "1"]
+    assert (tmp_path / "res" / "run" / "test_latest" / "images" / "0_fake_B.png").is_file()
+    shutil.rmtree(data.parent)
