@@ -79,14 +79,14 @@ def _parse(kind: type, text: str, what: str):
 def positive_int(text: str) -> int:
     value = _parse(int, text, "a whole number")
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
     return value
 
 
 def non_negative_int(text: str) -> int:
     value = _parse(int, text, "a whole number")
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
     return value
 
 
