@@ -127,6 +127,9 @@ def train_parser() -> argparse.ArgumentParser:
     s.add_argument("--print_freq", type=positive_int, default=100, help="iterations between loss-log rows")
     s.add_argument("--display_freq", type=positive_int, default=400,
                    help="iterations between refreshes of the progress-bar losses")
+    s.add_argument("--tensorboard", action="store_true",
+                   help="also log the losses, learning rates and gallery images to CHECKPOINTS_DIR/NAME/tb/ for "
+                        "TensorBoard (needs: pip install 'pix2pix-tr[tensorboard]')")
 
     f = p.add_argument_group("speed")
     f.add_argument("--amp", choices=AMP_MODES, default="none",
@@ -179,6 +182,11 @@ def check_train_options(opt: argparse.Namespace, parser: argparse.ArgumentParser
     problem = device_problem(opt.device, check_available=False)  # whether CUDA is there is checked at run time
     if problem is not None:
         parser.error(problem)
+    if opt.tensorboard:
+        from .training.tensorboard import tensorboard_problem
+
+        if tensorboard_problem() is not None:
+            parser.error(tensorboard_problem())
     if opt.name in ("", ".", "..") or "/" in opt.name or "\\" in opt.name:
         parser.error(f"--name {opt.name!r} must be a plain folder name (no slashes)")
     return opt

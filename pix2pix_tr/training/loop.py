@@ -2,8 +2,9 @@
 
 Read :func:`train` top to bottom: it builds everything (data, networks, optimisers, schedules, scalers),
 restores a saved state with ``--continue_train``, and runs epochs of :func:`pix2pix_tr.models.pix2pix.train_step`.
-Every side effect has a named helper: :func:`save_checkpoint`, :func:`end_of_epoch` (schedules, per-epoch
-files, gallery, loss plot), :class:`~pix2pix_tr.training.loss_log.LossLog`.
+Every side effect has a named helper: ``save_checkpoint`` and ``log_row`` (closures inside :func:`train`), the
+end-of-epoch block (schedules, per-epoch files, gallery, loss plot), :class:`~pix2pix_tr.training.loss_log.LossLog`
+and, with ``--tensorboard``, :class:`~pix2pix_tr.training.tensorboard.TensorBoardLog`.
 
 Exact resume. Everything random in an iteration is fixed by its position: the data order and crop/flip come
 from ``(seed, epoch, index)`` (:mod:`pix2pix_tr.data`), and the global torch RNG (dropout, the WGAN-GP
@@ -46,6 +47,7 @@ from .checkpoint import (STATE_FILE, check_resume_options, load_training_state, 
 from .distributed import DistContext, init_distributed
 from .errors import TrainingDiverged, TrainingError
 from .loss_log import LossLog, LossMeter
+from .tensorboard import TensorBoardLog
 from .optimizers import make_optimizer, make_scheduler, step_scheduler
 
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
@@ -138,17 +140,6 @@ def build_data(opt: Namespace, ctx: DistContext):
     loader = make_dataloader(dataset, opt.batch_size, sampler, num_workers=opt.num_threads, pin_memory=pin,
                              seed=opt.seed)
     return dataset, sampler, loader
-
-
-def unwrap(net: nn.Module) -> nn.Module:
-    """The plain module inside DDP / torch.compile wrappers."""
-    while True:
-        if isinstance(net, nn.parallel.DistributedDataParallel):
-            net = net.module
-        elif hasattr(net, "_orig_mod"):
-            net = net._orig_mod
-        else:
-            return net
 
 
 def wrap_for_training(G: nn.Module, D: nn.Module, ctx: DistContext, *, compile: bool):
@@ -268,6 +259,7 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
         from ..report.training_page import TrainingGallery
         gallery = TrainingGallery(run_dir / "web", title=f"pix2pix-TR training: {opt.name}",
                                   reset=state is None)
+    tb = TensorBoardLog(run_dir) if ctx.is_main and opt.tensorboard else None
 
     total_epochs = opt.n_epochs + opt.n_epochs_decay
     batches_per_epoch = math.ceil(sampler.num_samples / opt.batch_size)
@@ -293,9 +285,12 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
     def log_row(ep: int, ep_iter: int) -> None:
         means = meter.take_window()
         if log is not None and means:
-            log.append({"epoch": ep, "epoch_iter": ep_iter, "total_iters": total_iters, **means,
-                        "lr_G": opt_G.param_groups[0]["lr"], "lr_D": opt_D.param_groups[0]["lr"],
-                        "time": round(time.time() - t0, 3)})
+            row = {"epoch": ep, "epoch_iter": ep_iter, "total_iters": total_iters, **means,
+                   "lr_G": opt_G.param_groups[0]["lr"], "lr_D": opt_D.param_groups[0]["lr"],
+                   "time": round(time.time() - t0, 3)}
+            log.append(row)
+            if tb is not None:
+                tb.add_row(row)
 
     if epoch > total_epochs:
         say(ctx, f"{run_dir} has already finished its {total_epochs} epochs; raise --n_epochs or --n_epochs_decay "
@@ -363,6 +358,8 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                     save_networks(run_dir, finished_epoch, G, D)
                     gallery.add_epoch(finished_epoch, last_visuals,
                                       info={"total_iters": total_iters, "lr_G": f"{opt_G.param_groups[0]['lr']:.3g}"})
+                    if tb is not None:
+                        tb.add_visuals(finished_epoch, total_iters, last_visuals)
                 if ctx.is_main:
                     _plot(run_dir)
                     print(f"end of epoch {finished_epoch}/{total_epochs}: {total_iters} iterations, "
@@ -376,6 +373,8 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
         finally:
             if bar is not None:
                 bar.close()
+            if tb is not None:
+                tb.close()
     if status == "interrupted":
         say(ctx, f"stopped by {stop_flag.signal_name} at epoch {epoch}, iteration {epoch_iter}; the state is saved "
                  f"in {run_dir}: resume with the same command plus --continue_train")
