@@ -143,3 +143,58 @@ def test_official_numbered_data_under_test_works_with_phase_test(tmp_path, ab_ro
     assert res["stems"] == ["0", "1"]
     assert (tmp_path / "res" / "run" / "test_latest" / "images" / "0_fake_B.png").is_file()
     shutil.rmtree(data.parent)
+
+
+def _official_folder(ab_root, ckpt, name, ngf="8"):
+    """A folder as the official pix2pix leaves it: weights (old state dicts), train_opt.txt, loss_log.txt, web/."""
+    from pix2pix_tr.training.loop import train
+    from test_train import tiny_args
+
+    train(parse_train(tiny_args(ab_root, ckpt, name, "--n_epochs_decay", "0", "--ngf", ngf)))
+    run = ckpt / name
+    for item in list(run.iterdir()):
+        if item.name not in ("latest_net_G.pth", "latest_net_D.pth"):
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+    for which in ("G", "D"):
+        state = torch.load(run / f"latest_net_{which}.pth", weights_only=True)
+        torch.save(_old_state_dict_of(state), run / f"latest_net_{which}.pth")
+    (run / "train_opt.txt").write_text(OFFICIAL_TXT)
+    (run / "loss_log.txt").write_text("================ Training Loss ================\n")
+    (run / "web").mkdir()
+    (run / "web" / "index.html").write_text("<html>official</html>")
+    return run
+
+
+def _old_state_dict_of(state):
+    return {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+
+def test_continue_train_from_an_official_folder_starts_a_run_from_its_weights(ab_root, tmp_path, capsys):
+    from pix2pix_tr.training.loop import train
+    from test_train import tiny_args
+
+    run = _official_folder(ab_root, tmp_path, "official")
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    result = train(parse_train(tiny_args(ab_root, tmp_path, "official", "--continue_train", "--n_epochs_decay", "0")))
+    out = capsys.readouterr().out
+    assert "found weights but no training state" in out and "start fresh" in out
+    assert result.status == "finished" and result.total_iters == 4  # a whole new run: epoch 1 from iteration 0
+    kept = run / "pretrained"
+    assert {p.relative_to(kept): p.read_bytes() for p in kept.rglob("*") if p.is_file()} == before
+    assert (run / "training_state.pth").is_file() and (run / "train_opt.json").is_file()
+    # a second --continue_train resumes the new run (it has a training state now)
+    assert train(parse_train(tiny_args(ab_root, tmp_path, "official", "--continue_train", "--n_epochs_decay",
+                                       "1"))).total_iters == 8
+
+
+def test_continue_train_from_weights_of_other_options_names_the_flag(ab_root, tmp_path, capsys):
+    from pix2pix_tr.training.cli import main as train_main
+    from test_train import tiny_args
+
+    _official_folder(ab_root, tmp_path, "wide", ngf="16")
+    assert train_main(tiny_args(ab_root, tmp_path, "wide", "--continue_train")) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("train.py: error: --continue_train: ")
+    assert "does not fit the G built from the options" in errors[0] and "pass --ngf 16 to train.py" in errors[0]
+    assert train_main(tiny_args(ab_root, tmp_path, "wide", "--continue_train", "--ngf", "16")) == 0  # as advised

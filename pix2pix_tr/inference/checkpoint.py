@@ -202,11 +202,13 @@ def _flag(key: str, value: Any) -> str:
     return f"--{key} {value}"
 
 
-def diagnose_mismatch(state: Mapping[str, torch.Tensor], gen: Mapping[str, Any], *, source: str = "") -> str:
+def diagnose_mismatch(state: Mapping[str, torch.Tensor], gen: Mapping[str, Any], *, source: str = "",
+                      tool: str = "test.py") -> str:
     """Explain why ``state`` does not fit ``define_G(**gen)``: which options to change, else which keys differ.
 
     The checkpoint's options are read off its own keys and shapes (:func:`_read_architecture`) and compared
-    with ``gen`` option by option; ``source`` names where ``gen`` came from (for the dropout advice)."""
+    with ``gen`` option by option; ``source`` names where ``gen`` came from (for the dropout advice), ``tool``
+    the command the flags are for."""
     from pix2pix_tr.models import define_G
 
     ckpt = _shapes(state)
@@ -229,9 +231,11 @@ def diagnose_mismatch(state: Mapping[str, torch.Tensor], gen: Mapping[str, Any],
     if diff:
         changes = ", ".join(f"{k} {gen[k]} -> {v}" for k, v in diff.items())
         flags = " ".join(_flag(k, v) for k, v in diff.items() if k != "use_dropout" or not v)
-        todo = [f"pass {flags} to test.py"] if flags else []
-        if diff.get("use_dropout"):
+        todo = [f"pass {flags} to {tool}"] if flags else []
+        if diff.get("use_dropout") and tool == "test.py":
             todo.append(f'set "no_dropout": false in {source or "train_opt.json"} (the checkpoint has dropout)')
+        elif diff.get("use_dropout"):
+            todo.append("drop --no_dropout (the checkpoint has dropout)")
         note = " (the checkpoint has no batch-norm statistics: --norm instance or none)" \
             if diff.get("norm") == "instance" else ""
         return (f"the checkpoint was trained with different generator options ({changes}){note}; "

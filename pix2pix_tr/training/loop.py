@@ -47,6 +47,7 @@ from .checkpoint import (STATE_FILE, check_resume_options, load_training_state, 
 from .distributed import DistContext, init_distributed
 from .errors import TrainingDiverged, TrainingError
 from .loss_log import LossLog, LossMeter
+from .pretrained import is_pretrained_folder, keep_pretrained, load_pretrained
 from .tensorboard import TensorBoardLog
 from .optimizers import make_optimizer, make_scheduler, step_scheduler
 
@@ -183,7 +184,8 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
     if opt.norm == "syncbatch" and ctx.distributed and device.type != "cuda":
         raise TrainingError("--norm syncbatch synchronises batch statistics between GPUs and needs CUDA; on CPU "
                             "use --norm batch (or instance)")
-    state = load_training_state(run_dir) if opt.continue_train else None
+    from_weights = opt.continue_train and is_pretrained_folder(run_dir)  # e.g. an official pix2pix folder
+    state = load_training_state(run_dir) if opt.continue_train and not from_weights else None
     if state is not None:
         check_resume_options(state["options"], options_to_json_dict(opt), run_dir)
 
@@ -199,6 +201,8 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
         dataset, sampler, loader = build_data(opt, ctx)
     except DatasetError as exc:
         raise TrainingError(str(exc)) from exc
+    if from_weights and ctx.is_main:
+        say(ctx, keep_pretrained(run_dir))
     if ctx.is_main:  # after the data checks, so a typo in --dataroot leaves no folder behind
         atomic_write_text(run_dir / "train_opt.txt", format_options(opt))
         atomic_write_text(run_dir / "train_opt.json",
@@ -207,6 +211,9 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
         say(ctx, "note: --direction AtoB on Cityscapes trains photo->labels; labels->photo is --direction BtoA")
     torch.manual_seed(opt.seed)  # the initial weights: identical on every rank
     G, D = build_networks(opt)
+    if from_weights:
+        ctx.barrier()  # rank 0 has moved the weights into pretrained/
+        say(ctx, load_pretrained(run_dir, G, D, opt))
     if state is not None:
         G.load_state_dict(state["G"])
         D.load_state_dict(state["D"])
