@@ -198,3 +198,23 @@ def test_continue_train_from_weights_of_other_options_names_the_flag(ab_root, tm
     assert len(errors) == 1 and errors[0].startswith("train.py: error: --continue_train: ")
     assert "does not fit the G built from the options" in errors[0] and "pass --ngf 16 to train.py" in errors[0]
     assert train_main(tiny_args(ab_root, tmp_path, "wide", "--continue_train", "--ngf", "16")) == 0  # as advised
+
+
+def test_original_preparation_writes_the_official_scripts_bytes(synthetic_city, tmp_path):
+    """--original = what the official datasets/prepare_cityscapes_dataset.py writes for the same frame (its steps
+    re-done here: RGB, PIL's default resize of both halves, side by side, JPEG quality 100, no subsampling)."""
+    from pix2pix_tr.data.cityscapes import prepare_cityscapes
+
+    size = 32
+    written = prepare_cityscapes(synthetic_city / "gtFine", synthetic_city / "leftImg8bit", tmp_path / "ours",
+                                 size, splits=["val"], label_resize="bicubic", image_format="jpg", limit=2)
+    for stem in written["val"]:
+        city = stem.split("_")[0]
+        photo = Image.open(synthetic_city / "leftImg8bit" / "val" / city / f"{stem}_leftImg8bit.png")
+        label = Image.open(synthetic_city / "gtFine" / "val" / city / f"{stem}_gtFine_color.png")
+        pair = Image.new("RGB", (2 * size, size))
+        pair.paste(label.convert("RGB").resize((size, size)), (size, 0))
+        pair.paste(photo.convert("RGB").resize((size, size)), (0, 0))
+        official = tmp_path / f"official_{stem}.jpg"
+        pair.save(official, format="JPEG", subsampling=0, quality=100)
+        assert (tmp_path / "ours" / "val" / f"{stem}.jpg").read_bytes() == official.read_bytes()
