@@ -18,16 +18,19 @@ from typing import Any, Callable, Sequence
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None, *,
-            user_errors: type[BaseException] | tuple[type[BaseException], ...]) -> int:
-    """Call ``main(argv)``. An exception of ``user_errors`` prints ``error: <message>`` (no traceback) and returns 2;
-    Ctrl-C prints ``interrupted`` and returns 130; anything else is a bug and keeps its traceback."""
+            user_errors: type[BaseException] | tuple[type[BaseException], ...], prog: str | None = None,
+            interrupted: str = "interrupted") -> int:
+    """Call ``main(argv)``. An exception of ``user_errors`` prints ``[prog: ]error: <message>`` (no traceback) and
+    returns 2; Ctrl-C prints ``[prog: ]<interrupted>`` and returns 130; anything else is a bug and keeps its
+    traceback. ``main``'s own return value is the exit status otherwise (None = 0)."""
+    prefix = f"{prog}: " if prog else ""
     try:
         return int(main(argv) or 0)
     except user_errors as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{prefix}error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"{prefix}{interrupted}", file=sys.stderr)
         return 130
 
 

@@ -43,7 +43,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from pix2pix_tr.cli import json_clean, resolve_device
+from pix2pix_tr.cli import json_clean, resolve_device, run_cli
 from pix2pix_tr.inference.checkpoint import (InferenceError, build_generator, checkpoint_path, generator_options,
                                              load_state_dict, network_options)
 from pix2pix_tr.io import atomic_save_image, atomic_write_text
@@ -233,21 +233,23 @@ def run_test(opt: argparse.Namespace, *, train_opt: Mapping[str, Any] | None = N
     return {**results, "run_dir": str(run_dir)}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of test.py: parse, run, print where the results are; exit 2 with one line on bad input."""
+def _test(argv: Sequence[str] | None) -> int:
+    from pix2pix_tr.data import DatasetError
     from pix2pix_tr.options import parse_test
 
-    opt = parse_test(argv)
-    from pix2pix_tr.data import DatasetError
-
+    opt = parse_test(argv)  # argparse errors exit 2 with a usage line
     try:
         results = run_test(opt)
     except (InferenceError, DatasetError) as exc:
         # a file that only fails when decoded surfaces from the DataLoader, from a worker wrapped in its traceback
         message = str(exc).strip().splitlines()[-1] if "Original Traceback" in str(exc) else str(exc)
-        message = message.split("DatasetError: ", 1)[-1]
-        print(f"test.py: error: {message}", file=sys.stderr)
-        return 2
+        raise InferenceError(message.split("DatasetError: ", 1)[-1]) from exc
     print(f"wrote {results['n_images']} image triplets and {len(results['pages'])} page(s) to "
           f"{results['run_dir']}; open {Path(results['run_dir']) / 'index.html'}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of test.py (and ``pix2pix-tr-test``): parse, run, print where the results are; one line and
+    exit status 2 on bad input."""
+    return run_cli(_test, argv, user_errors=InferenceError, prog="test.py")
