@@ -35,6 +35,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pix2pix_tr.options import OPTIMIZERS
+
 #: The checkout this module lives in, or None when it was installed from a wheel (no train.py beside it).
 _PARENT = Path(__file__).resolve().parents[1]
 ROOT: Path | None = _PARENT if (_PARENT / "train.py").is_file() and (_PARENT / "datasets").is_dir() else None
@@ -104,7 +106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="runs/demo", help="folder for everything the demo writes")
     p.add_argument("--preset", choices=sorted(PRESETS), default="default", help="run size")
-    p.add_argument("--optimizer", choices=("tradam", "adam", "trsgd", "sgd"), default="tradam",
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="tradam",
                    help="optimizer of both networks (the paper's GAN experiment uses tradam)")
     p.add_argument("--seed", type=int, default=0, help="seed of the city, the training and the scorer")
     p.add_argument("--force", action="store_true", help="redo steps whose outputs already exist")
