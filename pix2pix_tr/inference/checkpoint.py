@@ -179,7 +179,7 @@ def _read_architecture(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:
         return {}
     found: dict[str, Any] = {}
     first_key, first = convs[0]
-    last_key, last = convs[-1]
+    last = convs[-1][1]
     found["ngf"], found["input_nc"] = first[0], first[1]
     blocks = {m.group(1) for k in shapes for m in [re.match(r"^model\.(\d+)\.conv_block\.", k)] if m}
     if blocks:
