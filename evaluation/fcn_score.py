@@ -24,8 +24,8 @@ frames than ground-truth ones, e.g. after ``test.py --num_test 50``; the count i
 
 Outputs in ``output_dir``: ``evaluation_results.json`` (everything, including the confusion matrix, the
 scores under each convention for classes absent from the ground truth (``scores_cityscapes``, the default and
-cityscapesScripts' exact arithmetic; ``scores_gt_classes``; ``scores_pix2pix``), the majority-class baseline, per-frame PSNR/SSIM, the protocol, the scorer path
-and its sha256), ``evaluation_results.txt`` (the original evaluator's layout) and ``index.html`` with
+cityscapesScripts' exact arithmetic; ``scores_gt_classes``; ``scores_pix2pix``), the majority-class baseline,
+per-frame PSNR/SSIM, the protocol, the scorer path and its sha256), ``evaluation_results.txt`` (the original evaluator's layout) and ``index.html`` with
 ``samples/`` (photo, predicted labels, ground truth).
 
 Command line::
@@ -47,7 +47,8 @@ import torch
 from PIL import Image
 
 from evaluation.common import (FRAME_RE, EvaluationError, MissingFramesError, list_label_frames, load_rgb,
-                               load_train_ids, normalize_photo, photo_path, require_cityscapes_split, resolve_device, run_cli)
+                               load_train_ids, normalize_photo, photo_path, require_cityscapes_split,
+                               resolve_device, run_cli)
 from evaluation.labels import train_ids_to_color
 from evaluation.metrics import CONVENTIONS, confusion_matrix, majority_confusion, segmentation_scores
 from evaluation.scorer import Scorer, load_scorer

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Callable
 
 from pix2pix_tr.cli import non_negative_int
@@ -72,7 +71,8 @@ def prepare_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--original", action="store_true",
                         help="reproduce the original pix2pix preparation: bicubic labels and JPEG output "
                              "(--label_resize bicubic --format jpg)")
-    parser.add_argument("--limit", type=non_negative_int, default=None, help="convert only the first N frames per split")
+    parser.add_argument("--limit", type=non_negative_int, default=None,
+                        help="convert only the first N frames per split")
     parser.add_argument("--workers", type=non_negative_int, default=1, help="parallel processes (default 1)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
     args = parser.parse_args(argv)
@@ -120,6 +120,11 @@ def combine_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-#: The installed commands ``pix2pix-tr-synthetic-city`` and ``pix2pix-tr-prepare-cityscapes`` (pyproject.toml).
-synthetic_command = partial(run_cli, synthetic_main)
-prepare_command = partial(run_cli, prepare_main)
+def synthetic_command() -> int:
+    """The installed command ``pix2pix-tr-synthetic-city`` (= ``python datasets/make_synthetic_cityscapes.py``)."""
+    return run_cli(synthetic_main)
+
+
+def prepare_command() -> int:
+    """The installed command ``pix2pix-tr-prepare-cityscapes`` (= ``python datasets/prepare_cityscapes_dataset.py``)."""
+    return run_cli(prepare_main)
