@@ -25,8 +25,8 @@ frames than ground-truth ones, e.g. after ``test.py --num_test 50``; the count i
 Outputs in ``output_dir``: ``evaluation_results.json`` (everything, including the confusion matrix, the
 scores under each convention for classes absent from the ground truth (``scores_cityscapes``, the default and
 cityscapesScripts' exact arithmetic; ``scores_gt_classes``; ``scores_pix2pix``), the majority-class baseline,
-per-frame PSNR/SSIM, the protocol, the scorer path and its sha256), ``evaluation_results.txt`` (the original evaluator's layout) and ``index.html`` with
-``samples/`` (photo, predicted labels, ground truth).
+per-frame PSNR/SSIM, the protocol, the scorer path and its sha256), ``evaluation_results.txt`` (the original
+evaluator's layout) and ``index.html`` with ``samples/`` (photo, predicted labels, ground truth).
 
 Command line::
 
