@@ -59,10 +59,14 @@ def compare_table(out_dirs: Sequence[str | Path], labels: Sequence[str] | None =
     runs = [load_results(d) for d in out_dirs]
     names = list(labels) if labels is not None else [r.get("label") or Path(d).name for r, d in zip(runs, out_dirs)]
     with_psnr = any(r.get("psnr_mean") is not None for r in runs)
-    header = ["Method"] + [title for _, title in COLUMNS] + (["PSNR (dB)", "SSIM"] if with_psnr else [])
+    with_miou = any(r.get("miou") is not None for r in runs)  # DRN-D-105 rows (GAN Compression's mIoU)
+    header = (["Method"] + [title for _, title in COLUMNS] + (["mIoU (DRN)"] if with_miou else [])
+              + (["PSNR (dB)", "SSIM"] if with_psnr else []))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, r in zip(names, runs):
         cells = [name] + [_cell(r["scores"].get(key)) for key, _ in COLUMNS]
+        if with_miou:
+            cells.append("" if r.get("miou") is None else f"{r['miou']:.2f}")
         if with_psnr:
             psnr = r.get("psnr_mean")
             cells += ["" if psnr is None else f"{psnr:.2f}", _cell(r.get("ssim_mean"))]
@@ -70,31 +74,27 @@ def compare_table(out_dirs: Sequence[str | Path], labels: Sequence[str] | None =
     base = runs[0].get("majority_baseline")
     if base:
         cells = [f"(majority class: {base['class_name']})"] + [_cell(base.get(k)) for k, _ in COLUMNS]
+        cells += [""] if with_miou else []
         cells += ["", ""] if with_psnr else []
         lines.append("| " + " | ".join(cells) + " |")
 
     return "\n".join(lines) + "\n", comparability_warnings(runs, names)
 
 
-def _size(r: dict) -> str | None:
-    size = r.get("synthesized_size")
-    return None if size is None else "x".join(map(str, size))
-
-
-#: What must agree between rows, and how to read it from a results file. A row that does not record a value
-#: (e.g. the synthesized size of an older file) is left out of that check.
-_MUST_AGREE = (("scorer checkpoint (sha256)", lambda r: r.get("scorer", {}).get("sha256")),
-               ("protocol", lambda r: (r.get("protocol"), r.get("eval_size"))),
-               ("absent-class convention", lambda r: r.get("convention")),
-               ("number of frames", lambda r: r.get("num_frames")),
-               ("synthesized image size", _size))
+#: What must agree between rows, how to read it from a results file, and whether a row that does not record it
+#: (the synthesized size of a file written before it was recorded) is left out of that check.
+_MUST_AGREE = (("scorer checkpoint (sha256)", lambda r: r.get("scorer", {}).get("sha256"), False),
+               ("protocol", lambda r: (r.get("protocol"), r.get("eval_size")), False),
+               ("synthesized size", lambda r: r.get("synthesized_size"), True),
+               ("absent-class convention", lambda r: r.get("convention"), False),
+               ("number of frames", lambda r: r.get("num_frames"), False))
 
 
 def comparability_warnings(runs: Sequence[dict], names: Sequence[str]) -> list[str]:
-    """One sentence per property that differs between rows (scorer, protocol, convention, frames, image size)."""
+    """One sentence per property that differs between rows (scorer, protocol, image size, convention, frames)."""
     warnings = []
-    for what, get in _MUST_AGREE:
-        pairs = [(n, get(r)) for n, r in zip(names, runs) if get(r) is not None]
+    for what, get, optional in _MUST_AGREE:
+        pairs = [(n, get(r)) for n, r in zip(names, runs) if not (optional and get(r) is None)]
         if len({str(v) for _, v in pairs}) > 1:
             detail = ", ".join(f"{n}: {v if not isinstance(v, str) else v[:12]}" for n, v in pairs)
             warnings.append(f"rows differ in {what} ({detail}); they are not directly comparable")

@@ -7,13 +7,22 @@ photos were synthesized from. If the generator painted a convincing "car" where 
 scorer finds a car there. The three numbers (per-pixel accuracy, per-class accuracy, class IoU; see
 :mod:`evaluation.metrics`) are then read off one confusion matrix summed over all frames.
 
-Protocols (``--protocol``):
+The scorer (``--scorer``) is a ``train_scorer`` checkpoint, the pix2pix authors' ``fcn-8s-cityscapes.caffemodel``
+or fyu/drn's ``drn-d-105_ms_cityscapes.pth`` (:mod:`evaluation.scorer`). Protocols (``--protocol``; details in
+:mod:`evaluation.protocols`):
 
 * ``pix2pix`` (default, the original evaluator): the photo is upsampled (bilinear) to the label map's size
-  (2048x1024 for real Cityscapes), labelled there, and compared at full resolution.
+  (2048x1024 for real Cityscapes), labelled there, and compared at full resolution. With the FCN-8s: BGR minus
+  the pix2pix mean, argmax over its 20 channels.
 * ``256``: the photo is resized to ``eval_size`` x ``eval_size`` (default: the scorer's training size, 256 in
   the paper's recipe; usually a no-op for pix2pix output) and compared with the labels resized
   nearest-neighbour to the same size. Cheaper; it is also what ``train_scorer`` reports for its GT row.
+* ``drn`` (default for DRN-D-105, GAN Compression's): DRN at the photo's size, log-probabilities resized to the
+  label size, argmax; the results add ``miou`` (x100).
+
+The synthesized photos must share one size that a generator run produces (see
+:func:`evaluation.protocols.check_synthesized_sizes`; ``--allow_any_size`` overrides with a warning); it is
+recorded as ``synthesized_size`` ([width, height]).
 
 ``--real`` scores the real val photos instead, resized (bicubic) to the scorer's training size first, like the
 generator's output: the "GT" row of the paper's table, the upper bound a synthesized photo can reach.
@@ -31,7 +40,7 @@ evaluator's layout) and ``index.html`` with ``samples/`` (photo, predicted label
 Command line::
 
     python -m evaluation.fcn_score --result_dir results/NAME/val_latest --cityscapes_dir DIR \\
-        --scorer scorer.pth --output_dir eval/NAME [--protocol pix2pix|256] [--real]
+        --scorer scorer.pth --output_dir eval/NAME [--protocol pix2pix|256|drn] [--real]
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -46,16 +56,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from evaluation import protocols as P
 from evaluation.common import (FRAME_RE, EvaluationError, MissingFramesError, list_label_frames, load_rgb,
-                               load_train_ids, normalize_photo, photo_path, require_cityscapes_split,
-                               resolve_device, run_cli)
+                               load_train_ids, photo_path, require_cityscapes_split, resolve_device, run_cli)
 from evaluation.labels import train_ids_to_color
 from evaluation.metrics import CONVENTIONS, confusion_matrix, majority_confusion, segmentation_scores
+from evaluation.protocols import PROTOCOLS
 from evaluation.scorer import Scorer, load_scorer
 from pix2pix_tr.cli import json_clean
 from pix2pix_tr.io import atomic_save_image, atomic_write_text
-
-PROTOCOLS = ("pix2pix", "256")
 FAKE_SUFFIXES = ("_fake_B.png", "_fake_B.jpg")
 RESULTS_JSON = "evaluation_results.json"
 RESULTS_TXT = "evaluation_results.txt"
@@ -127,11 +136,12 @@ def match_frames(fake: dict[str, Path] | None, gt: dict[str, Path], *, result_di
 class _Frames(torch.utils.data.Dataset):
     """One item per frame: the scorer's input, the ground truth at the comparison size, PSNR/SSIM."""
 
-    def __init__(self, frame_ids, fake, gt, cityscapes_dir, split, protocol, eval_size, real, real_size, mean, std):
+    def __init__(self, frame_ids, fake, gt, cityscapes_dir, split, protocol, eval_size, real, real_size, mean, std,
+                 convention="rgb01"):
         self.frame_ids, self.fake, self.gt = list(frame_ids), fake, gt
         self.cityscapes_dir, self.split = Path(cityscapes_dir), split
         self.protocol, self.eval_size, self.real, self.real_size = protocol, eval_size, real, real_size
-        self.mean, self.std = mean, std
+        self.mean, self.std, self.convention = mean, std, convention
 
     def __len__(self) -> int:
         return len(self.frame_ids)
@@ -156,17 +166,16 @@ class _Frames(torch.utils.data.Dataset):
             photo = load_rgb(self.fake[frame])
             if real_path.is_file():
                 psnr, ssim = photo_similarity(photo, load_rgb(real_path))
-        if self.protocol == "pix2pix":
-            gt = load_train_ids(self.gt[frame])
-            size = (gt.shape[1], gt.shape[0])
+        if self.protocol == "256":
+            gt = load_train_ids(self.gt[frame], size=(self.eval_size, self.eval_size))
         else:
-            size = (self.eval_size, self.eval_size)
-            gt = load_train_ids(self.gt[frame], size=size)
+            gt = load_train_ids(self.gt[frame])
+        size = P.protocol_input_size(self.protocol, photo.size, (gt.shape[1], gt.shape[0]), self.eval_size)
         display = photo
         if photo.size != size:
-            photo = photo.resize(size, Image.BILINEAR)
-        return {"index": i, "input": normalize_photo(photo, self.mean, self.std), "gt": torch.from_numpy(gt),
-                "display": np.asarray(display), "psnr": psnr, "ssim": ssim}
+            photo = photo.resize(size, Image.BILINEAR)  # uint8 in, uint8 out, like scipy.misc.imresize
+        return {"index": i, "input": P.scorer_input(photo, self.convention, self.mean, self.std),
+                "gt": torch.from_numpy(gt), "display": np.asarray(display), "psnr": psnr, "ssim": ssim}
 
 
 def photo_similarity(fake: Image.Image, real: Image.Image) -> tuple[float, float]:
@@ -188,24 +197,37 @@ def _collate(items: list[dict]) -> list[dict]:
     return items
 
 
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header, without decoding the pixels."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, ValueError) as exc:
+        raise EvaluationError(f"cannot read image {path}: {exc}") from None
+
+
 # ---------------------------------------------------------------------------------------------- scoring
 def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer: str | Path | Scorer,
-              output_dir: str | Path, *, protocol: str = "pix2pix", real: bool = False, split: str = "val",
+              output_dir: str | Path, *, protocol: str | None = None, real: bool = False, split: str = "val",
               eval_size: int | None = None, real_size: int | None = None, batch_size: int = 4,
               device: str | None = "auto",
               num_workers: int = 0, allow_subset: bool = False, num_samples: int = 8, pix2pix_compat: bool = False,
-              label: str | None = None, progress: bool = True) -> dict:
+              label: str | None = None, progress: bool = True, allow_any_size: bool = False) -> dict:
     """Score synthesized (or, with ``real=True``, real) val photos; write the reports; return the results dict.
 
-    ``scorer`` is a checkpoint path or a loaded :class:`~evaluation.scorer.Scorer`. ``real_size`` (default: the
-    scorer's training size) is the square size real photos are resized to before the protocol applies;
-    ``eval_size`` (default: the same) is the comparison size of ``protocol="256"``.
+    ``scorer`` is a path (a ``train_scorer`` checkpoint, the pix2pix authors' ``fcn-8s-cityscapes.caffemodel`` or
+    fyu/drn's ``drn-d-105_ms_cityscapes.pth``) or a loaded :class:`~evaluation.scorer.Scorer`. ``protocol``
+    (see :mod:`evaluation.protocols`; default: ``drn`` for DRN-D-105, else ``pix2pix``). ``real_size`` (default:
+    the scorer's training size, 256 for the published scorers) is the square size real photos are resized to
+    before the protocol applies; ``eval_size`` (default: the same) is the comparison size of ``protocol="256"``.
     ``pix2pix_compat`` picks which convention for classes absent from the ground truth gives the headline
-    ``scores``: cityscapesScripts' convention by default, the original pix2pix's with ``pix2pix_compat`` (every
-    convention's scores are in the JSON). ``label`` names the row in ``compare_runs`` (default ``GT`` for
-    real photos, else the name of the run folder). Returns the dict written to ``evaluation_results.json``.
+    ``scores``: cityscapesScripts' by default, the original pix2pix's with ``pix2pix_compat`` (with the pix2pix
+    FCN-8s, that evaluator's arithmetic entire); every convention's scores are in the JSON. Synthesized photos must all have one size that a generator can produce (square or the label maps'
+    aspect, >= 32 pixels); ``allow_any_size`` scores other sizes with a warning. ``label`` names the row in
+    ``compare_runs`` (default ``GT`` for real photos, else the name of the run folder). Returns the dict written
+    to ``evaluation_results.json``.
     """
-    if protocol not in PROTOCOLS:
+    if protocol is not None and protocol not in PROTOCOLS:
         raise EvaluationError(f"--protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
     if eval_size is not None and eval_size < 16:
         raise EvaluationError(f"--eval_size {eval_size} is too small; use 16 or more (256 is the paper's)")
@@ -222,6 +244,8 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
         scorer = load_scorer(scorer, dev)
     else:
         scorer.model.to(dev).eval()
+    protocol = protocol or P.default_protocol(scorer)
+    P.check_protocol(scorer, protocol, pix2pix_compat)
     fake = find_fake_frames(result_dir) if result_dir is not None else None
     gt = list_label_frames(cityscapes_dir, split)
     if not gt:
@@ -230,12 +254,23 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
                              allow_subset=allow_subset)
     real_size = int(real_size or scorer.image_size)
     eval_size = int(eval_size or scorer.image_size)
+    if real:
+        synthesized_size = (real_size, real_size)
+    else:
+        synthesized_size = P.check_synthesized_sizes({f: _image_size(fake[f]) for f in frame_ids},
+                                                     _image_size(gt[frame_ids[0]]), protocol,
+                                                     allow_any_size=allow_any_size, where=f"--result_dir {result_dir}")
     data = _Frames(frame_ids, fake, gt, cityscapes_dir, split, protocol, eval_size, real, real_size,
-                   scorer.mean, scorer.std)
+                   scorer.mean, scorer.std, scorer.input_convention)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                                          collate_fn=_collate, pin_memory=dev.type == "cuda")
     num_classes = len(scorer.class_names)
-    conf = np.zeros((num_classes, num_classes), dtype=np.int64)
+    outputs = scorer.outputs  # > num_classes for the FCN-8s: its 20th channel is a prediction column of no class
+    official = scorer.kind == "caffe_fcn8s"
+    conf = np.zeros((outputs, outputs), dtype=np.int64)
+    conf_official = np.zeros((num_classes, num_classes), dtype=np.int64)
+    dropped: list[str] = []
+    extra_pixels = 0
     per_frame: list[dict] = [None] * len(data)  # type: ignore[list-item]
     samples: list[dict] = []
     from tqdm import tqdm
@@ -246,27 +281,43 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
         for item in items:
             if "error" in item:
                 raise EvaluationError(item["error"])
-            by_shape.setdefault(tuple(item["input"].shape), []).append(item)
+            by_shape.setdefault((tuple(item["input"].shape), tuple(item["gt"].shape)), []).append(item)
         for group in by_shape.values():
-            preds = scorer.predict(torch.stack([it["input"] for it in group]))
+            label_size = (group[0]["gt"].shape[1], group[0]["gt"].shape[0])
+            preds = P.predict(scorer, protocol, torch.stack([it["input"] for it in group]), label_size)
             for it, pred in zip(group, preds):
                 gt_t = it["gt"].to(pred.device)
-                frame_conf = confusion_matrix(gt_t, pred, num_classes)
+                frame_conf = confusion_matrix(gt_t, pred, outputs)
                 conf += frame_conf
+                frame = frame_ids[it["index"]]
+                if official:
+                    extra_pixels += int(frame_conf[:num_classes, num_classes:].sum())
+                    hist = P.official_fast_hist(it["gt"].numpy(), pred.cpu().numpy(), num_classes)
+                    if hist is None:
+                        dropped.append(frame)
+                    else:
+                        conf_official += hist
                 total = frame_conf.sum()
                 per_frame[it["index"]] = {
-                    "frame": frame_ids[it["index"]],
+                    "frame": frame,
                     "pixel_acc": float(np.trace(frame_conf) / total) if total else None,
                     "psnr": it["psnr"], "ssim": it["ssim"]}
                 if it["index"] < num_samples:
-                    samples.append({"frame": frame_ids[it["index"]], "photo": it["display"],
-                                    "pred": pred.to(torch.uint8).cpu().numpy(), "gt": it["gt"].numpy()})
+                    samples.append({"frame": frame, "photo": it["display"],
+                                    "pred": pred.clamp(max=255).to(torch.uint8).cpu().numpy(),
+                                    "gt": it["gt"].numpy()})
         bar.update(len(items))
     bar.close()
 
-    headline = segmentation_scores(conf, pix2pix_compat=pix2pix_compat, class_names=scorer.class_names)
-    every = {c: segmentation_scores(conf, convention=c, class_names=scorer.class_names) for c in CONVENTIONS}
-    base_conf, majority = majority_confusion(conf)
+    def scores_of(matrix: np.ndarray, convention: str) -> dict:
+        names = list(scorer.class_names) + [f"(channel {i})" for i in range(num_classes, len(matrix))]
+        s = segmentation_scores(matrix, convention=convention, class_names=names)
+        return P.restrict_scores(s, num_classes) if len(matrix) > num_classes else s
+
+    every = {c: scores_of(conf_official if official and c == "pix2pix" else conf, c) for c in CONVENTIONS}
+    headline = every["pix2pix" if pix2pix_compat else "cityscapes"]
+    base_conf, majority = majority_confusion(conf)  # rows >= num_classes are empty: never the majority
+    base_conf = base_conf[:num_classes, :num_classes]
     base = segmentation_scores(base_conf, pix2pix_compat=pix2pix_compat, class_names=scorer.class_names)
     psnrs = [f["psnr"] for f in per_frame if f["psnr"] is not None]
     ssims = [f["ssim"] for f in per_frame if f["ssim"] is not None]
@@ -278,6 +329,7 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
         "scores": {k: headline[k] for k in three},
         "convention": headline["convention"],
         **{f"scores_{c}": {k: every[c][k] for k in three} for c in CONVENTIONS},
+        "miou": P.gan_compression_miou(conf[:num_classes, :num_classes]) if protocol == "drn" else None,
         "per_class": [
             {"name": name, "accuracy": headline["per_class_accuracy"][i], "iou": headline["per_class_iou"][i],
              "gt_pixels": int(headline["class_pixels"][i]), "present": bool(headline["class_present"][i])}
@@ -287,10 +339,10 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
         "psnr_mean": float(np.mean(psnrs)) if psnrs else None,
         "ssim_mean": float(np.mean(ssims)) if ssims else None,
         "protocol": protocol,
-        "protocol_detail": (
-            "photo upsampled (bilinear) to the label map size, compared at full resolution" if protocol == "pix2pix"
-            else f"photo resized to {eval_size}x{eval_size}, labels nearest-neighbour to {eval_size}x{eval_size}"),
+        "protocol_detail": P.describe(protocol, scorer, eval_size),
         "eval_size": eval_size if protocol == "256" else None,
+        "synthesized_size": list(synthesized_size),
+        "allow_any_size": bool(allow_any_size),
         "real": bool(real),
         "real_size": real_size if real else None,
         "scorer": scorer.describe(),
@@ -299,10 +351,23 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
         "split": split,
         "num_frames": len(frame_ids),
         "num_gt_frames": len(gt),
-        "confusion_matrix": conf.tolist(),
+        "confusion_matrix": conf[:num_classes].tolist(),
         "frames": per_frame,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    if official:
+        results["extra_channel"] = {
+            "pixels": extra_pixels,
+            "note": (f"pixels whose argmax was a score channel >= {num_classes}; the default scores count them as "
+                     f"errors of their true class, the official arithmetic as class a+1 predicted as "
+                     f"{scorer.class_names[0]} (and drops a frame where one falls on {scorer.class_names[-1]})"),
+            "official_dropped_frames": dropped,
+        }
+        results["confusion_matrix_official"] = conf_official.tolist()
+        if dropped and pix2pix_compat:
+            warnings.warn(f"--pix2pix_compat: the official arithmetic dropped {len(dropped)} frame(s) (e.g. "
+                          f"{dropped[0]}) because the FCN-8s predicted its 20th channel on a "
+                          f"{scorer.class_names[-1]} pixel; the default arithmetic keeps them", stacklevel=2)
     results = json_clean(results)
     write_reports(results, samples, output_dir)
     return results
@@ -328,10 +393,18 @@ def results_text(results: dict) -> str:
               f"absent classes: {results['convention']}",
               f"frames: {results['num_frames']} of {results['num_gt_frames']} in gtFine/{results['split']}"
               + (" (real photos)" if results["real"] else ""),
+              "synthesized size: {}x{}".format(*results["synthesized_size"])
+              + (" (--allow_any_size)" if results.get("allow_any_size") else ""),
               f"scorer: {results['scorer']['path']} ({results['scorer']['arch']}, "
               f"sha256 {results['scorer']['sha256']})",
               f"majority-class baseline ({b['class_name']} everywhere): pixel {_fmt(b['per_pixel_acc'])}, "
               f"class {_fmt(b['per_class_acc'])}, IoU {_fmt(b['class_iou'])}"]
+    if results.get("miou") is not None:
+        lines.append(f"mIoU (GAN Compression, x100): {results['miou']:.2f}")
+    extra = results.get("extra_channel")
+    if extra:
+        lines.append(f"20th-channel pixels: {extra['pixels']}; frames the official arithmetic drops: "
+                     f"{len(extra['official_dropped_frames'])}")
     if results["psnr_mean"] is not None:
         lines.append(f"PSNR vs real photo: {results['psnr_mean']:.3f} dB; SSIM: {results['ssim_mean']:.4f}")
     return "\n".join(lines) + "\n"
@@ -430,7 +503,9 @@ def write_reports(results: dict, samples: list[dict], output_dir: str | Path) ->
                     tags.tr(tags.td(*caption),
                             *[tags.td(tags.img(src=names[k], alt=k)) for k in ("photo", "pred", "gt")])
         sc = results["scorer"]
-        tags.p(f"scorer {sc['path']} ({sc['arch']}, trained at {sc['image_size']}x{sc['image_size']}), sha256 "
+        how = (f"trained at {sc['image_size']}x{sc['image_size']}" if sc.get("kind", "trained") == "trained"
+               else "published weights")
+        tags.p(f"scorer {sc['path']} ({sc['arch']}, {how}), sha256 "
                f"{sc['sha256']}; created {results['created']}.", cls="meta")
     atomic_write_text(out / "index.html", doc.render())
 
@@ -445,10 +520,14 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--result_dir", help="folder test.py wrote (results/NAME/val_latest) holding images/*_fake_B.png")
     p.add_argument("--cityscapes_dir", required=True, help="Cityscapes root with gtFine/ (and leftImg8bit/)")
-    p.add_argument("--scorer", required=True, help="scorer checkpoint written by python -m evaluation.train_scorer")
+    p.add_argument("--scorer", required=True,
+                   help="a checkpoint of python -m evaluation.train_scorer, the pix2pix authors' "
+                        "fcn-8s-cityscapes.caffemodel, or fyu/drn's drn-d-105_ms_cityscapes.pth")
     p.add_argument("--output_dir", required=True, help="where the JSON, text and HTML reports go")
-    p.add_argument("--protocol", choices=PROTOCOLS, default="pix2pix",
-                   help="pix2pix: compare at label resolution (original); 256: compare at --eval_size")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                   help="pix2pix: compare at label resolution (the official pix2pix evaluator); 256: compare at "
+                        "--eval_size (trained scorers); drn: GAN Compression's DRN-D-105 mIoU. Default: drn for "
+                        "DRN-D-105, else pix2pix")
     p.add_argument("--eval_size", type=int, default=None,
                    help="comparison size of --protocol 256 (default: the scorer's training size, 256 normally)")
     p.add_argument("--real", action="store_true", help="score the real val photos (the GT row)")
@@ -459,8 +538,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accept fewer synthesized frames than ground-truth frames (e.g. test.py --num_test)")
     p.add_argument("--pix2pix_compat", action="store_true",
                    help="headline scores with the original pix2pix's arithmetic (classes absent from the ground "
-                        "truth count 0 in both means); default: cityscapesScripts' (such a class counts 0 in the "
-                        "IoU mean only when it was predicted)")
+                        "truth count 0 in both means; with the FCN-8s caffemodel also its handling of the 20th "
+                        "channel); default: cityscapesScripts' (such a class counts 0 in the IoU mean only when "
+                        "it was predicted)")
+    p.add_argument("--allow_any_size", action="store_true",
+                   help="score synthesized photos of a size no generator run produces (not square, not the label "
+                        "aspect, or under 32 pixels), with a warning")
     p.add_argument("--label", default=None, help="row name for compare_runs (default: GT or the run's name)")
     p.add_argument("--batch_size", type=int, default=4)
     p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes for image loading")
@@ -476,12 +559,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         real=args.real, split=args.split, eval_size=args.eval_size, real_size=args.real_size,
                         batch_size=args.batch_size, device=args.device, num_workers=args.num_workers,
                         allow_subset=args.allow_subset, num_samples=args.num_samples,
-                        pix2pix_compat=args.pix2pix_compat, label=args.label, progress=not args.no_progress)
+                        pix2pix_compat=args.pix2pix_compat, label=args.label, progress=not args.no_progress,
+                        allow_any_size=args.allow_any_size)
     s, b = results["scores"], results["majority_baseline"]
     print(f"{results['label']}: per-pixel acc {_fmt3(s['per_pixel_acc'])}, per-class acc "
           f"{_fmt3(s['per_class_acc'])}, class IoU {_fmt3(s['class_iou'])} ({results['num_frames']} frames, "
           f"protocol {results['protocol']}); majority class: {_fmt3(b['per_pixel_acc'])} / "
           f"{_fmt3(b['per_class_acc'])} / {_fmt3(b['class_iou'])}")
+    if results.get("miou") is not None:
+        print(f"mIoU (GAN Compression's, x100): {results['miou']:.2f}")
     if results["psnr_mean"] is not None:
         print(f"PSNR {results['psnr_mean']:.2f} dB, SSIM {results['ssim_mean']:.3f}")
     print(f"reports in {Path(args.output_dir) / 'index.html'}")

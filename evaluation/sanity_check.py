@@ -46,7 +46,7 @@ def _degrade(name: str, photo: Image.Image, rng: np.random.Generator) -> Image.I
 
 
 def sanity_check(cityscapes_dir: str | Path, scorer: str | Path, output_dir: str | Path, *,
-                 protocol: str = "pix2pix", split: str = "val", device: str | None = "auto", batch_size: int = 4,
+                 protocol: str | None = None, split: str = "val", device: str | None = "auto", batch_size: int = 4,
                  seed: int = 0, progress: bool = True) -> dict:
     """Write ``output_dir/{variant}/`` fake results and FCN-score reports, and ``output_dir/table.md``.
 
@@ -79,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--cityscapes_dir", required=True)
     p.add_argument("--scorer", required=True)
     p.add_argument("--output_dir", required=True)
-    p.add_argument("--protocol", choices=PROTOCOLS, default="pix2pix")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                   help="default: the scorer's own (drn for DRN-D-105, else pix2pix)")
     p.add_argument("--split", default="val")
     p.add_argument("--batch_size", type=int, default=4)
     p.add_argument("--device", default="auto")

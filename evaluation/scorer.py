@@ -1,9 +1,15 @@
 """Scorer networks for the FCN-score, and their self-describing checkpoints.
 
 The paper scores its GANs with FCN-8s (Long, Shelhamer & Darrell, CVPR 2015) trained on Cityscapes, as the
-pix2pix authors did (their Caffe model). No Cityscapes-trained weights can be downloaded here, so every scorer
-is trained by :mod:`evaluation.train_scorer` from the user's photos; nothing is ever fetched (torchvision
-constructors get ``weights=None, weights_backbone=None``).
+pix2pix authors did (their Caffe model). :func:`load_scorer` reads three kinds of file, told apart by content:
+
+* the pix2pix authors' ``fcn-8s-cityscapes.caffemodel`` (:mod:`evaluation.caffe_fcn8s`; ``kind="caffe_fcn8s"``);
+* fyu/drn's ``drn-d-105_ms_cityscapes.pth``, a ``DRNSeg`` state dict (:mod:`evaluation.drn`; ``"drn_d_105"``);
+* a checkpoint of a scorer trained by :mod:`evaluation.train_scorer` from the user's photos (``"trained"``),
+  of the architectures below.
+
+The user downloads the published files; nothing is ever fetched here (torchvision constructors get
+``weights=None, weights_backbone=None``).
 
 Architectures (``--arch``):
 
@@ -49,7 +55,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from evaluation.caffe_fcn8s import PIX2PIX_BGR_MEAN, load_caffe_fcn8s, looks_like_caffemodel
 from evaluation.common import ScorerCheckpointError, sha256_file
+from evaluation.drn import DRN_MEAN, DRN_STD, drn_from_state_dict, is_drn_state_dict
 from evaluation.labels import NUM_CLASSES, TRAIN_CLASS_NAMES
 
 CHECKPOINT_FORMAT = "pix2pix_tr.fcn_scorer"
@@ -228,10 +236,21 @@ class Scorer:
     path: str
     sha256: str
     train: dict
+    #: "trained" (a train_scorer checkpoint), "caffe_fcn8s" (the pix2pix authors' .caffemodel) or "drn_d_105".
+    kind: str = "trained"
+    #: How the network wants its input: "rgb01" = ``(rgb / 255 - mean) / std``; "bgr255" = ``bgr - mean`` (Caffe).
+    input_convention: str = "rgb01"
+    #: Output channels when the network has more than ``class_names`` (the FCN-8s' 20th channel), else None.
+    num_outputs: int | None = None
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def outputs(self) -> int:
+        """How many channels the network's output has (``len(class_names)`` unless ``num_outputs`` says more)."""
+        return self.num_outputs or len(self.class_names)
 
     @torch.inference_mode()
     def predict(self, photos: torch.Tensor) -> torch.Tensor:
@@ -239,8 +258,11 @@ class Scorer:
         return self.model(photos.to(self.device, non_blocking=True)).argmax(dim=1)
 
     def describe(self) -> dict:
-        return {"path": self.path, "sha256": self.sha256, "arch": self.arch, "arch_kwargs": self.arch_kwargs,
-                "image_size": self.image_size, "normalization": {"mean": list(self.mean), "std": list(self.std)},
+        return {"path": self.path, "sha256": self.sha256, "kind": self.kind, "arch": self.arch,
+                "arch_kwargs": self.arch_kwargs, "image_size": self.image_size,
+                "normalization": {"mean": list(self.mean), "std": list(self.std),
+                                  "convention": self.input_convention},
+                "num_outputs": self.outputs,
                 "train": {k: v for k, v in self.train.items() if k in _TRAIN_KEYS_TO_REPORT}}
 
 
@@ -252,16 +274,31 @@ def _fail(path: Path, why: str) -> ScorerCheckpointError:
     return ScorerCheckpointError(f"scorer checkpoint {path} {why}")
 
 
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise _fail(path, "does not exist; train one with python -m evaluation.train_scorer --cityscapes_dir DIR "
+                          "--output scorer.pth, or pass the published fcn-8s-cityscapes.caffemodel or "
+                          "drn-d-105_ms_cityscapes.pth (docs/evaluation.md says where to get them)")
+
+
+def _torch_load(path: Path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle / zip errors come in many types
+        from pix2pix_tr.safe_load import describe_load_error
+
+        raise _fail(path, f"is not a checkpoint we can load safely: {describe_load_error(exc)}") from None
+
+
 def read_scorer_checkpoint(path: str | Path) -> dict:
     """``torch.load(weights_only=True)`` plus the format checks; returns the checkpoint dict."""
     path = Path(path)
-    if not path.is_file():
-        raise _fail(path, "does not exist; train one with python -m evaluation.train_scorer --cityscapes_dir DIR "
-                          "--output scorer.pth")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle / zip errors come in many types
-        raise _fail(path, f"is not a readable torch checkpoint ({type(exc).__name__}: {str(exc)[:200]})") from None
+    _require_file(path)
+    return check_scorer_checkpoint(_torch_load(path), path)
+
+
+def check_scorer_checkpoint(ckpt: Any, path: Path) -> dict:
+    """The format checks of a loaded ``train_scorer`` checkpoint; returns it."""
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         hint = ""
         if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
@@ -288,13 +325,26 @@ def read_scorer_checkpoint(path: str | Path) -> dict:
 
 def load_scorer(path: str | Path, device: str | torch.device = "cpu", *,
                 class_names: Sequence[str] | None = TRAIN_CLASS_NAMES) -> Scorer:
-    """Load a scorer checkpoint for inference and check it predicts ``class_names`` (default: Cityscapes' 19).
+    """Load a scorer for inference and check it predicts ``class_names`` (default: Cityscapes' 19).
 
+    ``path``: a ``train_scorer`` checkpoint, the pix2pix authors' FCN-8s ``.caffemodel`` or a DRN-D-105 ``DRNSeg``
+    state dict (with or without the ``module.`` prefix). ``Scorer.model(x)`` returns what the original network
+    returns on its own input convention (``Scorer.input_convention``; see :mod:`evaluation.protocols`).
     Raises :class:`ScorerCheckpointError` naming the file when the file is missing, is not a scorer checkpoint,
-    names an unknown architecture, predicts other classes, or holds weights that do not fit its architecture.
+    names an unknown architecture, predicts other classes, or holds weights that do not fit its architecture
+    (naming the layer or tensor).
     """
     path = Path(path)
-    ckpt = read_scorer_checkpoint(path)
+    _require_file(path)
+    if path.suffix.lower() == ".prototxt":
+        raise _fail(path, "is a Caffe network description, not weights; pass the weights file "
+                          "fcn-8s-cityscapes.caffemodel (the FCN-8s' deploy.prototxt is built in)")
+    if _is_caffemodel(path):
+        return _published_scorer(path, "caffe_fcn8s", None, device, class_names)
+    obj = _torch_load(path)
+    if is_drn_state_dict(obj):
+        return _published_scorer(path, "drn_d_105", obj, device, class_names)
+    ckpt = check_scorer_checkpoint(obj, path)
     if class_names is not None and list(ckpt["class_names"]) != list(class_names):
         raise _fail(path, f"predicts {ckpt['num_classes']} classes ({', '.join(ckpt['class_names'][:5])}, ...), "
                           f"but the FCN-score needs the {len(class_names)} Cityscapes train classes in train-id order "
@@ -323,3 +373,36 @@ def load_scorer(path: str | Path, device: str | torch.device = "cpu", *,
                   image_size=int(ckpt["image_size"]), mean=tuple(norm["mean"]), std=tuple(norm["std"]),
                   class_names=list(ckpt["class_names"]), path=str(path), sha256=sha256_file(path),
                   train=dict(ckpt.get("train", {})))
+
+
+# ---------------------------------------------------------------------------------------------- published scorers
+def _is_caffemodel(path: Path) -> bool:
+    """A torch file starts with a zip (``PK``) or pickle (``0x80``) header; a ``.caffemodel`` with a protobuf tag."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        return False
+    return path.suffix.lower() == ".caffemodel" or looks_like_caffemodel(head)
+
+
+def _published_scorer(path: Path, kind: str, obj: Any, device, class_names: Sequence[str] | None) -> Scorer:
+    """A :class:`Scorer` around the pix2pix authors' FCN-8s (``obj`` unused) or fyu/drn's DRN-D-105 (``obj``: what
+    ``torch.load`` returned). Their ``image_size`` is 256, the size of pix2pix's Cityscapes photos, used for
+    ``--real``."""
+    names = list(class_names) if class_names is not None else list(TRAIN_CLASS_NAMES)
+    if kind == "caffe_fcn8s":
+        model = load_caffe_fcn8s(path)
+        if model.num_outputs < len(names):
+            raise _fail(path, f"has {model.num_outputs} score channels; the FCN-score needs at least {len(names)} "
+                              f"(the Cityscapes train classes, in train-id order)")
+        arch_kwargs = {"widths": list(model.widths), "fc": model.fc, "num_outputs": model.num_outputs}
+        mean, std, convention = PIX2PIX_BGR_MEAN, (1.0, 1.0, 1.0), "bgr255"
+        outputs = model.num_outputs if model.num_outputs > len(names) else None
+    else:
+        model = drn_from_state_dict(obj, path, classes=len(names))
+        arch_kwargs = {"channels": list(model.channels)}
+        mean, std, convention, outputs = DRN_MEAN, DRN_STD, "rgb01", None
+    model.eval().to(device)
+    return Scorer(model=model, arch=kind, arch_kwargs=arch_kwargs, image_size=256, mean=tuple(mean), std=tuple(std),
+                  class_names=names, path=str(path), sha256=sha256_file(path), train={}, kind=kind,
+                  input_convention=convention, num_outputs=outputs)

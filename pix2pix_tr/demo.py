@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pix2pix_tr.options import OPTIMIZERS
+from pix2pix_tr.paths import PathError, ensure_writable_dir
 
 #: The checkout this module lives in, or None when it was installed from a wheel (no train.py beside it).
 _PARENT = Path(__file__).resolve().parents[1]
@@ -132,8 +133,11 @@ def run(cmd: list[str], log: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     preset = PRESETS[args.preset]
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out = ensure_writable_dir(Path(args.out).resolve(), flag="--out")
+    except PathError as exc:
+        print(f"demo.py: error: {exc}", file=sys.stderr)
+        return 2
     city, pairs = out / "cityscapes", out / "pix2pix"
     checkpoints, results, scores = out / "checkpoints", out / "results", out / "fcn"
     name = f"demo_{args.optimizer}"

@@ -120,6 +120,10 @@ def train_parser() -> argparse.ArgumentParser:
     s = p.add_argument_group("saving and display")
     s.add_argument("--continue_train", action="store_true",
                    help="resume from CHECKPOINTS_DIR/NAME/training_state.pth exactly where it stopped")
+    s.add_argument("--override", action="extend", nargs="+", default=[], metavar="OPTION",
+                   help="with --continue_train: options allowed to differ from the saved run's on purpose "
+                        "(lr: new learning rate, e.g. after a divergence; dataroot: continue on other data); "
+                        "recorded in train_opt and the loss log")
     s.add_argument("--save_epoch_freq", type=positive_int, default=5,
                    help="keep {epoch}_net_G/D.pth and add a gallery row every this many epochs")
     s.add_argument("--save_latest_freq", type=non_negative_int, default=5000,
@@ -189,6 +193,12 @@ def check_train_options(opt: argparse.Namespace, parser: argparse.ArgumentParser
             parser.error(tensorboard_problem())
     if opt.name in ("", ".", "..") or "/" in opt.name or "\\" in opt.name:
         parser.error(f"--name {opt.name!r} must be a plain folder name (no slashes)")
+    from .training.guards import check_override_flags
+
+    opt.override = sorted(set(opt.override))
+    problem = check_override_flags(opt.override, opt.continue_train)
+    if problem:
+        parser.error(problem)
     return opt
 
 

@@ -29,7 +29,7 @@ def test_compare_runs_warns_when_rows_were_scored_at_different_sizes(tmp_path):
     old = _results(tmp_path / "old")  # written before the size was recorded: not compared
     table, warnings = compare_runs.compare_table([a, b], ["A", "B"])
     assert "| A | 0.500 | 0.250 | 0.125 |" in table
-    assert warnings == ["rows differ in synthesized image size (A: 256x256, B: 128x128); they are not directly "
+    assert warnings == ["rows differ in synthesized size (A: [256, 256], B: [128, 128]); they are not directly "
                         "comparable"]
     assert compare_runs.compare_table([a, c, old])[1] == []
 

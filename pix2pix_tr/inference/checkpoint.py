@@ -26,6 +26,8 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
+from pix2pix_tr.safe_load import UnloadableCheckpointError, check_finite_state, load_weights_only
+
 __all__ = ["InferenceError", "CheckpointMismatchError", "generator_options", "checkpoint_path", "load_state_dict",
            "build_generator", "diagnose_mismatch", "read_options_txt", "network_options"]
 
@@ -137,11 +139,10 @@ def checkpoint_path(checkpoint_dir: str | os.PathLike, epoch: str | int) -> Path
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Load a plain generator state_dict with ``weights_only=True``, stripping DDP/compile prefixes."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence naming the file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InferenceError(f"cannot load {path} as a weights-only state_dict ({first}); test.py needs the plain "
-                             f"netG.state_dict() that train.py saves as {{epoch}}_net_G.pth") from exc
+        state = load_weights_only(path, advice="test.py needs the plain netG.state_dict() that train.py saves as "
+                                               "{epoch}_net_G.pth")
+    except UnloadableCheckpointError as exc:
+        raise InferenceError(str(exc)) from exc
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InferenceError(f"{path} is not a generator state_dict (a dict of tensors); test.py needs the "
                              f"{{epoch}}_net_G.pth files train.py saves, not training_state.pth")
@@ -151,6 +152,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             while key.startswith(prefix):
                 key = key[len(prefix):]
         out[key] = value
+    check_finite_state(out, path)  # a diverged run's weights would give blank images with exit status 0
     return out
 
 

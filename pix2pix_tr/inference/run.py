@@ -46,7 +46,9 @@ import torch
 from pix2pix_tr.cli import json_clean, resolve_device, run_cli
 from pix2pix_tr.inference.checkpoint import (InferenceError, build_generator, checkpoint_path, generator_options,
                                              load_state_dict, network_options)
-from pix2pix_tr.io import atomic_save_image, atomic_write_text
+from pix2pix_tr.io import NoSpaceError, atomic_save_image, atomic_write_text
+from pix2pix_tr.paths import PathError, check_no_overlap, ensure_writable_dir, join_name
+from pix2pix_tr.safe_load import NonFiniteStateError
 from pix2pix_tr.report.gallery import VISUALS, image_file_name, write_results_gallery
 from pix2pix_tr.report.images import tensor_to_image
 
@@ -112,7 +114,7 @@ def run_test(opt: argparse.Namespace, *, train_opt: Mapping[str, Any] | None = N
     """
     from pix2pix_tr.options import merge_test_options
 
-    ckpt_dir = Path(opt.checkpoints_dir) / opt.name
+    ckpt_dir = join_name(opt.checkpoints_dir, opt.name)
     if train_opt is None:
         train_opt, options_source = network_options(ckpt_dir, opt)
     else:
@@ -172,9 +174,10 @@ def run_test(opt: argparse.Namespace, *, train_opt: Mapping[str, Any] | None = N
                                          num_workers=getattr(opt, "num_threads", 0),
                                          pin_memory=device.type == "cuda")
 
-    run_dir = Path(opt.results_dir) / opt.name / f"{opt.phase}_{opt.epoch}"
-    image_dir = run_dir / "images"
-    image_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = join_name(opt.results_dir, opt.name) / f"{opt.phase}_{opt.epoch}"
+    check_no_overlap(run_dir, {"the input folder": root / opt.phase, "the checkpoint folder": ckpt_dir},
+                     output_flag="--results_dir")
+    image_dir = ensure_writable_dir(run_dir / "images", flag="--results_dir")
     torch.manual_seed(opt.seed)  # dropout masks in train mode
     stems: list[str] = []
     seen: set[str] = set()
@@ -240,7 +243,10 @@ def _test(argv: Sequence[str] | None) -> int:
     opt = parse_test(argv)  # argparse errors exit 2 with a usage line
     try:
         results = run_test(opt)
-    except (InferenceError, DatasetError) as exc:
+    except NoSpaceError as exc:
+        print(f"test.py: error: {exc}: free space there and run test.py again", file=sys.stderr)
+        return 3
+    except (InferenceError, DatasetError, PathError, NonFiniteStateError) as exc:
         # a file that only fails when decoded surfaces from the DataLoader, from a worker wrapped in its traceback
         message = str(exc).strip().splitlines()[-1] if "Original Traceback" in str(exc) else str(exc)
         raise InferenceError(message.split("DatasetError: ", 1)[-1]) from exc

@@ -1,5 +1,10 @@
 """``python train.py ...`` (the installed ``pix2pix-tr-train``): parse, train, turn user errors into one line and
-an exit status: 0 finished or stopped cleanly, 1 the losses diverged, 2 bad options or data, 130 a second Ctrl-C."""
+an exit status.
+
+Exit status: 0 finished, or stopped cleanly by Ctrl-C / SIGTERM / ``--max_iters`` (state saved); 1 diverged (a
+NaN/inf loss or weight; the last good checkpoint is kept); 2 bad options, data or run folder (one sentence);
+3 no space left on the disk (the last complete checkpoint is kept); 130 aborted by a second Ctrl-C.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ from typing import Sequence
 
 from ..cli import run_cli
 from ..options import parse_train
-from .errors import TrainingDiverged, TrainingError
+from .errors import NoSpaceLeft, TrainingDiverged, TrainingError
+
+EXIT_OK, EXIT_DIVERGED, EXIT_BAD_INPUT, EXIT_NO_SPACE, EXIT_ABORTED = 0, 1, 2, 3, 130
 
 
 def _train(argv: Sequence[str] | None) -> int:
@@ -17,13 +24,18 @@ def _train(argv: Sequence[str] | None) -> int:
 
     try:
         train(opt)
+    except NoSpaceLeft as exc:
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return EXIT_NO_SPACE
     except TrainingDiverged as exc:
         print(f"train.py: training diverged: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_DIVERGED
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of train.py: :func:`~pix2pix_tr.cli.run_cli` turns a TrainingError into exit status 2
+    (``EXIT_BAD_INPUT``) and a second Ctrl-C into 130 (``EXIT_ABORTED``)."""
     return run_cli(_train, argv, user_errors=TrainingError, prog="train.py",
                    interrupted="aborted by a second Ctrl-C; the last saved state is kept")
 

@@ -16,7 +16,14 @@ would have done (on CPU; CUDA kernels may be non-deterministic).
 Stopping. Ctrl-C or SIGTERM sets a flag; the loop finishes the current iteration, saves the latest state
 (mid-epoch if need be) and returns ``status="interrupted"`` (a second Ctrl-C aborts at once). ``--max_iters``
 stops the same way. A NaN/inf loss raises :class:`TrainingDiverged` before the bad update, without saving:
-the last checkpoint on disk is the last good one.
+the last checkpoint on disk is the last good one. Weights and buffers are checked too (every ``--print_freq``
+iterations and before every save), since they can run off to inf while the losses stay finite.
+
+Nothing lost (docs/reliability.md). One process writes a run folder at a time (:class:`RunLock`); at an epoch
+end the epoch's files (``{epoch}_net_*.pth``, the gallery row) are written before the latest networks and the
+training state, and the state last, so a kill at any moment resumes from a state whose files all exist and
+redoes whatever came after it. A full disk ends with :class:`NoSpaceLeft` (exit 3) naming the folder and the
+space to free.
 """
 
 from __future__ import annotations
@@ -38,14 +45,18 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from ..io import atomic_write_text
+from ..io import atomic_write_text, is_no_space
+from ..paths import PathError, check_no_overlap, ensure_writable_dir, join_name
 from ..models import GANLoss, define_D, define_G
 from ..models.pix2pix import NonFiniteLossError, train_step
 from ..options import format_options, non_default_options, options_to_json_dict
 from .checkpoint import (STATE_FILE, check_resume_options, load_training_state, restore_rng_state,
                          rng_state, save_networks, save_training_state)
 from .distributed import DistContext, init_distributed
-from .errors import TrainingDiverged, TrainingError
+from .errors import NoSpaceLeft, TrainingDiverged, TrainingError
+from .guards import (apply_overrides, check_finite_networks, check_resume_data, data_fingerprint,
+                     no_space_message, remove_orphan_tmp, tensor_bytes)
+from .lock import LOCK_FILE, RunLock
 from .loss_log import LossLog, LossMeter
 from .pretrained import is_pretrained_folder, keep_pretrained, load_pretrained
 from .tensorboard import TensorBoardLog
@@ -169,9 +180,32 @@ def train(opt: Namespace, *, after_iteration: Callable[[int], None] | None = Non
     """Train pix2pix with the options of :func:`pix2pix_tr.options.parse_train`. Under torchrun, every rank
     calls this. ``after_iteration(total_iters)`` is a hook for tests and tools (called on every rank)."""
     ctx = init_distributed(opt.device)
+    lock = None
     try:
-        return _train(opt, ctx, after_iteration)
+        try:
+            run_dir = join_name(ensure_writable_dir(opt.checkpoints_dir, flag="--checkpoints_dir"), opt.name)
+            check_no_overlap(run_dir, {"the training folder": _data_dir(opt)}, output_flag="--checkpoints_dir/--name")
+            if run_dir.exists():
+                ensure_writable_dir(run_dir, flag="--name")
+        except PathError as exc:
+            raise TrainingError(str(exc)) from exc
+        created = not run_dir.exists()
+        if ctx.is_main:
+            lock = RunLock(run_dir).acquire()
+        try:
+            return _train(opt, ctx, after_iteration)
+        except (OSError, RuntimeError) as exc:  # a full disk before the loop (the loop reports its own)
+            if isinstance(exc, TrainingError) or not is_no_space(exc):
+                raise
+            raise NoSpaceLeft(no_space_message(exc, run_dir, None, resumable=(run_dir / STATE_FILE).is_file())
+                              ) from exc
+        finally:
+            if created and lock is not None and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
+                (run_dir / LOCK_FILE).unlink()  # a run that failed its checks leaves no folder behind
+                run_dir.rmdir()
     finally:
+        if lock is not None:
+            lock.release()
         ctx.close()
 
 
@@ -180,6 +214,10 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
 
     device = ctx.device
     run_dir = Path(opt.checkpoints_dir) / opt.name
+    if ctx.is_main:
+        orphans = remove_orphan_tmp(run_dir)  # we hold the lock: these are from a killed save
+        if orphans:
+            say(ctx, f"removed {len(orphans)} temporary file(s) left by an interrupted save in {run_dir}")
     prepare_run_dir(run_dir, opt.continue_train)
     if opt.norm == "syncbatch" and ctx.distributed and device.type != "cuda":
         raise TrainingError("--norm syncbatch synchronises batch statistics between GPUs and needs CUDA; on CPU "
@@ -187,7 +225,7 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
     from_weights = opt.continue_train and is_pretrained_folder(run_dir)  # e.g. an official pix2pix folder
     state = load_training_state(run_dir) if opt.continue_train and not from_weights else None
     if state is not None:
-        check_resume_options(state["options"], options_to_json_dict(opt), run_dir)
+        check_resume_options(state["options"], options_to_json_dict(opt), run_dir, overrides=opt.override)
 
     # -- what the run is
     say(ctx, "effective configuration (options that differ from the defaults):")
@@ -201,6 +239,11 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
         dataset, sampler, loader = build_data(opt, ctx)
     except DatasetError as exc:
         raise TrainingError(str(exc)) from exc
+    data_info = {**data_fingerprint(dataset.dir, dataset.paths), "dataroot": str(opt.dataroot)}
+    data_note = check_resume_data(state.get("data") if state is not None else None, data_info, run_dir,
+                                  opt.override)
+    if data_note:
+        say(ctx, data_note)
     if from_weights and ctx.is_main:
         say(ctx, keep_pretrained(run_dir))
     if ctx.is_main:  # after the data checks, so a typo in --dataroot leaves no folder behind
@@ -233,6 +276,7 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
     scaler_D = torch.amp.GradScaler(device.type, enabled=opt.amp == "fp16")
     meter = LossMeter()
     epoch, epoch_iter, total_iters = 1, 0, 0
+    override_notes: list[str] = []
     if state is not None:
         opt_G.load_state_dict(state["opt_G"])
         opt_D.load_state_dict(state["opt_D"])
@@ -249,6 +293,9 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                 f"{state.get('batch_size')} on {state.get('world_size')} process(es); resume it with the same "
                 f"--batch_size and number of processes (they may change at an epoch boundary)")
         restore_rng_state(state.get("rng", {}))
+        override_notes = apply_overrides(opt.override, state["options"], opt, (opt_G, opt_D), (sched_G, sched_D))
+        for note in override_notes:
+            say(ctx, f"--override: {note}")
         say(ctx, f"resuming {run_dir} at epoch {epoch}, iteration {epoch_iter} of the epoch "
                  f"({total_iters} iterations done)")
     G_run, D_run, D_local = wrap_for_training(G, D, ctx, compile=opt.compile)
@@ -258,7 +305,7 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
 
     # -- observers (rank 0 only)
     columns = ["epoch", "epoch_iter", "total_iters", *LOSS_NAMES, *(["D_gp"] if opt.gan_mode == "wgangp" else []),
-               "lr_G", "lr_D", "time"]
+               "lr_G", "lr_D", "time", "note"]
     log = LossLog(run_dir / "loss_log.csv", columns, resume_at=total_iters if state is not None else None) \
         if ctx.is_main else None
     gallery = None
@@ -280,22 +327,33 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                 "sched_G": sched_G.state_dict(), "sched_D": sched_D.state_dict(),
                 "scaler_G": scaler_G.state_dict(), "scaler_D": scaler_D.state_dict(), "meter": meter.state_dict(),
                 "rng": rng_state(), "options": options_to_json_dict(opt), "world_size": ctx.world_size,
-                "batch_size": opt.batch_size}
+                "batch_size": opt.batch_size, "data": data_info,
+                "overrides": [*(state or {}).get("overrides", []),
+                              *({"total_iters": state["total_iters"], "note": n} for n in override_notes)]}
+
+    def check_finite(ep: int, ep_iter: int) -> None:
+        """Weights and buffers finite, or TrainingDiverged before anything is saved."""
+        check_finite_networks({"G": G, "D": D}, f"by epoch {ep}, iteration {ep_iter} of the epoch ({total_iters} "
+                              f"in total)", _kept_advice(run_dir, last_saved, opt.lr))
 
     def save_checkpoint(ep: int, ep_iter: int) -> None:
         nonlocal last_saved
+        check_finite(ep, ep_iter)
         if ctx.is_main:
             save_networks(run_dir, "latest", G, D)
-            save_training_state(run_dir, current_position_state(ep, ep_iter))
+            save_training_state(run_dir, current_position_state(ep, ep_iter))  # last: it commits the save
         last_saved = total_iters
+
+    pending_notes = list(override_notes)
 
     def log_row(ep: int, ep_iter: int) -> None:
         means = meter.take_window()
         if log is not None and means:
             row = {"epoch": ep, "epoch_iter": ep_iter, "total_iters": total_iters, **means,
                    "lr_G": opt_G.param_groups[0]["lr"], "lr_D": opt_D.param_groups[0]["lr"],
-                   "time": round(time.time() - t0, 3)}
+                   "time": round(time.time() - t0, 3), "note": "; ".join(pending_notes)}
             log.append(row)
+            pending_notes.clear()
             if tb is not None:
                 tb.add_row(row)
 
@@ -323,7 +381,7 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                                                     autocast=autocast, agree=agree)
                     except NonFiniteLossError as exc:
                         raise TrainingDiverged(_diverged_message(exc, epoch, epoch_iter + 1, total_iters + 1,
-                                                                 run_dir, last_saved)) from exc
+                                                                 run_dir, last_saved, opt.lr)) from exc
                     epoch_iter += 1
                     total_iters += 1
                     meter.add(losses)
@@ -332,6 +390,7 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                         if total_iters % opt.display_freq == 0 or epoch_iter == 1:
                             bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
                     if total_iters % opt.print_freq == 0:
+                        check_finite(epoch, epoch_iter)
                         log_row(epoch, epoch_iter)
                     if after_iteration is not None:
                         after_iteration(total_iters)
@@ -359,14 +418,16 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                 last_visuals = {k: v[:1].detach().float().cpu().contiguous() for k, v in visuals.items()}
                 visuals = {}
                 finished_epoch = epoch
-                epoch, epoch_iter = epoch + 1, 0
-                save_checkpoint(epoch, 0)
+                check_finite(finished_epoch, epoch_iter)
+                # the epoch's own files first, the state last: a kill in between redoes this epoch end
                 if ctx.is_main and (finished_epoch % opt.save_epoch_freq == 0 or finished_epoch == total_epochs):
                     save_networks(run_dir, finished_epoch, G, D)
                     gallery.add_epoch(finished_epoch, last_visuals,
                                       info={"total_iters": total_iters, "lr_G": f"{opt_G.param_groups[0]['lr']:.3g}"})
                     if tb is not None:
                         tb.add_visuals(finished_epoch, total_iters, last_visuals)
+                epoch, epoch_iter = epoch + 1, 0
+                save_checkpoint(epoch, 0)
                 if ctx.is_main:
                     _plot(run_dir)
                     print(f"end of epoch {finished_epoch}/{total_epochs}: {total_iters} iterations, "
@@ -375,8 +436,19 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                     status = "interrupted" if stop_flag.requested else "stopped"
                     break
         except DatasetError as exc:  # a file went bad during training: the last saved state is kept
-            raise TrainingError(f"{exc} (the last saved state in {run_dir} is kept; fix the file and resume with "
-                                f"--continue_train)") from exc
+            if (run_dir / STATE_FILE).is_file():
+                then = (f"the last saved state in {run_dir} is kept; fix the file and resume with the same command "
+                        f"plus --continue_train")
+            else:
+                then = "nothing had been saved yet; fix the file and run the same command again"
+            raise TrainingError(f"{exc} ({then})") from exc
+        except Exception as exc:
+            if not is_no_space(exc):
+                raise
+            needed = 3 * tensor_bytes([G.state_dict(), D.state_dict()]) + tensor_bytes(
+                [opt_G.state_dict(), opt_D.state_dict()])
+            raise NoSpaceLeft(no_space_message(exc, run_dir, needed, resumable=(run_dir / STATE_FILE).is_file())
+                              ) from exc
         finally:
             if bar is not None:
                 bar.close()
@@ -391,6 +463,16 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
         say(ctx, f"training finished: {run_dir}")
     ctx.barrier()
     return TrainResult(status, epoch, total_iters, run_dir, G, D)
+
+
+def _data_dir(opt: Namespace) -> Path | None:
+    """``DATAROOT/PHASE`` when --dataroot resolves (else None: building the dataset reports the problem)."""
+    from ..data import DatasetError, resolve_dataroot
+
+    try:
+        return Path(resolve_dataroot(opt.dataroot)) / opt.phase
+    except DatasetError:
+        return None
 
 
 def _progress_bar(ctx: DistContext, epoch: int, total_epochs: int, done: int, total: int):
@@ -414,13 +496,20 @@ def _plot(run_dir: Path) -> None:
                   file=sys.stderr)
 
 
+def _kept_advice(run_dir: Path, last_saved: int | None, lr: float) -> str:
+    """What is on disk after a divergence and the command that goes on from there (each one tested)."""
+    lower = f"{lr / 10:g}"
+    if last_saved is None and not (run_dir / STATE_FILE).is_file():
+        return (f"no checkpoint had been saved yet: run the same command again with a lower learning rate, e.g. "
+                f"--lr {lower} (or --amp none/bf16 instead of fp16, or check the data)")
+    after = f", saved after {last_saved} iterations," if last_saved is not None else ""
+    return (f"the last good checkpoint{after} is kept in {run_dir}: resume it with a lower learning rate by adding "
+            f"--continue_train --override lr --lr {lower} to the same command (or --amp none/bf16 instead of fp16, "
+            f"or check the data)")
+
+
 def _diverged_message(exc: NonFiniteLossError, epoch: int, epoch_iter: int, total_iters: int, run_dir: Path,
-                      last_saved: int | None) -> str:
+                      last_saved: int | None, lr: float = 2e-4) -> str:
     where = f"at epoch {epoch}, iteration {epoch_iter} of the epoch ({total_iters} in total)"
-    if last_saved is None:
-        kept = "no checkpoint had been saved yet"
-    else:
-        kept = (f"the last good checkpoint, saved after {last_saved} iterations, is kept in {run_dir} (resume it "
-                f"with --continue_train)")
-    return (f"{exc} {where}, so training stopped before that update; {kept}. Lower --lr, use --amp none or bf16 "
-            f"instead of fp16, or check the data")
+    return (f"{exc} {where}, so training stopped before that update; "
+            f"{_kept_advice(run_dir, last_saved, lr)}")

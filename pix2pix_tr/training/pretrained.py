@@ -47,7 +47,7 @@ def keep_pretrained(run_dir: Path) -> str:
                             f"away (or the weights into it) and rerun with --continue_train")
     dest.mkdir()
     for item in sorted(run_dir.iterdir()):
-        if item.name != PRETRAINED_DIR:
+        if item.name != PRETRAINED_DIR and not item.name.startswith("."):  # the run's lock file stays
             item.rename(dest / item.name)
     return f"moved what {run_dir} held (weights, options, logs, web page) into {dest}, so the new run overwrites " \
            f"none of it"

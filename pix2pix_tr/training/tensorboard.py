@@ -40,8 +40,8 @@ class TensorBoardLog:
         """One loss-log row: every loss column as ``loss/NAME``, the learning rates as ``lr/G`` and ``lr/D``."""
         step = int(row["total_iters"])
         for key, value in row.items():
-            if key in ("epoch", "epoch_iter", "total_iters", "time"):
-                continue
+            if key in ("epoch", "epoch_iter", "total_iters", "time") or not isinstance(value, (int, float)):
+                continue  # positions, and text columns such as the resume note
             tag = f"lr/{key[3:]}" if key.startswith("lr_") else f"loss/{key}"
             self.writer.add_scalar(tag, float(value), step)
 
