@@ -230,7 +230,8 @@ def test_real_row_from_the_cli_with_pix2pix_compat_headline(city, scorer_run, tm
                               "--no_progress", "--device", "cpu"]) == 0
     assert capsys.readouterr().out.startswith("GT: per-pixel acc ")
     results = json.loads((report / "evaluation_results.json").read_text())
-    assert results["convention"] == "pix2pix_compat" and results["scores"] == results["scores_pix2pix_compat"]
+    assert results["convention"] == "pix2pix" and results["scores"] == results["scores_pix2pix"]
+    assert set(results) >= {"scores_cityscapes", "scores_gt_classes"}
     assert results["real"] and results["real_size"] == SIZE and results["psnr_mean"] is None
 
 

@@ -223,7 +223,8 @@ def test_cli_errors_are_one_sentence(tmp_path, ab_root, capsys):
 
     (ck / "train_opt.json").rename(ck / "moved.json")
     assert main(_args(tmp_path, ab_root, name="run")) == 2
-    assert "train_opt.json not found, so the network options of the run are unknown" in capsys.readouterr().err
+    assert ("has neither train_opt.json (ours) nor train_opt.txt (the official pix2pix's), so the network options "
+            "must come from the command line: pass at least --direction AtoB or BtoA") in capsys.readouterr().err
     (ck / "moved.json").rename(ck / "train_opt.json")
 
     # two inputs with the same file name in different subfolders would overwrite each other's outputs

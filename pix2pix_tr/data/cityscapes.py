@@ -31,7 +31,7 @@ from typing import Iterable
 import numpy as np
 from PIL import Image
 
-from pix2pix_tr.data.cityscapes_labels import ids_to_color
+from pix2pix_tr.cityscapes_labels import ids_to_color
 from pix2pix_tr.data.errors import DatasetError
 from pix2pix_tr.io import atomic_save_image
 from pix2pix_tr.paths import PathError, check_no_overlap

@@ -2,8 +2,9 @@
 
 Read :func:`train` top to bottom: it builds everything (data, networks, optimisers, schedules, scalers),
 restores a saved state with ``--continue_train``, and runs epochs of :func:`pix2pix_tr.models.pix2pix.train_step`.
-Every side effect has a named helper: :func:`save_checkpoint`, :func:`end_of_epoch` (schedules, per-epoch
-files, gallery, loss plot), :class:`~pix2pix_tr.training.loss_log.LossLog`.
+Every side effect has a named helper: ``save_checkpoint`` and ``log_row`` (closures inside :func:`train`), the
+end-of-epoch block (schedules, per-epoch files, gallery, loss plot), :class:`~pix2pix_tr.training.loss_log.LossLog`
+and, with ``--tensorboard``, :class:`~pix2pix_tr.training.tensorboard.TensorBoardLog`.
 
 Exact resume. Everything random in an iteration is fixed by its position: the data order and crop/flip come
 from ``(seed, epoch, index)`` (:mod:`pix2pix_tr.data`), and the global torch RNG (dropout, the WGAN-GP
@@ -57,6 +58,8 @@ from .guards import (apply_overrides, check_finite_networks, check_resume_data, 
                      no_space_message, remove_orphan_tmp, tensor_bytes)
 from .lock import LOCK_FILE, RunLock
 from .loss_log import LossLog, LossMeter
+from .pretrained import is_pretrained_folder, keep_pretrained, load_pretrained
+from .tensorboard import TensorBoardLog
 from .optimizers import make_optimizer, make_scheduler, step_scheduler
 
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
@@ -151,17 +154,6 @@ def build_data(opt: Namespace, ctx: DistContext):
     return dataset, sampler, loader
 
 
-def unwrap(net: nn.Module) -> nn.Module:
-    """The plain module inside DDP / torch.compile wrappers."""
-    while True:
-        if isinstance(net, nn.parallel.DistributedDataParallel):
-            net = net.module
-        elif hasattr(net, "_orig_mod"):
-            net = net._orig_mod
-        else:
-            return net
-
-
 def wrap_for_training(G: nn.Module, D: nn.Module, ctx: DistContext, *, compile: bool, mode: str = "default"):
     """DDP wrappers under torchrun, then torch.compile. Returns ``(G_run, D_run, D_local)`` (see train_step)."""
     G_run, D_run, D_local = G, D, D
@@ -228,7 +220,8 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
     if opt.norm == "syncbatch" and ctx.distributed and device.type != "cuda":
         raise TrainingError("--norm syncbatch synchronises batch statistics between GPUs and needs CUDA; on CPU "
                             "use --norm batch (or instance)")
-    state = load_training_state(run_dir) if opt.continue_train else None
+    from_weights = opt.continue_train and is_pretrained_folder(run_dir)  # e.g. an official pix2pix folder
+    state = load_training_state(run_dir) if opt.continue_train and not from_weights else None
     if state is not None:
         check_resume_options(state["options"], options_to_json_dict(opt), run_dir, overrides=opt.override)
 
@@ -249,6 +242,8 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                                   opt.override)
     if data_note:
         say(ctx, data_note)
+    if from_weights and ctx.is_main:
+        say(ctx, keep_pretrained(run_dir))
     if ctx.is_main:  # after the data checks, so a typo in --dataroot leaves no folder behind
         atomic_write_text(run_dir / "train_opt.txt", format_options(opt))
         atomic_write_text(run_dir / "train_opt.json",
@@ -257,6 +252,9 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
         say(ctx, "note: --direction AtoB on Cityscapes trains photo->labels; labels->photo is --direction BtoA")
     torch.manual_seed(opt.seed)  # the initial weights: identical on every rank
     G, D = build_networks(opt)
+    if from_weights:
+        ctx.barrier()  # rank 0 has moved the weights into pretrained/
+        say(ctx, load_pretrained(run_dir, G, D, opt))
     if state is not None:
         G.load_state_dict(state["G"])
         D.load_state_dict(state["D"])
@@ -315,6 +313,7 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
         from ..report.training_page import TrainingGallery
         gallery = TrainingGallery(run_dir / "web", title=f"pix2pix-TR training: {opt.name}",
                                   reset=state is None)
+    tb = TensorBoardLog(run_dir) if ctx.is_main and opt.tensorboard else None
 
     total_epochs = opt.n_epochs + opt.n_epochs_decay
     batches_per_epoch = math.ceil(sampler.num_samples / opt.batch_size)
@@ -350,10 +349,13 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
     def log_row(ep: int, ep_iter: int) -> None:
         means = meter.take_window()
         if log is not None and means:
-            log.append({"epoch": ep, "epoch_iter": ep_iter, "total_iters": total_iters, **means,
-                        "lr_G": opt_G.param_groups[0]["lr"], "lr_D": opt_D.param_groups[0]["lr"],
-                        "time": round(time.time() - t0, 3), "note": "; ".join(pending_notes)})
+            row = {"epoch": ep, "epoch_iter": ep_iter, "total_iters": total_iters, **means,
+                   "lr_G": opt_G.param_groups[0]["lr"], "lr_D": opt_D.param_groups[0]["lr"],
+                   "time": round(time.time() - t0, 3), "note": "; ".join(pending_notes)}
+            log.append(row)
             pending_notes.clear()
+            if tb is not None:
+                tb.add_row(row)
 
     if epoch > total_epochs:
         say(ctx, f"{run_dir} has already finished its {total_epochs} epochs; raise --n_epochs or --n_epochs_decay "
@@ -425,6 +427,8 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                     save_networks(run_dir, finished_epoch, G, D)
                     gallery.add_epoch(finished_epoch, last_visuals,
                                       info={"total_iters": total_iters, "lr_G": f"{opt_G.param_groups[0]['lr']:.3g}"})
+                    if tb is not None:
+                        tb.add_visuals(finished_epoch, total_iters, last_visuals)
                 epoch, epoch_iter = epoch + 1, 0
                 save_checkpoint(epoch, 0)
                 if ctx.is_main:
@@ -451,6 +455,8 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
         finally:
             if bar is not None:
                 bar.close()
+            if tb is not None:
+                tb.close()
     if status == "interrupted":
         say(ctx, f"stopped by {stop_flag.signal_name} at epoch {epoch}, iteration {epoch_iter}; the state is saved "
                  f"in {run_dir}: resume with the same command plus --continue_train")

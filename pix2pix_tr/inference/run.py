@@ -2,12 +2,14 @@
 
 ``python test.py --dataroot cityscapes --name NAME`` does, in order:
 
-1. read ``checkpoints/NAME/train_opt.json`` and take every network/data option the user did not pass
-   (``--netG --ngf --norm --input_nc --output_nc --no_dropout --direction --preprocess --crop_size ...``) from
-   training, so a test run cannot silently build a different net than the one trained;
+1. take every network/data option the user did not pass (``--netG --ngf --norm --input_nc --output_nc
+   --no_dropout --direction --preprocess --crop_size ...``) from training: ``checkpoints/NAME/train_opt.json``,
+   else the ``train_opt.txt`` the official pix2pix (and our train.py) writes, else the command line alone
+   (``--direction`` then required); it prints which source it used (:mod:`pix2pix_tr.inference.checkpoint`);
 2. load ``checkpoints/NAME/{epoch}_net_G.pth`` with ``torch.load(weights_only=True)`` (a plain state_dict;
-   nothing in it is executed); if its keys or shapes do not fit the built generator, say which options differ
-   (it searches the generator options for a configuration that fits the checkpoint);
+   nothing in it is executed; ours or the official pix2pix's, with or without BatchNorm's
+   ``num_batches_tracked``); if its keys or shapes do not fit the built generator, say which options to change
+   (read off the checkpoint's own keys and shapes);
 3. run the generator over ``DATAROOT/{phase}`` (``val`` by default; the first ``--num_test`` images in file
    name order, all by default) in batches of ``--batch_size``, on ``--device``, with a progress bar;
 4. write ``results/NAME/{phase}_{epoch}/images/{stem}_real_A.png``, ``_fake_B.png``, ``_real_B.png`` (the
@@ -31,7 +33,6 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime as _dt
-import itertools
 import json
 import math
 import os
@@ -41,213 +42,34 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
-import torch.nn as nn
 
+from pix2pix_tr.cli import json_clean, resolve_device, run_cli
+from pix2pix_tr.inference.checkpoint import (InferenceError, build_generator, checkpoint_path, generator_options,
+                                             load_state_dict, network_options)
 from pix2pix_tr.io import NoSpaceError, atomic_save_image, atomic_write_text
 from pix2pix_tr.paths import PathError, check_no_overlap, ensure_writable_dir, join_name
-from pix2pix_tr.safe_load import (NonFiniteStateError, UnloadableCheckpointError, check_finite_state,
-                                  load_weights_only)
+from pix2pix_tr.safe_load import NonFiniteStateError
 from pix2pix_tr.report.gallery import VISUALS, image_file_name, write_results_gallery
 from pix2pix_tr.report.images import tensor_to_image
 
-__all__ = ["InferenceError", "CheckpointMismatchError", "generator_options", "checkpoint_path", "load_state_dict",
-           "build_generator", "diagnose_mismatch", "run_test", "main", "run_header"]
-
-# options that decide the generator's parameters (their flags name the fix in mismatch messages)
-_GEN_FLAGS = ("netG", "ngf", "norm", "input_nc", "output_nc", "no_dropout")
-
-
-class InferenceError(Exception):
-    """A user-facing problem with test.py's input; the message is one sentence saying what to do."""
-
-
-class CheckpointMismatchError(InferenceError):
-    """The checkpoint's state_dict does not fit the generator built from the options."""
-
-
-# ------------------------------------------------------------------------------------------------ checkpoint
-def generator_options(opt: argparse.Namespace | Mapping[str, Any]) -> dict[str, Any]:
-    """The :func:`pix2pix_tr.models.define_G` arguments that decide the weights' keys and shapes."""
-    get = opt.get if isinstance(opt, Mapping) else (lambda k, d=None: getattr(opt, k, d))
-    norm = get("norm", "batch")
-    return {
-        "netG": get("netG", "unet_256"),
-        "input_nc": int(get("input_nc", 3)),
-        "output_nc": int(get("output_nc", 3)),
-        "ngf": int(get("ngf", 64)),
-        # SyncBatchNorm has the same parameters as BatchNorm; a single test process needs plain BatchNorm
-        "norm": "batch" if norm == "syncbatch" else norm,
-        "use_dropout": not bool(get("no_dropout", False)),
-    }
-
-
-def checkpoint_path(checkpoint_dir: str | os.PathLike, epoch: str | int) -> Path:
-    """``checkpoint_dir/{epoch}_net_G.pth``; a InferenceError listing the saved epochs if it is missing."""
-    checkpoint_dir = Path(checkpoint_dir)
-    path = checkpoint_dir / f"{epoch}_net_G.pth"
-    if not path.is_file():
-        if not checkpoint_dir.is_dir():
-            raise InferenceError(f"no experiment folder {checkpoint_dir}: check --name and --checkpoints_dir")
-        saved = sorted((p.name[: -len("_net_G.pth")] for p in checkpoint_dir.glob("*_net_G.pth")),
-                       key=lambda e: (not e.isdigit(), int(e) if e.isdigit() else 0, e))
-        hint = f"saved epochs: {', '.join(saved)}" if saved else "no *_net_G.pth there at all"
-        raise InferenceError(f"checkpoint {path} not found ({hint}): pick one with --epoch")
-    return path
-
-
-def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load a plain generator state_dict with ``weights_only=True``, stripping DDP/compile prefixes."""
-    try:
-        state = load_weights_only(path, advice="test.py needs the plain netG.state_dict() that train.py saves as "
-                                               "{epoch}_net_G.pth")
-    except UnloadableCheckpointError as exc:
-        raise InferenceError(str(exc)) from exc
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InferenceError(f"{path} is not a generator state_dict (a dict of tensors); test.py needs the "
-                        f"{{epoch}}_net_G.pth files train.py saves, not training_state.pth")
-    out = {}
-    for key, value in state.items():
-        for prefix in ("module.", "_orig_mod."):
-            while key.startswith(prefix):
-                key = key[len(prefix):]
-        out[key] = value
-    check_finite_state(out, path)  # a diverged run's weights would give blank images with exit status 0
-    return out
-
-
-def _shapes(module_or_state) -> dict[str, tuple[int, ...]]:
-    items = module_or_state.state_dict().items() if isinstance(module_or_state, nn.Module) else module_or_state.items()
-    return {k: tuple(v.shape) for k, v in items}
-
-
-def _fits(state_shapes: Mapping[str, tuple], net_shapes: Mapping[str, tuple]) -> bool:
-    return state_shapes == net_shapes
-
-
-def _build_meta(gen: Mapping[str, Any]) -> dict[str, tuple[int, ...]] | None:
-    """Parameter shapes of the generator ``gen`` (built on the meta device: no memory, no init cost)."""
-    from pix2pix_tr.models import define_G
-
-    try:
-        with torch.device("meta"):
-            return _shapes(define_G(**gen))
-    except Exception:  # noqa: BLE001 - an impossible candidate configuration simply does not fit
-        return None
-
-
-def _flag(key: str, value: Any) -> str:
-    if key == "use_dropout":
-        return "--no_dropout"
-    return f"--{key} {value}"
-
-
-def diagnose_mismatch(state: Mapping[str, torch.Tensor], gen: Mapping[str, Any]) -> str:
-    """Explain why ``state`` does not fit ``define_G(**gen)``: which options differ, or which keys.
-
-    The first and last convolutions give the checkpoint's ``ngf``, ``input_nc`` and ``output_nc``; every
-    generator architecture, norm and dropout setting is then tried (on the meta device) and the fitting
-    configuration closest to ``gen`` is reported as flags.
-    """
-    from pix2pix_tr.models import GENERATORS, NORMS
-
-    ckpt = {k: tuple(v.shape) for k, v in state.items()}
-    convs = [s for s in ckpt.values() if len(s) == 4]
-    found = None
-    if convs:
-        first, last = convs[0], convs[-1]
-        options = {
-            "netG": [gen["netG"]] + [g for g in GENERATORS if g != gen["netG"]],
-            "ngf": sorted({gen["ngf"], first[0]}, key=lambda v: v != first[0]),
-            "input_nc": sorted({gen["input_nc"], first[1]}, key=lambda v: v != first[1]),
-            "output_nc": list(dict.fromkeys([last[1], last[0], gen["output_nc"]])),
-            "norm": [gen["norm"]] + [n for n in NORMS if n not in (gen["norm"], "syncbatch")],
-            "use_dropout": [gen["use_dropout"], not gen["use_dropout"]],
-        }
-        keys = list(options)
-        best = None
-        for values in itertools.product(*(options[k] for k in keys)):
-            cand = dict(zip(keys, values))
-            diff = [k for k in keys if cand[k] != gen[k]]
-            if best is not None and len(diff) >= len(best[1]):
-                continue
-            shapes = _build_meta(cand)
-            if shapes is not None and _fits(ckpt, shapes):
-                best = (cand, diff)
-        if best is not None:
-            found = best
-    net = _build_meta(dict(gen)) or {}
-    missing = [k for k in net if k not in ckpt]
-    unexpected = [k for k in ckpt if k not in net]
-    wrong = [f"{k} {ckpt[k]} vs {net[k]}" for k in net if k in ckpt and ckpt[k] != net[k]]
-    built = ", ".join(_flag(k, gen[k]) for k in ("netG", "ngf", "norm", "input_nc", "output_nc"))
-    detail = "; ".join(
-        f"{label}: {len(items)} (e.g. {', '.join(items[:2])})"
-        for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong))
-        if items)
-    if found is not None:
-        cand, diff = found
-        if diff:
-            changes = ", ".join(f"{k} {gen[k]} -> {cand[k]}" for k in diff)
-            flags = " ".join(_flag(k, cand[k]) for k in diff if not (k == "use_dropout" and cand[k]))
-            todo = []
-            if flags:
-                todo.append(f"pass {flags} to test.py")
-            if "use_dropout" in diff and cand["use_dropout"]:
-                todo.append('set "no_dropout": false in train_opt.json (the checkpoint has dropout)')
-            return (f"the checkpoint was trained with different generator options ({changes}); "
-                    f"{' and '.join(todo)}; built {built}; {detail}")
-    return (f"the checkpoint does not fit the generator built with {built} and no other --netG/--ngf/--norm/"
-            f"--input_nc/--output_nc/--no_dropout setting fits it either; check --name/--epoch ({detail})")
-
-
-def build_generator(gen: Mapping[str, Any], state: Mapping[str, torch.Tensor], *,
-                    source: str = "the checkpoint") -> nn.Module:
-    """``define_G(**gen)`` with ``state`` loaded (strictly); CheckpointMismatchError explaining a misfit."""
-    from pix2pix_tr.models import define_G
-
-    try:
-        net = define_G(**gen, init_type="normal", init_gain=0.02)
-    except ValueError as exc:
-        raise InferenceError(f"cannot build the generator: {exc}") from exc
-    if not _fits(_shapes(state), _shapes(net)):
-        raise CheckpointMismatchError(f"{source} does not fit: {diagnose_mismatch(state, gen)}")
-    net.load_state_dict(state, strict=True)
-    return net
+__all__ = ["optimizer_summary", "run_header", "run_test", "main"]
 
 
 # ------------------------------------------------------------------------------------------------ the run
-def _resolve_device(name: str | None) -> torch.device:
-    if name in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise InferenceError(f"--device {name!r} is not a device: use auto, cpu, cuda or cuda:N") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InferenceError(f"--device {name} asked for CUDA but no CUDA device is available: use --device cpu")
-    return device
-
-
 def _resolve_dataroot(dataroot: str | os.PathLike) -> Path:
-    try:
-        from pix2pix_tr.data import resolve_dataroot
-    except ImportError:  # pragma: no cover - the data package always provides it
-        return Path(dataroot)
+    from pix2pix_tr.data import resolve_dataroot
+
     try:
         return Path(resolve_dataroot(dataroot))
     except (FileNotFoundError, ValueError) as exc:
         raise InferenceError(str(exc)) from exc
 
 
-_OPTIMIZER_KEYS = ("optimizer", "lr", "beta1", "beta2", "tr_lambda", "tr_period", "tr_mode", "no_tr_inner_decay",
-                   "lr_policy", "batch_size", "n_epochs", "n_epochs_decay", "gan_mode", "lambda_L1", "amp", "seed")
-
-
 def optimizer_summary(train_opt: Mapping[str, Any]) -> str:
     """``tradam (lr 0.0002, beta1 0.5, lambda 0.1, S 10, paper)``-style one-liner of the training optimizer."""
     name = train_opt.get("optimizer")
     if name is None:
-        return "unknown (no train_opt.json)"
+        return "not recorded in the options"
     parts = [f"lr {train_opt.get('lr')}"]
     if str(name).endswith("adam"):
         parts += [f"beta1 {train_opt.get('beta1')}", f"beta2 {train_opt.get('beta2')}"]
@@ -283,18 +105,6 @@ def run_header(name: str, epoch: str, phase: str, train_opt: Mapping[str, Any], 
     }
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, float) and math.isinf(v):
-        return "inf"
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    return str(v)
-
-
 def run_test(opt: argparse.Namespace, *, train_opt: Mapping[str, Any] | None = None, per_page: int = 50,
              progress: bool = True) -> dict[str, Any]:
     """Run test.py for the parsed options ``opt`` (as :func:`pix2pix_tr.options.parse_test` returns them).
@@ -306,18 +116,9 @@ def run_test(opt: argparse.Namespace, *, train_opt: Mapping[str, Any] | None = N
 
     ckpt_dir = join_name(opt.checkpoints_dir, opt.name)
     if train_opt is None:
-        json_path = ckpt_dir / "train_opt.json"
-        if not json_path.is_file():
-            if not ckpt_dir.is_dir():
-                raise InferenceError(f"no experiment folder {ckpt_dir}: check --name and --checkpoints_dir")
-            raise InferenceError(f"{json_path} not found, so the network options of the run are unknown: it is "
-                            f"written by train.py; copy it next to the checkpoint or retrain")
-        try:
-            from pix2pix_tr.options import load_train_options
-
-            train_opt = load_train_options(ckpt_dir)
-        except ValueError as exc:
-            raise InferenceError(f"{json_path} is not valid JSON ({exc}): restore it from train_opt.txt") from exc
+        train_opt, options_source = network_options(ckpt_dir, opt)
+    else:
+        options_source = "the train_opt given to run_test"
     train_opt = dict(train_opt)
 
     load_size_given = getattr(opt, "load_size", None) is not None
@@ -331,17 +132,20 @@ def run_test(opt: argparse.Namespace, *, train_opt: Mapping[str, Any] | None = N
     for key, allowed in (("netG", GENERATORS), ("norm", NORMS)):
         if gen[key] not in allowed:
             raise InferenceError(f"cannot build the generator: unknown {key} {gen[key]!r} (from "
-                                 f"{ckpt_dir / 'train_opt.json'}): pass --{key} with one of {', '.join(allowed)}")
+                                 f"{options_source}): pass --{key} with one of {', '.join(allowed)}")
 
     multiple = required_multiple(gen["netG"])
     if opt.preprocess != "none" and opt.crop_size % multiple:
         raise InferenceError(f"--netG {gen['netG']} needs inputs whose side is a multiple of {multiple}, but "
                              f"--crop_size is {opt.crop_size}: pass --crop_size {multiple} (or a multiple of it)")
 
-    device = _resolve_device(getattr(opt, "device", "auto"))
+    device = resolve_device(getattr(opt, "device", "auto"), InferenceError)
     path = checkpoint_path(ckpt_dir, opt.epoch)
     state = load_state_dict(path)
-    net = build_generator(gen, state, source=str(path)).to(device)
+    net = build_generator(gen, state, source=str(path), options_source=options_source).to(device)
+    print(f"network options from {options_source}: {gen['netG']}, ngf {gen['ngf']}, norm {gen['norm']}, "
+          f"{'dropout' if gen['use_dropout'] else 'no dropout'}, {gen['input_nc']}->{gen['output_nc']} channels, "
+          f"{opt.direction}")
     eval_mode = bool(getattr(opt, "eval", False))
     net.eval() if eval_mode else net.train()
     if not eval_mode and opt.batch_size > 1 and gen["norm"] == "batch":
@@ -424,20 +228,19 @@ def run_test(opt: argparse.Namespace, *, train_opt: Mapping[str, Any] | None = N
         "pages": [p.name for p in pages],
         "header": header,
         "generator": gen,
-        "options": _jsonable(vars(opt)),
-        "train_options": _jsonable(train_opt),
+        "options": json_clean(vars(opt)),
+        "options_source": options_source,
+        "train_options": json_clean(train_opt),
     }
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=1))
     return {**results, "run_dir": str(run_dir)}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of test.py: parse, run, print where the results are; exit 2 with one line on bad input."""
+def _test(argv: Sequence[str] | None) -> int:
+    from pix2pix_tr.data import DatasetError
     from pix2pix_tr.options import parse_test
 
-    opt = parse_test(argv)
-    from pix2pix_tr.data import DatasetError
-
+    opt = parse_test(argv)  # argparse errors exit 2 with a usage line
     try:
         results = run_test(opt)
     except NoSpaceError as exc:
@@ -446,9 +249,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InferenceError, DatasetError, PathError, NonFiniteStateError) as exc:
         # a file that only fails when decoded surfaces from the DataLoader, from a worker wrapped in its traceback
         message = str(exc).strip().splitlines()[-1] if "Original Traceback" in str(exc) else str(exc)
-        message = message.split("DatasetError: ", 1)[-1]
-        print(f"test.py: error: {message}", file=sys.stderr)
-        return 2
+        raise InferenceError(message.split("DatasetError: ", 1)[-1]) from exc
     print(f"wrote {results['n_images']} image triplets and {len(results['pages'])} page(s) to "
           f"{results['run_dir']}; open {Path(results['run_dir']) / 'index.html'}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of test.py (and ``pix2pix-tr-test``): parse, run, print where the results are; one line and
+    exit status 2 on bad input."""
+    return run_cli(_test, argv, user_errors=InferenceError, prog="test.py")
