@@ -262,18 +262,46 @@ def test_gan_compare_plans_paired_runs(tmp_path, capsys):
 
     out = tmp_path / "gc"
     assert gan_compare.main(["--synthetic", "6", "3", "--size", "64", "--n_epochs", "1", "--n_epochs_decay", "0",
-                             "--out", str(out), "--device", "cpu", "--dry_run"]) == 0
+                             "--seeds", "0", "1", "--scorer_seeds", "0", "1", "--out", str(out), "--device", "cpu",
+                             "--dry_run"]) == 0
     printed = capsys.readouterr().out
     commands = {line.split("] $ ")[0].lstrip("["): line.split("] $ ")[1]
                 for line in printed.splitlines() if "] $ " in line}
-    assert list(commands)[:4] == ["synthetic city", "prepare A|B", "train adam", "train tradam"]
-    adam, tradam = commands["train adam"], commands["train tradam"]
-    # the two training runs differ only in the optimizer (and hence the run name)
+    assert list(commands)[:4] == ["synthetic city", "prepare A|B", "train adam seed 0", "test adam seed 0"]
+    adam, tradam = commands["train adam seed 0"], commands["train tradam seed 0"]
+    slow = commands["train adam@x0.2929 seed 0"]
+    # the runs of one seed differ only in the optimizer (and hence the run name) or the lr
     assert adam.replace("adam", "X") == tradam.replace("tradam", "X")
+    assert adam.replace("--lr 0.0002", "--lr 5.858e-05").replace("adam_seed0", "adam_at_x0.2929_seed0") == slow
+    assert adam.replace("seed0", "seed1").replace("--seed 0", "--seed 1") == commands["train adam seed 1"]
     assert "--direction BtoA" in adam and "--netG unet_64" in adam and "--seed 0" in adam
-    assert "--real" in commands["FCN-score GT"] and "--labels GT Adam TRAdam" in commands["table"]
-    assert "pix2pix_tr.report.compare" in commands["gallery"]
+    # two independently seeded scorers, each scoring the real photos and all 6 runs
+    assert "--seed 0" in commands["train scorer_seed0"] and "--seed 1" in commands["train scorer_seed1"]
+    assert sum("evaluation.fcn_score" in c for c in commands.values()) == 2 * (1 + 6)
+    assert "--real" in commands["FCN-score GT (scorer_seed1)"]
+    assert "--copy" in commands["gallery"] and "pix2pix_tr.report.compare" in commands["gallery"]
     assert not out.exists() or not any(out.iterdir())  # a dry run writes nothing
+
+
+def test_gan_compare_statistics_over_seeds_and_scorers():
+    from experiments import gan_compare
+
+    arms = [gan_compare.parse_arm(a, 2e-4) for a in ("adam", "tradam")]
+    assert arms[1].label == "TRAdam" and gan_compare.parse_arm("adam@x0.5", 2e-4).lr == pytest.approx(1e-4)
+    seeds, scorers = [0, 1, 2], ["s0", "s1"]
+    gt = {"per_pixel_acc": 0.7, "per_class_acc": 0.3, "class_iou": 0.2}
+    scores = {"GT": {"s0": gt, "s1": {k: v - 0.1 for k, v in gt.items()}}}
+    # TRAdam = Adam + 0.01 on every seed; scorer s1 reads 0.05 lower than s0
+    for arm, shift in (("Adam", 0.0), ("TRAdam", 0.01)):
+        scores[arm] = {s: {str(seed): {k: 0.1 * seed + shift - (0.05 if s == "s1" else 0) for k in gt}
+                           for seed in seeds} for s in scorers}
+    summary = gan_compare.summarize(scores, arms, seeds, scorers)
+    tr = summary["arms"]["TRAdam"]["per_pixel_acc"]
+    assert tr["mean"] == pytest.approx(0.1 + 0.01 - 0.025)
+    assert tr["diff_to_base"]["mean"] == pytest.approx(0.01) and tr["diff_to_base"]["resolved"]
+    assert tr["scorer_spread"] == pytest.approx(0.05) and summary["GT"]["class_iou"]["scorer_spread"] == pytest.approx(0.1)
+    table = gan_compare.markdown_table(summary, arms, len(seeds), scorers)
+    assert "TRAdam − Adam" in table and "**resolved**" in table and "s0 / s1" in table
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -281,6 +309,9 @@ def test_gan_compare_plans_paired_runs(tmp_path, capsys):
     (["--synthetic", "4", "2", "--size", "96"], "--size 96 has no matching U-Net: give --netG"),
     (["--cityscapes_dir", "/nonexistent/city"], "--cityscapes_dir /nonexistent/city has no leftImg8bit/val"),
     (["--synthetic", "4", "2", "--scorer", "/nonexistent/s.pth"], "--scorer /nonexistent/s.pth does not exist"),
+    (["--synthetic", "4", "2", "--arms", "adam", "lion"], "--arms lion: the optimizer must be one of"),
+    (["--synthetic", "4", "2", "--arms", "adam@fast"], "--arms adam@fast: after @ give an lr"),
+    (["--synthetic", "4", "2", "--seeds", "1", "1"], "--seeds lists a seed twice"),
 ])
 def test_gan_compare_bad_flags(argv, message, capsys):
     from experiments import gan_compare
