@@ -241,10 +241,35 @@ def test_variance_cli_writes_json_and_table(tmp_path):
     assert variance.main(["--batch_sizes", "4", "--seeds", "0", "1", "--burn_in", "50", "--steps", "100",
                           "--n", "64", "--d", "4", "--out", str(out)]) == 0
     results = json.loads((out / "variance.json").read_text())
-    assert len(results["runs"]) == 4 * 2 and results["settings"]["batch_sizes"] == [4]
+    assert len(results["runs"]) == 5 * 2 and results["settings"]["batch_sizes"] == [4]
     text = (out / "variance.md").read_text()
-    assert "| batch | sgd | trsgd | trsgd-nodecay | sgd-matched | trsgd / sgd |" in text
+    assert "| batch | sgd | trsgd | trsgd-nodecay | sgd-matched | trsgd-reference | trsgd / sgd |" in text
     assert re.search(r"^\| 4 \| [0-9.e+-]+ ± ", text, re.M)
+
+
+def test_variance_sweeps_lambda_and_lr_cuts(tmp_path):
+    out = tmp_path / "var"
+    assert variance.main(["--batch_sizes", "2", "--seeds", "0", "1", "2", "--burn_in", "50", "--steps", "100",
+                          "--n", "64", "--d", "4", "--tr_lambdas", "0.1", "2", "--lr_factors", "1", "0.1",
+                          "--out", str(out)]) == 0
+    runs = json.loads((out / "variance.json").read_text())["runs"]
+    # per lr factor: sgd and sgd-matched once, the three lambda-dependent optimizers once per lambda
+    assert len(runs) == 2 * (2 + 3 * 2) * 3
+    text = (out / "variance.md").read_text()
+    assert re.search(r"^\| 0.1 \| 2 \| 2 \| [0-9.]+ \[[0-9.]+, [0-9.]+\]", text, re.M)
+    # reference mode after a 10x cut pulls with c = 2 lambda / 0.1, i.e. 20x paper mode's lambda
+    problem = variance.make_problem(n=64, d=4)
+    param = torch.zeros(4, requires_grad=True)
+    opt = variance._optimizer("trsgd-reference", param, 0.01, 0.9, 0.1, 10, lr_factor=0.1)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.001) and opt.param_groups[0]["tr_lr0"] == 0.01
+    assert problem["X"].shape == (64, 4)
+
+
+def test_variance_cli_rejects_sweep_without_main_lambda(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        variance.main(["--tr_lambdas", "1", "2"])
+    assert exit_info.value.code == 2
+    assert "must include --tr_lambda 0.1" in capsys.readouterr().err
 
 
 def test_variance_cli_rejects_underdetermined_problem(capsys):
