@@ -52,6 +52,7 @@ import torch
 from torch import nn
 
 from experiments import stats
+from experiments.small_batch import _clean  # NaN -> None: strict JSON
 from pix2pix_tr.io import atomic_write_text
 
 ARMS = ("base", "matched", "tr", "prox", "decay", "reference")
@@ -328,12 +329,36 @@ def _value_text(sweep: str, v: float) -> str:
     return {"lambda": f"λ {v:g}", "S": f"S {int(v)}", "batch": f"batch {int(v)}", "lr": f"lr {v:g}"}[sweep]
 
 
+def row_cells(r: dict, sweep: str, *, strong, weak=lambda t: t, esc=lambda t: t, br: str = "<br>"):
+    """One table row's texts: the setting, one cell per arm (mean [CI], then Δ to base), and TR − matched.
+    ``strong``/``weak`` mark resolved/unresolved differences, ``esc`` escapes text (Markdown or HTML)."""
+    setting = esc(f"{_value_text(sweep, r['value'])} (lr {r['lr']:g}, λ {r['tr_lambda']:g}, S {r['period']}, "
+                  f"b {r['batch']})")
+    cells = []
+    for arm in ARMS:
+        c = r["arms"].get(arm)
+        if c is None:
+            cells.append(("", ""))
+            continue
+        text = esc(stats.fmt_ci(c, 2, 100))
+        if "diff_to_base" in c:
+            d = c["diff_to_base"]
+            dt = esc("Δ " + stats.fmt_ci(d, 2, 100, signed=True))
+            text += br + (strong(dt) if d["resolved"] else weak(dt))
+        cells.append((text, c["key"]))
+    tm = r.get("tr_minus_matched")
+    tmt = "" if tm is None else esc(stats.fmt_ci(tm, 2, 100, signed=True))
+    if tm is not None:
+        tmt = strong(tmt) if tm["resolved"] else weak(tmt)
+    return setting, cells, tmt
+
+
 def markdown_tables(rows: Sequence[dict], n_seeds: int, metric_title: str = "final test accuracy (%)") -> str:
     lines = [f"# Ablation tables: {metric_title}", "",
              f"Mean over {n_seeds} seeds [95% bootstrap interval]; below it Δ = arm − base on the same seeds "
-             f"[interval], **bold** when the interval excludes 0 (resolved). † k of {n_seeds} seeds diverged "
-             f"(left out of the mean, counted here). The last column is TR − matched (the regulariser beyond the "
-             f"smaller mean step). Run keys (family|arm|batch|lr|lambda|S) index results.json.", ""]
+             f"[interval], **bold** when the interval excludes 0 (resolved). \"(k diverged)\": k of {n_seeds} seeds "
+             f"diverged (left out of the mean, counted here). The last column is TR − matched (the regulariser "
+             f"beyond the smaller mean step). Run keys (family|arm|batch|lr|lambda|S) index results.json.", ""]
     for fam in FAMILIES:
         for sweep in SWEEPS:
             sel = [r for r in rows if r["family"] == fam and r["sweep"] == sweep]
@@ -343,24 +368,8 @@ def markdown_tables(rows: Sequence[dict], n_seeds: int, metric_title: str = "fin
                       "| setting | " + " | ".join(ARM_TITLES[a] for a in ARMS) + " | TR − matched |",
                       "|---" * (len(ARMS) + 2) + "|"]
             for r in sel:
-                cells = []
-                for arm in ARMS:
-                    c = r["arms"].get(arm)
-                    if c is None:
-                        cells.append("")
-                        continue
-                    text = stats.fmt_ci(c, 2, 100)
-                    if "diff_to_base" in c:
-                        d = c["diff_to_base"]
-                        dt = stats.fmt_ci(d, 2, 100, signed=True)
-                        text += "<br>Δ " + (f"**{dt}**" if d["resolved"] else dt)
-                    cells.append(text)
-                tm = r.get("tr_minus_matched")
-                tmt = "" if tm is None else stats.fmt_ci(tm, 2, 100, signed=True)
-                if tm is not None and tm["resolved"]:
-                    tmt = f"**{tmt}**"
-                lines.append(f"| {_value_text(sweep, r['value'])} (lr {r['lr']:g}, λ {r['tr_lambda']:g}, "
-                             f"S {r['period']}, b {r['batch']}) | " + " | ".join(cells) + f" | {tmt} |")
+                setting, cells, tmt = row_cells(r, sweep, strong=lambda t: f"**{t}**")
+                lines.append(f"| {setting} | " + " | ".join(t for t, _ in cells) + f" | {tmt} |")
             lines.append("")
     return "\n".join(lines)
 
@@ -449,25 +458,10 @@ def _html_table(rows: Sequence[dict], fam: str, sweep: str) -> str:
     out = [f"<h3>{html.escape(FAMILY_TITLES[fam])}: {sweep} sweep</h3>",
            f"<table><tr><th>setting</th>{head}<th>TR − matched</th></tr>"]
     for r in sel:
-        cells = []
-        for arm in ARMS:
-            c = r["arms"].get(arm)
-            if c is None:
-                cells.append("<td></td>")
-                continue
-            text = html.escape(stats.fmt_ci(c, 2, 100))
-            if "diff_to_base" in c:
-                d = c["diff_to_base"]
-                dt = html.escape("Δ " + stats.fmt_ci(d, 2, 100, signed=True))
-                text += "<br>" + (f"<b>{dt}</b>" if d["resolved"] else f"<span class='un'>{dt}</span>")
-            cells.append(f"<td title='{html.escape(c['key'])}'>{text}</td>")
-        tm = r.get("tr_minus_matched")
-        tmt = "" if tm is None else html.escape(stats.fmt_ci(tm, 2, 100, signed=True))
-        if tm is not None and tm["resolved"]:
-            tmt = f"<b>{tmt}</b>"
-        setting = html.escape(f"{_value_text(sweep, r['value'])} (lr {r['lr']:g}, λ {r['tr_lambda']:g}, "
-                              f"S {r['period']}, b {r['batch']})")
-        out.append(f"<tr><td>{setting}</td>{''.join(cells)}<td>{tmt}</td></tr>")
+        setting, cells, tmt = row_cells(r, sweep, strong=lambda t: f"<b>{t}</b>",
+                                        weak=lambda t: f"<span class='un'>{t}</span>", esc=html.escape)
+        tds = "".join(f"<td title='{html.escape(key)}'>{text}</td>" for text, key in cells)
+        out.append(f"<tr><td>{setting}</td>{tds}<td>{tmt}</td></tr>")
     out.append("</table>")
     return "\n".join(out)
 
@@ -519,17 +513,6 @@ def write_reports(results: dict, out_dir: Path) -> None:
         "<p>(No conclusion written yet: put it in conclusion.html next to this page and rerun with --report_only.)</p>"
     write_index(results, rows, images, out_dir, text)
     atomic_write_text(out_dir / "results.json", json.dumps(_clean(results), indent=1) + "\n")
-
-
-def _clean(value: Any) -> Any:
-    """NaN -> None, so results.json is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
