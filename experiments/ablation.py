@@ -60,14 +60,16 @@ ARM_TITLES = {"base": "base (lr)", "matched": "base at lr·H_S/S", "tr": "TR (pa
               "decay": "inner decay only", "reference": "reference (authors')"}
 FAMILIES = ("sgd", "adam")
 FAMILY_TITLES = {"sgd": "SGD family (momentum 0.9)", "adam": "Adam family"}
-SWEEPS = ("lambda", "S", "batch", "lr")
+SWEEPS = ("lambda", "S", "batch", "lr", "lr_b2", "lr_b1")  # lr_bN: the lr sweep again at batch N
 
 PRESETS: dict[str, dict[str, Any]] = {
     # experiments/results/ablation: 132 arm-runs x 16 seeds (the measured time is in its index.html).
     "ablation": dict(seeds=list(range(16)), epochs=20, hidden=32, max_train=None,
                      center=dict(batch=8, tr_lambda=0.1, period=10, lr_sgd=0.1, lr_adam=1e-3),
                      lambdas=[0.01, 0.1, 1.0, 10.0], periods=[1, 5, 10, 20], batches=[1, 2, 8, 32, 128],
-                     lrs_sgd=[0.01, 0.03, 0.1], lrs_adam=[1e-4, 3e-4, 1e-3]),
+                     lrs_sgd=[0.01, 0.03, 0.1], lrs_adam=[1e-4, 3e-4, 1e-3],
+                     # where SGD at lr 0.1 fails (batch 1, 2): is TR better than the plain optimizer at a lower lr?
+                     small_batch_lr=dict(batches=[2, 1], families=["sgd"])),
     # Seconds: the tests run it.
     "smoke": dict(seeds=[0, 1, 2], epochs=2, hidden=8, max_train=200,
                   center=dict(batch=16, tr_lambda=0.1, period=5, lr_sgd=0.1, lr_adam=1e-3),
@@ -257,6 +259,11 @@ def plan_settings(cfg: dict) -> list[Setting]:
             out.append(Setting(fam, "batch", b, **{**base, "batch": b}))
         for lr in (cfg["lrs_sgd"] if fam == "sgd" else cfg["lrs_adam"]):
             out.append(Setting(fam, "lr", lr, **{**base, "lr": lr}))
+        extra = cfg.get("small_batch_lr", {})
+        if fam in extra.get("families", ()):
+            for b in extra["batches"]:
+                for lr in (cfg["lrs_sgd"] if fam == "sgd" else cfg["lrs_adam"]):
+                    out.append(Setting(fam, f"lr_b{b}", lr, **{**base, "lr": lr, "batch": b}))
     return out
 
 
@@ -326,7 +333,13 @@ def summarize(runs: dict[str, dict], settings: Sequence[Setting], metric: str = 
 # ----------------------------------------------------------------------------------------------- reports
 
 def _value_text(sweep: str, v: float) -> str:
-    return {"lambda": f"λ {v:g}", "S": f"S {int(v)}", "batch": f"batch {int(v)}", "lr": f"lr {v:g}"}[sweep]
+    if sweep.startswith("lr"):
+        return f"lr {v:g}"
+    return {"lambda": f"λ {v:g}", "S": f"S {int(v)}", "batch": f"batch {int(v)}"}[sweep]
+
+
+def _sweep_title(sweep: str) -> str:
+    return f"lr sweep at batch {sweep[4:]}" if sweep.startswith("lr_b") else f"{sweep} sweep"
 
 
 def row_cells(r: dict, sweep: str, *, strong, weak=lambda t: t, esc=lambda t: t, br: str = "<br>"):
@@ -364,7 +377,7 @@ def markdown_tables(rows: Sequence[dict], n_seeds: int, metric_title: str = "fin
             sel = [r for r in rows if r["family"] == fam and r["sweep"] == sweep]
             if not sel:
                 continue
-            lines += [f"## {FAMILY_TITLES[fam]}: {sweep} sweep", "",
+            lines += [f"## {FAMILY_TITLES[fam]}: {_sweep_title(sweep)}", "",
                       "| setting | " + " | ".join(ARM_TITLES[a] for a in ARMS) + " | TR − matched |",
                       "|---" * (len(ARMS) + 2) + "|"]
             for r in sel:
@@ -383,12 +396,13 @@ def plot_sweeps(rows: Sequence[dict], out_dir: Path) -> list[str]:
 
     names = []
     for fam in FAMILIES:
-        fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
-        for ax, sweep in zip(axes, SWEEPS):
+        present = [sw for sw in SWEEPS if any(r["family"] == fam and r["sweep"] == sw for r in rows)]
+        if not present:
+            continue
+        fig, axes = plt.subplots(1, len(present), figsize=(4.5 * len(present), 4.2), squeeze=False)
+        axes = axes[0]
+        for ax, sweep in zip(axes, present):
             sel = [r for r in rows if r["family"] == fam and r["sweep"] == sweep]
-            if not sel:
-                ax.set_visible(False)
-                continue
             xs = np.arange(len(sel))
             for j, arm in enumerate(ARMS):
                 m = np.array([r["arms"][arm]["mean"] if arm in r["arms"] else np.nan for r in sel]) * 100
@@ -398,10 +412,10 @@ def plot_sweeps(rows: Sequence[dict], out_dir: Path) -> list[str]:
                 ax.errorbar(xs + off, m, yerr=[np.nan_to_num(m - lo), np.nan_to_num(hi - m)], marker="o", ms=3,
                             capsize=2, label=ARM_TITLES[arm])
             ax.set_xticks(xs, [_value_text(sweep, r["value"]).split(" ")[1] for r in sel])
-            ax.set_xlabel({"lambda": "λ", "S": "S (period)", "batch": "batch size", "lr": "base lr"}[sweep])
+            ax.set_xlabel({"lambda": "λ", "S": "S (period)", "batch": "batch size"}.get(sweep, "base lr"))
             ax.set_ylabel("final test accuracy (%)")
             ax.grid(alpha=0.3)
-            ax.set_title(f"{sweep} sweep")
+            ax.set_title(_sweep_title(sweep))
         axes[0].legend(fontsize=7, loc="lower left")
         fig.suptitle(f"{FAMILY_TITLES[fam]} on digits: mean over seeds, 95% bootstrap intervals")
         fig.tight_layout()
@@ -455,7 +469,7 @@ def _html_table(rows: Sequence[dict], fam: str, sweep: str) -> str:
     if not sel:
         return ""
     head = "".join(f"<th>{html.escape(ARM_TITLES[a])}</th>" for a in ARMS)
-    out = [f"<h3>{html.escape(FAMILY_TITLES[fam])}: {sweep} sweep</h3>",
+    out = [f"<h3>{html.escape(FAMILY_TITLES[fam])}: {_sweep_title(sweep)}</h3>",
            f"<table><tr><th>setting</th>{head}<th>TR − matched</th></tr>"]
     for r in sel:
         setting, cells, tmt = row_cells(r, sweep, strong=lambda t: f"<b>{t}</b>",
@@ -500,6 +514,16 @@ def write_index(results: dict, rows: Sequence[dict], images: Sequence[str], out_
     atomic_write_text(out_dir / "index.html", "\n".join(parts) + "\n")
 
 
+def _round(value: Any) -> Any:
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {k: _round(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_round(v) for v in value]
+    return value
+
+
 def write_reports(results: dict, out_dir: Path) -> None:
     cfg = results["config"]
     settings = plan_settings(cfg)
@@ -512,7 +536,8 @@ def write_reports(results: dict, out_dir: Path) -> None:
     text = conclusion.read_text(encoding="utf-8") if conclusion.is_file() else \
         "<p>(No conclusion written yet: put it in conclusion.html next to this page and rerun with --report_only.)</p>"
     write_index(results, rows, images, out_dir, text)
-    atomic_write_text(out_dir / "results.json", json.dumps(_clean(results), indent=1) + "\n")
+    # 6 significant digits and no indentation: ~1.5 MB instead of ~4 MB for the full preset
+    atomic_write_text(out_dir / "results.json", json.dumps(_clean(_round(results)), separators=(",", ":")) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
@@ -526,6 +551,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     p.add_argument("--report_only", action="store_true", help="rebuild table.md, plots and index.html from results.json")
     return p
+
+
+def _resumable_runs(path: Path, cfg: dict) -> dict[str, dict]:
+    """Runs of an earlier invocation into the same --out with the same seeds, epochs, model and data: kept, so
+    adding a sweep runs only the new arm-runs. Anything else starts afresh."""
+    if not path.is_file():
+        return {}
+    try:
+        old = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {}
+    same = ("seeds", "epochs", "hidden", "max_train", "milestones")
+    if any(old.get("config", {}).get(k) != cfg.get(k) for k in same):
+        return {}
+    return {r["key"]: r for r in old.get("runs", [])}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -562,21 +602,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if out.is_absolute():  # a committed page names no folder of the machine that made it
         command = command.replace(str(out), "$OUT")
     results: dict[str, Any] = dict(command=command, config=cfg, runs=[])
+    done = _resumable_runs(out / "results.json", cfg)
+    results["runs"] = [done[k.text()] for k in keys if k.text() in done]
+    todo = [k for k in keys if k.text() not in done]
+    previous_s = json.loads((out / "results.json").read_text()).get("meta", {}).get("wall_s", 0.0) if done else 0.0
     start = time.perf_counter()
-    print(f"{len(keys)} arm-runs x {len(cfg['seeds'])} seeds -> {out}", flush=True)
-    for i, key in enumerate(keys, 1):
+    print(f"{len(keys)} arm-runs x {len(cfg['seeds'])} seeds -> {out} ({len(keys) - len(todo)} already there)",
+          flush=True)
+    for i, key in enumerate(todo, 1):
         run = train_arm(key, cfg["seeds"], data, epochs=cfg["epochs"], hidden=cfg["hidden"],
                         milestones=cfg["milestones"])
         results["runs"].append(run)
+        # after every run, so an interrupted ablation resumes (the pages are written at the end)
+        atomic_write_text(out / "results.json", json.dumps(_clean(_round({**results, "meta": {
+            "wall_s": previous_s + time.perf_counter() - start}})), separators=(",", ":")) + "\n")
         acc = stats.bootstrap_ci(values(run, "final_test_acc"))
-        print(f"[{i}/{len(keys)}] {run['key']}: test acc {stats.fmt_ci(acc, 2, 100)}, {run['steps']} steps, "
+        print(f"[{i}/{len(todo)}] {run['key']}: test acc {stats.fmt_ci(acc, 2, 100)}, {run['steps']} steps, "
               f"{run['wall_s']:.1f}s", flush=True)
     runs = {r["key"]: r for r in results["runs"]}
     results["period_one_checks"] = check_period_one(runs, settings)
     results["meta"] = dict(torch=torch.__version__, python=platform.python_version(), threads=args.threads,
                            machine=f"{platform.machine()} CPU, {args.threads} torch thread(s)",
                            train_size=len(data[1]), test_size=len(data[3]), n_runs=len(keys),
-                           wall_s=round(time.perf_counter() - start, 1),
+                           wall_s=round(previous_s + time.perf_counter() - start, 1),
                            finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     write_reports(results, out)
     print(f"wrote {out / 'index.html'}, table.md, results.json and the plots "

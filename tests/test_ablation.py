@@ -100,6 +100,11 @@ def test_smoke_preset_writes_a_self_contained_report(tmp_path, capsys):
     for src in re.findall(r"(?:src|href)='([^']+)'", page):  # every link resolves inside the folder
         assert (out / src).is_file(), src
     assert str(tmp_path) not in page
+    # a rerun into the same folder keeps every finished run (an interrupted or extended ablation resumes)
+    capsys.readouterr()
+    assert ablation.main(["--preset", "smoke", "--out", str(out)]) == 0
+    assert f"({len(results['runs'])} already there)" in capsys.readouterr().out
+    assert json.loads((out / "results.json").read_text())["runs"] == results["runs"]
     # the conclusion is read from conclusion.html on --report_only
     (out / "conclusion.html").write_text("<p>measured conclusion</p>")
     assert ablation.main(["--report_only", "--out", str(out)]) == 0
