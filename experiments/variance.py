@@ -183,7 +183,11 @@ def sweep_table(results: dict[str, Any], metric: str = "iterate_msd") -> str:
                 for o in opts:
                     mine = by_seed(o, b, f, lam if o in USES_LAMBDA else None)
                     ratios = [mine[s] / sgd[s] if math.isfinite(mine[s]) else math.nan for s in mine if s in sgd]
-                    cells.append(stats.fmt_ci(stats.bootstrap_ci(ratios), 3) if ratios else "—")
+                    res = stats.bootstrap_ci(ratios)
+                    if res["n"] and res["mean"] > 1e6:  # finite but astronomically far: the run blew up
+                        cells.append(f"blew up (ratio {res['mean']:.0e})")
+                    else:
+                        cells.append(stats.fmt_ci(res, 3) if ratios else "—")
                 lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
