@@ -399,8 +399,12 @@ def plot_sweeps(rows: Sequence[dict], out_dir: Path) -> list[str]:
         present = [sw for sw in SWEEPS if any(r["family"] == fam and r["sweep"] == sw for r in rows)]
         if not present:
             continue
-        fig, axes = plt.subplots(1, len(present), figsize=(4.5 * len(present), 4.2), squeeze=False)
-        axes = axes[0]
+        ncols = min(3, len(present))
+        nrows = -(-len(present) // ncols)
+        fig, grid = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.0 * nrows), squeeze=False)
+        axes = grid.ravel()
+        for ax in axes[len(present):]:
+            ax.set_visible(False)
         for ax, sweep in zip(axes, present):
             sel = [r for r in rows if r["family"] == fam and r["sweep"] == sweep]
             xs = np.arange(len(sel))
