@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import math
 import statistics
 import sys
@@ -156,8 +157,8 @@ def run_table(title, rows, baseline, params, device, args):
         if name == baseline:
             continue
         base_opt, opt = rows[baseline](params), make(params)
-        for o in (base_opt, opt):  # state allocation, compilation, first-step paths
-            for _ in range(args.period):
+        for o in (base_opt, opt):  # state allocation, first-step paths, compilation of both kernels of compiled=True
+            for _ in range(2 * args.period):  # (k == 0 writes the anchors inside its own loop variant)
                 o.step()
         sync(device)
         times, ratios = [], []
@@ -192,6 +193,9 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
     ap.add_argument("--only", choices=["adam", "sgd"], default=None)
+    ap.add_argument("--json", default="", help="also write the tables to this JSON file")
+    ap.add_argument("--skip_compiled", action="store_true", help="leave out the compiled=True rows (their "
+                    "compilation takes a minute or more on a CPU)")
     args = ap.parse_args(argv)
     if args.quick:
         args.ngf, args.repeats = 16, 2
@@ -201,7 +205,7 @@ def main(argv=None):
         device = torch.device(args.device)
         torch.empty(1, device=device)
     except (RuntimeError, AssertionError) as exc:
-        ap.error(f"--device {args.device}: not usable here ({exc}); use --device cpu")
+        ap.error(f"--device {args.device}: not usable here ({str(exc).splitlines()[0]}); use --device cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
     TR["tr_period"] = args.period
@@ -214,13 +218,27 @@ def main(argv=None):
     print(f"# {origin}, ngf={args.ngf}: {n / 1e6:.1f}M params in {len(params)} tensors; device {device}; "
           f"torch {torch.__version__}; {torch.get_num_threads()} threads")
     results = {}
+    def keep(rows):
+        return {k: v for k, v in rows.items() if not (args.skip_compiled and "compiled" in k)}
+
     if args.only in (None, "adam"):
         rows, base = adam_rows()
+        rows = keep(rows)
         results["adam"] = run_table("Adam family (lr 2e-4, betas (0.5, 0.999))", rows, base, params, device,
                                     args)
     if args.only in (None, "sgd"):
         rows, base = sgd_rows()
+        rows = keep(rows)
         results["sgd"] = run_table("SGD momentum 0.9", rows, base, params, device, args)
+    if args.json:
+        from pix2pix_tr.io import atomic_write_text
+
+        table = {fam: {name: dict(ms_per_step=r[0] * 1e3, vs_fused=r[1], lo=r[2], hi=r[3]) for name, r in rows.items()}
+                 for fam, rows in results.items()}
+        atomic_write_text(Path(args.json), json.dumps(dict(
+            header=f"{origin}, ngf={args.ngf}: {n / 1e6:.1f}M params in {len(params)} tensors; device {device}",
+            device=str(device), torch=torch.__version__, period=args.period, repeats=args.repeats,
+            tables=table), indent=2) + "\n")
     return results
 
 

@@ -1,4 +1,5 @@
-"""Shared plumbing of the evaluator: errors, Cityscapes file discovery, image loading, devices, CLI exits."""
+"""Shared plumbing of the evaluator: errors, Cityscapes file discovery, image loading, devices, CLI exits and
+the installed commands."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from evaluation.labels import ids_to_train_ids
+from pix2pix_tr.cli import resolve_device as _resolve_device
 from pix2pix_tr.cli import run_cli as _run_cli
 
 
@@ -111,17 +113,8 @@ def normalize_photo(photo: Image.Image | np.ndarray, mean: Sequence[float], std:
 
 
 def resolve_device(device: str | None):
-    import torch
-
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise EvaluationError(f"--device {device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise EvaluationError(f"--device {device} asked for CUDA but torch sees no GPU; use --device cpu")
-    return dev
+    """``--device`` as a torch device (``auto``: CUDA when present); an unusable one is an :class:`EvaluationError`."""
+    return _resolve_device(device, EvaluationError)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -145,3 +138,17 @@ def parse_image_size(text: str | int) -> int:
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Run a CLI ``main``; an :class:`EvaluationError` becomes ``error: ...`` on stderr and exit status 2."""
     return _run_cli(main, argv, user_errors=EvaluationError)
+
+
+def fcn_score_command() -> int:
+    """The installed command ``pix2pix-tr-fcn-score`` (= ``python -m evaluation.fcn_score``)."""
+    from evaluation.fcn_score import main
+
+    return run_cli(main)
+
+
+def train_scorer_command() -> int:
+    """The installed command ``pix2pix-tr-train-scorer`` (= ``python -m evaluation.train_scorer``)."""
+    from evaluation.train_scorer import main
+
+    return run_cli(main)

@@ -11,8 +11,9 @@ name) and the paper's three columns, plus PSNR / SSIM where known and the majori
     | GT | 0.700 | 0.260 | 0.190 | | |
     ...
 
-Rows are only comparable when they share the scorer (same checkpoint sha256), the protocol and the frames;
-any difference is printed under the table as a warning (and in the file).
+Rows are only comparable when they share the scorer (same checkpoint sha256), the protocol, the absent-class
+convention, the frames and the size of the scored photos (``synthesized_size``, width x height before any
+protocol resize); any difference is printed under the table as a warning (and in the file).
 """
 
 from __future__ import annotations
@@ -77,17 +78,27 @@ def compare_table(out_dirs: Sequence[str | Path], labels: Sequence[str] | None =
         cells += ["", ""] if with_psnr else []
         lines.append("| " + " | ".join(cells) + " |")
 
+    return "\n".join(lines) + "\n", comparability_warnings(runs, names)
+
+
+#: What must agree between rows, how to read it from a results file, and whether a row that does not record it
+#: (the synthesized size of a file written before it was recorded) is left out of that check.
+_MUST_AGREE = (("scorer checkpoint (sha256)", lambda r: r.get("scorer", {}).get("sha256"), False),
+               ("protocol", lambda r: (r.get("protocol"), r.get("eval_size")), False),
+               ("synthesized size", lambda r: r.get("synthesized_size"), True),
+               ("absent-class convention", lambda r: r.get("convention"), False),
+               ("number of frames", lambda r: r.get("num_frames"), False))
+
+
+def comparability_warnings(runs: Sequence[dict], names: Sequence[str]) -> list[str]:
+    """One sentence per property that differs between rows (scorer, protocol, image size, convention, frames)."""
     warnings = []
-    for what, get in (("scorer checkpoint (sha256)", lambda r: r.get("scorer", {}).get("sha256")),
-                      ("protocol", lambda r: (r.get("protocol"), r.get("eval_size"))),
-                      ("synthesized size", lambda r: r.get("synthesized_size")),
-                      ("absent-class convention", lambda r: r.get("convention")),
-                      ("number of frames", lambda r: r.get("num_frames"))):
-        values = [get(r) for r in runs]
-        if len(set(map(str, values))) > 1:
-            detail = ", ".join(f"{n}: {v if not isinstance(v, str) else v[:12]}" for n, v in zip(names, values))
+    for what, get, optional in _MUST_AGREE:
+        pairs = [(n, get(r)) for n, r in zip(names, runs) if not (optional and get(r) is None)]
+        if len({str(v) for _, v in pairs}) > 1:
+            detail = ", ".join(f"{n}: {v if not isinstance(v, str) else v[:12]}" for n, v in pairs)
             warnings.append(f"rows differ in {what} ({detail}); they are not directly comparable")
-    return "\n".join(lines) + "\n", warnings
+    return warnings
 
 
 def build_parser() -> argparse.ArgumentParser:

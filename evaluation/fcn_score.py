@@ -31,10 +31,11 @@ Every frame on one side must exist on the other: a synthesized frame without gro
 frame without a synthesized photo, is an error that lists them (``--allow_subset`` accepts fewer synthesized
 frames than ground-truth ones, e.g. after ``test.py --num_test 50``; the count is recorded).
 
-Outputs in ``output_dir``: ``evaluation_results.json`` (everything, including the confusion matrix, both
-conventions for absent classes, the majority-class baseline, per-frame PSNR/SSIM, the protocol, the scorer path
-and its sha256), ``evaluation_results.txt`` (the original evaluator's layout) and ``index.html`` with
-``samples/`` (photo, predicted labels, ground truth).
+Outputs in ``output_dir``: ``evaluation_results.json`` (everything, including the confusion matrix, the
+scores under each convention for classes absent from the ground truth (``scores_cityscapes``, the default and
+cityscapesScripts' exact arithmetic; ``scores_gt_classes``; ``scores_pix2pix``), the majority-class baseline,
+per-frame PSNR/SSIM, the protocol, the scorer path and its sha256), ``evaluation_results.txt`` (the original
+evaluator's layout) and ``index.html`` with ``samples/`` (photo, predicted labels, ground truth).
 
 Command line::
 
@@ -47,7 +48,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import math
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -57,12 +57,13 @@ import torch
 from PIL import Image
 
 from evaluation import protocols as P
-from evaluation.common import (EvaluationError, MissingFramesError, list_label_frames, load_rgb, load_train_ids,
-                               photo_path, require_cityscapes_split, resolve_device, run_cli)
+from evaluation.common import (FRAME_RE, EvaluationError, MissingFramesError, list_label_frames, load_rgb,
+                               load_train_ids, photo_path, require_cityscapes_split, resolve_device, run_cli)
 from evaluation.labels import train_ids_to_color
-from evaluation.metrics import confusion_matrix, majority_confusion, segmentation_scores
+from evaluation.metrics import CONVENTIONS, confusion_matrix, majority_confusion, segmentation_scores
 from evaluation.protocols import PROTOCOLS
 from evaluation.scorer import Scorer, load_scorer
+from pix2pix_tr.cli import json_clean
 from pix2pix_tr.io import atomic_save_image, atomic_write_text
 FAKE_SUFFIXES = ("_fake_B.png", "_fake_B.jpg")
 RESULTS_JSON = "evaluation_results.json"
@@ -110,6 +111,13 @@ def match_frames(fake: dict[str, Path] | None, gt: dict[str, Path], *, result_di
     if fake is None:
         return sorted(gt)
     missing_gt = sorted(set(fake) - set(gt))
+    if missing_gt and not any(FRAME_RE.match(frame) for frame in fake):
+        raise MissingFramesError(
+            f"the synthesized photos in {result_dir} are named like {missing_gt[0]}_fake_B.png, not by Cityscapes "
+            f"frame (city_000000_000019), so their ground truth cannot be found; the official pix2pix preparation "
+            f"numbers its files, so re-prepare the data with python datasets/prepare_cityscapes_dataset.py "
+            f"--gtFine_dir DIR/gtFine --leftImg8bit_dir DIR/leftImg8bit --output_dir NEW (it keeps the frame names) "
+            f"and rerun test.py with --dataroot NEW", missing_gt=missing_gt)
     missing_fake = [] if allow_subset else sorted(set(gt) - set(fake))
     if missing_gt or missing_fake:
         parts = []
@@ -213,8 +221,8 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
     the scorer's training size, 256 for the published scorers) is the square size real photos are resized to
     before the protocol applies; ``eval_size`` (default: the same) is the comparison size of ``protocol="256"``.
     ``pix2pix_compat`` picks which convention for classes absent from the ground truth gives the headline
-    ``scores`` (both are always in the JSON); with the pix2pix FCN-8s it is the official evaluator's arithmetic
-    entire. Synthesized photos must all have one size that a generator can produce (square or the label maps'
+    ``scores``: cityscapesScripts' by default, the original pix2pix's with ``pix2pix_compat`` (with the pix2pix
+    FCN-8s, that evaluator's arithmetic entire); every convention's scores are in the JSON. Synthesized photos must all have one size that a generator can produce (square or the label maps'
     aspect, >= 32 pixels); ``allow_any_size`` scores other sizes with a warning. ``label`` names the row in
     ``compare_runs`` (default ``GT`` for real photos, else the name of the run folder). Returns the dict written
     to ``evaluation_results.json``.
@@ -301,14 +309,13 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
         bar.update(len(items))
     bar.close()
 
-    def scores_of(matrix: np.ndarray, compat: bool) -> dict:
+    def scores_of(matrix: np.ndarray, convention: str) -> dict:
         names = list(scorer.class_names) + [f"(channel {i})" for i in range(num_classes, len(matrix))]
-        s = segmentation_scores(matrix, pix2pix_compat=compat, class_names=names)
+        s = segmentation_scores(matrix, convention=convention, class_names=names)
         return P.restrict_scores(s, num_classes) if len(matrix) > num_classes else s
 
-    official_scores = scores_of(conf, False)
-    compat_scores = scores_of(conf_official, True) if official else scores_of(conf, True)
-    headline = compat_scores if pix2pix_compat else official_scores
+    every = {c: scores_of(conf_official if official and c == "pix2pix" else conf, c) for c in CONVENTIONS}
+    headline = every["pix2pix" if pix2pix_compat else "cityscapes"]
     base_conf, majority = majority_confusion(conf)  # rows >= num_classes are empty: never the majority
     base_conf = base_conf[:num_classes, :num_classes]
     base = segmentation_scores(base_conf, pix2pix_compat=pix2pix_compat, class_names=scorer.class_names)
@@ -320,9 +327,8 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
     results = {
         "label": label,
         "scores": {k: headline[k] for k in three},
-        "convention": "pix2pix_compat" if pix2pix_compat else "official",
-        "scores_official": {k: official_scores[k] for k in three},
-        "scores_pix2pix_compat": {k: compat_scores[k] for k in three},
+        "convention": headline["convention"],
+        **{f"scores_{c}": {k: every[c][k] for k in three} for c in CONVENTIONS},
         "miou": P.gan_compression_miou(conf[:num_classes, :num_classes]) if protocol == "drn" else None,
         "per_class": [
             {"name": name, "accuracy": headline["per_class_accuracy"][i], "iou": headline["per_class_iou"][i],
@@ -362,25 +368,9 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
             warnings.warn(f"--pix2pix_compat: the official arithmetic dropped {len(dropped)} frame(s) (e.g. "
                           f"{dropped[0]}) because the FCN-8s predicted its 20th channel on a "
                           f"{scorer.class_names[-1]} pixel; the default arithmetic keeps them", stacklevel=2)
-    results = _json_clean(results)
+    results = json_clean(results)
     write_reports(results, samples, output_dir)
     return results
-
-
-def _json_clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_clean(value.tolist())
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 # ---------------------------------------------------------------------------------------------- reports
@@ -547,8 +537,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow_subset", action="store_true",
                    help="accept fewer synthesized frames than ground-truth frames (e.g. test.py --num_test)")
     p.add_argument("--pix2pix_compat", action="store_true",
-                   help="headline scores with the original's arithmetic (absent classes count 0; with the FCN-8s "
-                        "caffemodel also its handling of the 20th channel)")
+                   help="headline scores with the original pix2pix's arithmetic (classes absent from the ground "
+                        "truth count 0 in both means; with the FCN-8s caffemodel also its handling of the 20th "
+                        "channel); default: cityscapesScripts' (such a class counts 0 in the IoU mean only when "
+                        "it was predicted)")
     p.add_argument("--allow_any_size", action="store_true",
                    help="score synthesized photos of a size no generator run produces (not square, not the label "
                         "aspect, or under 32 pixels), with a warning")

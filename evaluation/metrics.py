@@ -8,12 +8,21 @@ summed over all frames (rows: ground truth, columns: prediction):
 * **per-class accuracy**  mean over classes of ``M[c, c] / M[c, :].sum()`` (recall of class c)
 * **class IoU**           mean over classes of ``M[c, c] / (M[c, :].sum() + M[:, c].sum() - M[c, c])``
 
-Two conventions for a class that never occurs in the ground truth (``M[c, :].sum() == 0``):
+Three conventions for a class that never occurs in the ground truth (``M[c, :].sum() == 0``), named by
+:data:`CONVENTIONS`:
 
-* default (the official Cityscapes scripts): the class is left out of both means (its entries are NaN);
-* ``pix2pix_compat=True`` (the original pix2pix ``scripts/eval_cityscapes/util.py``): every denominator gets
-  ``+ 1e-12``, so the class scores 0 and still counts in the mean. Use this to set numbers beside the published
-  pix2pix / TRAdam tables; with all 19 classes present (the full Cityscapes val set) both agree to ~1e-12.
+* ``"cityscapes"`` (default): exactly cityscapesScripts' ``evalPixelLevelSemanticLabeling``. The IoU of such a
+  class is 0 when the scorer predicted it somewhere (``tp + fp + fn > 0``) and undefined (NaN, left out of the
+  mean) only when it occurs on neither side; its accuracy (recall) is NaN and left out of the per-class mean
+  (cityscapesScripts reports no per-class accuracy). ``tests/test_eval_cityscapes_scripts.py`` checks equality with
+  the PyPI ``cityscapesscripts`` package on label PNGs;
+* ``"gt_classes"``: only classes present in the ground truth count, in both means (a predicted-but-absent class
+  is left out rather than scored 0). Higher than ``"cityscapes"`` whenever the scorer hallucinates a class;
+* ``"pix2pix"`` (``pix2pix_compat=True``, the original pix2pix ``scripts/eval_cityscapes/util.py``): every
+  denominator gets ``+ 1e-12``, so an absent class scores 0 and still counts in both means. Use this to set
+  numbers beside the published pix2pix / TRAdam tables.
+
+With all 19 classes present (the full Cityscapes val set) the three agree to ~1e-12.
 
 Example::
 
@@ -26,14 +35,18 @@ Example::
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
 
 from evaluation.labels import IGNORE_INDEX, NUM_CLASSES, TRAIN_CLASS_NAMES
+from pix2pix_tr.cli import json_clean
 
 #: What the original pix2pix evaluator adds to every denominator.
 PIX2PIX_EPS = 1e-12
+#: The absent-class conventions of :func:`segmentation_scores` (see the module docstring); the first is the default.
+CONVENTIONS = ("cityscapes", "gt_classes", "pix2pix")
 
 
 def _as_int64_flat(x: Any, what: str) -> np.ndarray:
@@ -103,24 +116,27 @@ def _confusion_matrix_torch(gt, pred, num_classes: int, ignore_index: int | None
 
 
 def segmentation_scores(confusion: np.ndarray, pix2pix_compat: bool = False,
-                        class_names: Sequence[str] | None = None) -> dict:
+                        class_names: Sequence[str] | None = None, *, convention: str | None = None) -> dict:
     """The three FCN-scores and the per-class arrays from a summed confusion matrix.
 
-    Returns a dict:
+    ``convention`` is one of :data:`CONVENTIONS` (default ``"cityscapes"``; ``pix2pix_compat=True`` is the same
+    as ``convention="pix2pix"``). Returns a dict:
 
     * ``per_pixel_acc``, ``per_class_acc``, ``class_iou``: floats (the paper's three columns);
-    * ``per_class_accuracy``, ``per_class_iou``: float arrays of length C (NaN for a class absent from the
-      ground truth in the default mode; 0 in compat mode);
+    * ``per_class_accuracy``, ``per_class_iou``: float arrays of length C (NaN where the convention leaves the
+      class out of the mean);
     * ``class_present``: bool array, class occurs in the ground truth; ``num_present``: its sum;
     * ``class_pixels``: int array, ground-truth pixels per class; ``total_pixels``: int;
     * ``class_names``: list of C names (the 19 Cityscapes train classes when C == 19);
-    * ``pix2pix_compat``: the convention used.
-
-    Default: classes absent from the ground truth are left out of the means (official Cityscapes scripts; note
-    a class absent from the GT but predicted somewhere has IoU 0 in cityscapesScripts, whereas here it is left
-    out like its accuracy, because its IoU carries no information about that class). ``pix2pix_compat=True``:
-    the original pix2pix arithmetic, ``x / (denominator + 1e-12)`` and a plain mean over all C classes.
+    * ``convention`` and ``pix2pix_compat`` (``convention == "pix2pix"``).
     """
+    if pix2pix_compat:
+        if convention not in (None, "pix2pix"):
+            raise ValueError(f"segmentation_scores: pix2pix_compat=True contradicts convention={convention!r}")
+        convention = "pix2pix"
+    convention = convention or "cityscapes"
+    if convention not in CONVENTIONS:
+        raise ValueError(f"segmentation_scores: convention {convention!r} is not one of {', '.join(CONVENTIONS)}")
     conf = np.asarray(confusion)
     if conf.ndim != 2 or conf.shape[0] != conf.shape[1]:
         raise ValueError(f"segmentation_scores: expected a square (C, C) confusion matrix, got shape {conf.shape}")
@@ -138,23 +154,21 @@ def segmentation_scores(confusion: np.ndarray, pix2pix_compat: bool = False,
     union = gt_pixels + pred_pixels - tp
     total = conf.sum()
     present = gt_pixels > 0
-    if pix2pix_compat:
+    if convention == "pix2pix":
         pixel_acc = float(tp.sum() / (total + PIX2PIX_EPS))
         cls_acc = tp / (gt_pixels + PIX2PIX_EPS)
         iou = tp / (union + PIX2PIX_EPS)
-        mean_acc, mean_iou = float(np.mean(cls_acc)), float(np.mean(iou))
     else:
         pixel_acc = float(tp.sum() / total) if total > 0 else float("nan")
         cls_acc = np.full(c, np.nan)
-        iou = np.full(c, np.nan)
         cls_acc[present] = tp[present] / gt_pixels[present]
-        iou[present] = tp[present] / union[present]
-        mean_acc = float(np.mean(cls_acc[present])) if present.any() else float("nan")
-        mean_iou = float(np.mean(iou[present])) if present.any() else float("nan")
+        scored = present if convention == "gt_classes" else union > 0
+        iou = np.full(c, np.nan)
+        iou[scored] = tp[scored] / union[scored]
     return {
         "per_pixel_acc": pixel_acc,
-        "per_class_acc": mean_acc,
-        "class_iou": mean_iou,
+        "per_class_acc": _nanmean(cls_acc),
+        "class_iou": _nanmean(iou),
         "per_class_accuracy": cls_acc,
         "per_class_iou": iou,
         "class_present": present,
@@ -162,8 +176,19 @@ def segmentation_scores(confusion: np.ndarray, pix2pix_compat: bool = False,
         "class_pixels": gt_pixels.astype(np.int64),
         "total_pixels": int(total),
         "class_names": list(class_names),
-        "pix2pix_compat": bool(pix2pix_compat),
+        "convention": convention,
+        "pix2pix_compat": convention == "pix2pix",
     }
+
+
+def _nanmean(values: np.ndarray) -> float:
+    """The mean of the defined (non-NaN) entries, summed in index order as cityscapesScripts does; NaN if none."""
+    total, count = 0.0, 0
+    for v in values.tolist():
+        if not math.isnan(v):
+            total += v
+            count += 1
+    return total / count if count else float("nan")
 
 
 def majority_confusion(confusion: np.ndarray) -> tuple[np.ndarray, int]:
@@ -181,16 +206,4 @@ def majority_confusion(confusion: np.ndarray) -> tuple[np.ndarray, int]:
 
 def scores_to_json(scores: dict) -> dict:
     """``segmentation_scores`` output with arrays as lists and NaN as None (valid JSON)."""
-    def clean(v):
-        if isinstance(v, np.ndarray):
-            return [clean(x) for x in v.tolist()]
-        if isinstance(v, (float, np.floating)):
-            return None if np.isnan(v) else float(v)
-        if isinstance(v, (np.integer,)):
-            return int(v)
-        if isinstance(v, (np.bool_,)):
-            return bool(v)
-        if isinstance(v, list):
-            return [clean(x) for x in v]
-        return v
-    return {k: clean(v) for k, v in scores.items()}
+    return json_clean(scores)

@@ -285,7 +285,9 @@ def _torch_load(path: Path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle / zip errors come in many types
-        raise _fail(path, f"is not a readable torch checkpoint ({type(exc).__name__}: {str(exc)[:200]})") from None
+        from pix2pix_tr.safe_load import describe_load_error
+
+        raise _fail(path, f"is not a checkpoint we can load safely: {describe_load_error(exc)}") from None
 
 
 def read_scorer_checkpoint(path: str | Path) -> dict:

@@ -268,8 +268,11 @@ def _resume(state_path: Path, recipe: dict, model, opt, sched) -> tuple[int, lis
     try:
         state = torch.load(state_path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ScorerCheckpointError(f"cannot read the training state {state_path} ({type(exc).__name__}: "
-                                    f"{str(exc)[:200]})") from None
+        from pix2pix_tr.safe_load import describe_load_error
+
+        raise ScorerCheckpointError(f"the training state {state_path} is not a checkpoint we can load safely: "
+                                    f"{describe_load_error(exc)}; delete it and the scorer file beside it, then run "
+                                    f"without --resume to start over") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ScorerCheckpointError(f"{state_path} is not a train_scorer training state")
     saved = state["recipe"]

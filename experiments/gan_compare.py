@@ -47,6 +47,7 @@ from typing import Sequence
 import numpy as np
 
 from experiments import stats
+from pix2pix_tr.optim._tr import TR_MODES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--beta1", type=float, default=0.5)
     t.add_argument("--tr_lambda", type=float, default=0.1)
     t.add_argument("--tr_period", type=int, default=10)
-    t.add_argument("--tr_mode", choices=["paper", "reference"], default="paper")
+    t.add_argument("--tr_mode", choices=TR_MODES, default="paper")
     t.add_argument("--train_args", default="", help="more train.py flags, one quoted string (e.g. '--amp bf16')")
     t.add_argument("--test_eval", action="store_true",
                    help="test.py --eval (running BN statistics, no dropout); pix2pix's default is train mode")

@@ -54,6 +54,7 @@ from torch import nn
 from experiments.data import BatchLoader, DatasetError, ImageSet, load_dataset
 from experiments.models import MODELS, build_model
 from pix2pix_tr.io import atomic_open, atomic_write_text
+from pix2pix_tr.optim._tr import TR_MODES
 
 __all__ = [
     "PRESETS", "RunSpec", "Settings", "build_optimizer", "parse_optimizer", "is_tr", "base_of", "run_one",
@@ -571,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight_decay", type=float, default=5e-4)
     p.add_argument("--tr_lambda", type=float, default=0.1)
-    p.add_argument("--tr_mode", choices=["paper", "reference"], default="paper")
+    p.add_argument("--tr_mode", choices=TR_MODES, default="paper")
     p.add_argument("--no_tr_inner_decay", action="store_true", help="inner step size lr instead of lr/(k+1)")
     p.add_argument("--tr_restart_each_epoch", action="store_true",
                    help="a new TR cycle (k = 0, new anchor) at every epoch start, as the authors' code does")

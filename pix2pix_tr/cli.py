@@ -1,20 +1,140 @@
-"""The one way our command-line tools end: a user error is one sentence on stderr and exit status 2."""
+"""What every command-line tool of the project shares.
+
+* :func:`run_cli`: the one way a tool ends: a user error is one sentence on stderr and exit status 2;
+* :func:`resolve_device` / :func:`device_problem`: ``--device auto|cpu|cuda|cuda:N`` checked the same everywhere;
+* argparse validators (:func:`positive_int`, :func:`non_negative_int`, :func:`positive_float`,
+  :func:`non_negative_float`, :func:`int_or_inf`): a bad value names the flag and what is expected;
+* :func:`json_clean`: any result (numpy/torch scalars and arrays, NaN, inf, paths) as valid JSON values.
+
+This module imports neither torch nor numpy at import time, so numpy-only modules (the metrics) may use it.
+"""
 
 from __future__ import annotations
 
+import argparse
+import math
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None, *,
-            user_errors: type[BaseException] | tuple[type[BaseException], ...]) -> int:
-    """Call ``main(argv)``. An exception of ``user_errors`` prints ``error: <message>`` (no traceback) and returns 2;
-    Ctrl-C prints ``interrupted`` and returns 130; anything else is a bug and keeps its traceback."""
+            user_errors: type[BaseException] | tuple[type[BaseException], ...], prog: str | None = None,
+            interrupted: str = "interrupted") -> int:
+    """Call ``main(argv)``. An exception of ``user_errors`` prints ``[prog: ]error: <message>`` (no traceback) and
+    returns 2; Ctrl-C prints ``[prog: ]<interrupted>`` and returns 130; anything else is a bug and keeps its
+    traceback. ``main``'s own return value is the exit status otherwise (None = 0)."""
+    prefix = f"{prog}: " if prog else ""
     try:
         return int(main(argv) or 0)
     except user_errors as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{prefix}error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"{prefix}{interrupted}", file=sys.stderr)
         return 130
+
+
+# ------------------------------------------------------------------------------------------------ devices
+def device_problem(name: str | None, *, check_available: bool = True) -> str | None:
+    """Why ``--device NAME`` cannot be used here (one sentence), or None when it can (``auto`` always can).
+    ``check_available=False`` checks only that NAME is a device name (the machine may differ at run time)."""
+    import torch
+
+    if name in (None, "", "auto"):
+        return None
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        return f"--device {name!r} is not a device: use auto, cpu, cuda or cuda:N"
+    if device.type not in ("cpu", "cuda", "mps"):
+        return f"--device {name!r} is not a device: use auto, cpu, cuda or cuda:N"
+    if not check_available:
+        return None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return f"--device {name}: no CUDA device is visible; use --device cpu (or auto)"
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        return f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible; use cuda:0 or auto"
+    return None
+
+
+def resolve_device(name: str | None, error: type[Exception] = ValueError):
+    """``auto`` (or None): CUDA when present, else CPU; otherwise the named device. A device that cannot be used
+    raises ``error`` with the sentence of :func:`device_problem`."""
+    import torch
+
+    problem = device_problem(name)
+    if problem is not None:
+        raise error(problem)
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+# ------------------------------------------------------------------------------------------------ argparse types
+def _parse(kind: type, text: str, what: str):
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = _parse(int, text, "a whole number")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _parse(int, text, "a whole number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _parse(float, text, "a number")
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _parse(float, text, "a number")
+    if not value >= 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def int_or_inf(text: str) -> float | int:
+    """A positive whole number, or ``inf`` (no limit)."""
+    value = _parse(float, text, "a whole number or inf")
+    if value == math.inf:
+        return math.inf
+    if value < 1 or value != int(value):
+        raise argparse.ArgumentTypeError(f"must be a positive integer or inf, got {text}")
+    return int(value)
+
+
+# ------------------------------------------------------------------------------------------------ JSON
+def json_clean(value: Any) -> Any:
+    """A copy of ``value`` that ``json.dumps`` writes as valid JSON: dicts (keys as strings), lists and tuples
+    recursively; numpy/torch scalars and arrays as Python numbers and lists; NaN as None; +-inf as the strings
+    ``"inf"`` / ``"-inf"``; anything else (paths, devices, ...) as its ``str``."""
+    if isinstance(value, dict):
+        return {str(k): json_clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_clean(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays and scalars, torch tensors
+        try:
+            return json_clean(value.tolist())
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    return str(value)

@@ -23,52 +23,17 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from .cli import (device_problem, int_or_inf, json_clean, non_negative_float, non_negative_int, positive_float,
+                  positive_int)
+from .data.aligned import DIRECTIONS, PREPROCESS_MODES
 from .models.losses import GAN_MODES
 from .models.networks import DISCRIMINATORS, GENERATORS, INIT_TYPES, NORMS, required_multiple
+from .optim._tr import TR_MODES
 
 OPTIMIZERS = ("tradam", "adam", "trsgd", "sgd")
-TR_MODES = ("paper", "reference")
 LR_POLICIES = ("linear", "step", "cosine", "plateau")
 AMP_MODES = ("none", "bf16", "fp16")
-DIRECTIONS = ("AtoB", "BtoA")
-PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
-
-
-def _max_size(text: str) -> float | int:
-    value = float(text)
-    if value == math.inf:
-        return math.inf
-    if value < 1 or value != int(value):
-        raise argparse.ArgumentTypeError(f"must be a positive integer or inf, got {text}")
-    return int(value)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def _add_common(p: argparse.ArgumentParser, *, test: bool) -> None:
@@ -84,14 +49,14 @@ def _add_common(p: argparse.ArgumentParser, *, test: bool) -> None:
                    help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N; under torchrun each rank takes "
                         "cuda:LOCAL_RANK")
     g.add_argument("--seed", type=int, default=0, help="seed of every RNG the run uses")
-    g.add_argument("--num_threads", type=_non_negative_int, default=4,
+    g.add_argument("--num_threads", type=non_negative_int, default=4,
                    help="DataLoader worker processes (0 = load in the main process)")
-    g.add_argument("--batch_size", type=_positive_int, default=1, help="images per batch (per rank under torchrun)")
+    g.add_argument("--batch_size", type=positive_int, default=1, help="images per batch (per rank under torchrun)")
 
     n = p.add_argument_group("networks" + (" (default: as in training)" if test else ""))
-    n.add_argument("--input_nc", type=_positive_int, default=None if test else 3, help="channels of the input image")
-    n.add_argument("--output_nc", type=_positive_int, default=None if test else 3, help="channels of the output image")
-    n.add_argument("--ngf", type=_positive_int, default=None if test else 64, help="generator filters in the last conv")
+    n.add_argument("--input_nc", type=positive_int, default=None if test else 3, help="channels of the input image")
+    n.add_argument("--output_nc", type=positive_int, default=None if test else 3, help="channels of the output image")
+    n.add_argument("--ngf", type=positive_int, default=None if test else 64, help="generator filters in the last conv")
     n.add_argument("--netG", choices=GENERATORS, default=None if test else "unet_256",
                    help="generator architecture (unet_256 needs crops that are multiples of 256, unet_128 of 128)")
     n.add_argument("--norm", choices=NORMS, default=None if test else "batch",
@@ -99,21 +64,21 @@ def _add_common(p: argparse.ArgumentParser, *, test: bool) -> None:
     n.add_argument("--no_dropout", action="store_true", default=None if test else False,
                    help="no dropout in the generator")
     if not test:
-        n.add_argument("--ndf", type=_positive_int, default=64, help="discriminator filters in the first conv")
+        n.add_argument("--ndf", type=positive_int, default=64, help="discriminator filters in the first conv")
         n.add_argument("--netD", choices=DISCRIMINATORS, default="basic",
                        help="basic = 70x70 PatchGAN, n_layers = PatchGAN with --n_layers_D layers, pixel = 1x1")
-        n.add_argument("--n_layers_D", type=_positive_int, default=3, help="layers of D when --netD n_layers")
+        n.add_argument("--n_layers_D", type=positive_int, default=3, help="layers of D when --netD n_layers")
         n.add_argument("--init_type", choices=INIT_TYPES, default="normal", help="weight initialisation")
-        n.add_argument("--init_gain", type=_positive_float, default=0.02, help="scale of the initialisation")
+        n.add_argument("--init_gain", type=positive_float, default=0.02, help="scale of the initialisation")
 
     a = p.add_argument_group("data" + (" (default: as in training)" if test else ""))
     a.add_argument("--direction", choices=DIRECTIONS, default=None if test else "AtoB",
                    help="AtoB maps the left half to the right; Cityscapes labels->photo (A=photo, B=label) is BtoA")
-    a.add_argument("--preprocess", choices=PREPROCESS, default=None if test else "resize_and_crop",
+    a.add_argument("--preprocess", choices=PREPROCESS_MODES, default=None if test else "resize_and_crop",
                    help="scaling and cropping at load time")
-    a.add_argument("--load_size", type=_positive_int, default=None if test else 286, help="scale images to this size")
-    a.add_argument("--crop_size", type=_positive_int, default=None if test else 256, help="then crop to this size")
-    a.add_argument("--max_dataset_size", type=_max_size, default=math.inf,
+    a.add_argument("--load_size", type=positive_int, default=None if test else 286, help="scale images to this size")
+    a.add_argument("--crop_size", type=positive_int, default=None if test else 256, help="then crop to this size")
+    a.add_argument("--max_dataset_size", type=int_or_inf, default=math.inf,
                    help="use at most this many images (default: all)")
     a.add_argument("--no_flip", action="store_true", default=None if test else False,
                    help="no random horizontal flip")
@@ -129,16 +94,16 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--phase", default="train", help="subfolder of --dataroot to train on")
 
     o = p.add_argument_group("optimisation")
-    o.add_argument("--n_epochs", type=_non_negative_int, default=100, help="epochs at the initial learning rate")
-    o.add_argument("--n_epochs_decay", type=_non_negative_int, default=100,
+    o.add_argument("--n_epochs", type=non_negative_int, default=100, help="epochs at the initial learning rate")
+    o.add_argument("--n_epochs_decay", type=non_negative_int, default=100,
                    help="epochs to decay the learning rate linearly to zero (lr_policy linear)")
     o.add_argument("--optimizer", choices=OPTIMIZERS, default="tradam",
                    help="tradam/trsgd = Trajectory Regularized Adam/SGD (the paper); adam/sgd = plain torch.optim")
-    o.add_argument("--lr", type=_positive_float, default=0.0002, help="initial learning rate")
-    o.add_argument("--beta1", type=_non_negative_float, default=0.5, help="Adam beta1 (SGD: momentum)")
-    o.add_argument("--beta2", type=_non_negative_float, default=0.999, help="Adam beta2")
-    o.add_argument("--tr_lambda", type=_non_negative_float, default=0.1, help="TR proximal strength lambda")
-    o.add_argument("--tr_period", type=_positive_int, default=10, help="TR anchor period S (steps)")
+    o.add_argument("--lr", type=positive_float, default=0.0002, help="initial learning rate")
+    o.add_argument("--beta1", type=non_negative_float, default=0.5, help="Adam beta1 (SGD: momentum)")
+    o.add_argument("--beta2", type=non_negative_float, default=0.999, help="Adam beta2")
+    o.add_argument("--tr_lambda", type=non_negative_float, default=0.1, help="TR proximal strength lambda")
+    o.add_argument("--tr_period", type=positive_int, default=10, help="TR anchor period S (steps)")
     o.add_argument("--tr_mode", choices=TR_MODES, default="paper",
                    help="paper: proximal coefficient lambda; reference: the authors' code (2*lambda*lr0/lr)")
     o.add_argument("--no_tr_inner_decay", action="store_true",
@@ -146,36 +111,51 @@ def train_parser() -> argparse.ArgumentParser:
     o.add_argument("--tr_restart_each_epoch", action="store_true",
                    help="start a new TR cycle (k = 0, new anchor) at every epoch start, as the authors' code does")
     o.add_argument("--gan_mode", choices=GAN_MODES, default="vanilla", help="GAN objective")
-    o.add_argument("--lambda_L1", type=_non_negative_float, default=100.0, help="weight of the L1 loss of G")
-    o.add_argument("--lambda_gp", type=_non_negative_float, default=10.0,
+    o.add_argument("--lambda_L1", type=non_negative_float, default=100.0, help="weight of the L1 loss of G")
+    o.add_argument("--lambda_gp", type=non_negative_float, default=10.0,
                    help="gradient-penalty weight, used only with --gan_mode wgangp")
     o.add_argument("--lr_policy", choices=LR_POLICIES, default="linear",
                    help="linear: constant for n_epochs then linear to 0 over n_epochs_decay; step: x0.1 every "
                         "lr_decay_iters epochs; cosine: to 0 over n_epochs + n_epochs_decay; plateau: x0.2 when "
                         "the G loss stalls for 5 epochs")
-    o.add_argument("--lr_decay_iters", type=_positive_int, default=50, help="epochs per x0.1 step (lr_policy step)")
+    o.add_argument("--lr_decay_iters", type=positive_int, default=50, help="epochs per x0.1 step (lr_policy step)")
 
     s = p.add_argument_group("saving and display")
     s.add_argument("--continue_train", action="store_true",
                    help="resume from CHECKPOINTS_DIR/NAME/training_state.pth exactly where it stopped")
-    s.add_argument("--save_epoch_freq", type=_positive_int, default=5,
+    s.add_argument("--override", action="extend", nargs="+", default=[], metavar="OPTION",
+                   help="with --continue_train: options allowed to differ from the saved run's on purpose "
+                        "(lr: new learning rate, e.g. after a divergence; dataroot: continue on other data); "
+                        "recorded in train_opt and the loss log")
+    s.add_argument("--save_epoch_freq", type=positive_int, default=5,
                    help="keep {epoch}_net_G/D.pth and add a gallery row every this many epochs")
-    s.add_argument("--save_latest_freq", type=_non_negative_int, default=5000,
+    s.add_argument("--save_latest_freq", type=non_negative_int, default=5000,
                    help="also save the latest state every this many iterations (0 = only at epoch ends)")
-    s.add_argument("--print_freq", type=_positive_int, default=100, help="iterations between loss-log rows")
-    s.add_argument("--display_freq", type=_positive_int, default=400,
+    s.add_argument("--print_freq", type=positive_int, default=100, help="iterations between loss-log rows")
+    s.add_argument("--display_freq", type=positive_int, default=400,
                    help="iterations between refreshes of the progress-bar losses")
+    s.add_argument("--tensorboard", action="store_true",
+                   help="also log the losses, learning rates and gallery images to CHECKPOINTS_DIR/NAME/tb/ for "
+                        "TensorBoard (needs: pip install 'pix2pix-tr[tensorboard]')")
 
     f = p.add_argument_group("speed")
     f.add_argument("--amp", choices=AMP_MODES, default="none",
                    help="mixed precision: bf16 autocast, or fp16 autocast with a GradScaler")
     f.add_argument("--channels_last", action="store_true", help="NHWC memory format for networks and inputs")
     f.add_argument("--compile", action="store_true", help="torch.compile both networks")
+    f.add_argument("--compile_mode", choices=COMPILE_MODES, default="default",
+                   help="torch.compile mode with --compile; reduce-overhead captures CUDA graphs of the networks' "
+                        "steps (the batch-1 lever on a GPU)")
+    f.add_argument("--compiled_optimizer", action="store_true",
+                   help="TRAdam/TRSGD with compiled=True: one torch.compile'd single-pass kernel per network")
+    f.add_argument("--cache_images", action="store_true",
+                   help="decode every training file once into shared memory read by all loader workers "
+                        "(width x height x 3 bytes per file)")
     f.add_argument("--fused", action="store_true",
                    help="torch's fused optimiser kernels for --optimizer adam/sgd (TRAdam/TRSGD already pick "
                         "them when the device supports them; this makes them required)")
     f.add_argument("--no_pin_memory", action="store_true", help="do not pin host memory for the DataLoader")
-    f.add_argument("--max_iters", type=_non_negative_int, default=0,
+    f.add_argument("--max_iters", type=non_negative_int, default=0,
                    help="stop after this many iterations in total, saving the state (0 = no limit); "
                         "for smoke tests and for splitting a run into chunks")
     return p
@@ -189,7 +169,7 @@ def test_parser() -> argparse.ArgumentParser:
     _add_common(p, test=True)
     p.add_argument("--results_dir", default="./results", help="results go to RESULTS_DIR/NAME/PHASE_EPOCH/")
     p.add_argument("--epoch", default="latest", help="which checkpoint: latest or an epoch number")
-    p.add_argument("--num_test", type=_positive_int, default=None, help="how many images (default: all)")
+    p.add_argument("--num_test", type=positive_int, default=None, help="how many images (default: all)")
     p.add_argument("--phase", default="val", help="subfolder of --dataroot to run on")
     p.add_argument("--eval", action="store_true",
                    help="eval mode (batch-norm running statistics, no dropout); pix2pix's default is train mode")
@@ -214,17 +194,22 @@ def check_train_options(opt: argparse.Namespace, parser: argparse.ArgumentParser
         parser.error(f"--beta1 (the SGD momentum) must be < 1, got {opt.beta1}")
     if opt.optimizer in ("tradam", "adam") and (opt.beta1 >= 1 or opt.beta2 >= 1):
         parser.error(f"Adam's --beta1 and --beta2 must be < 1, got {opt.beta1} and {opt.beta2}")
-    if opt.device != "auto":
-        import torch
+    problem = device_problem(opt.device, check_available=False)  # whether CUDA is there is checked at run time
+    if problem is not None:
+        parser.error(problem)
+    if opt.tensorboard:
+        from .training.tensorboard import tensorboard_problem
 
-        try:
-            kind = torch.device(opt.device).type
-        except RuntimeError:
-            kind = None
-        if kind not in ("cpu", "cuda", "mps"):
-            parser.error(f"--device {opt.device!r} is not a device: use auto, cpu, cuda or cuda:N")
+        if tensorboard_problem() is not None:
+            parser.error(tensorboard_problem())
     if opt.name in ("", ".", "..") or "/" in opt.name or "\\" in opt.name:
         parser.error(f"--name {opt.name!r} must be a plain folder name (no slashes)")
+    from .training.guards import check_override_flags
+
+    opt.override = sorted(set(opt.override))
+    problem = check_override_flags(opt.override, opt.continue_train)
+    if problem:
+        parser.error(problem)
     return opt
 
 
@@ -257,7 +242,7 @@ def non_default_options(opt: argparse.Namespace) -> dict[str, Any]:
 
 def options_to_json_dict(opt: argparse.Namespace) -> dict[str, Any]:
     """All options as JSON-safe values (``inf`` becomes the string "inf")."""
-    return {k: ("inf" if isinstance(v, float) and math.isinf(v) else v) for k, v in vars(opt).items()}
+    return json_clean(vars(opt))
 
 
 def format_options(opt: argparse.Namespace) -> str:

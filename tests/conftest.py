@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from pix2pix_tr.data.cityscapes import prepare_cityscapes
 from pix2pix_tr.data.synthetic_city import make_synthetic_cityscapes
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` are skipped where no CUDA device is visible (CI and the CPU machines)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False here)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pix2pix_tr.data import DatasetError, prepare_cityscapes, resolve_dataroot
-from pix2pix_tr.data.cityscapes_labels import TRAIN_PALETTE, color_to_id, ids_to_color
+from pix2pix_tr.cityscapes_labels import TRAIN_PALETTE, color_to_id, ids_to_color
 from pix2pix_tr.data.cli import combine_main, prepare_main, run_cli
 from pix2pix_tr.data.combine import combine_A_and_B
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pix2pix_tr.data.cityscapes_labels import ID_TO_TRAIN_ID, NAME_TO_LABEL, ids_to_color
+from pix2pix_tr.cityscapes_labels import ID_TO_TRAIN_ID, NAME_TO_LABEL, ids_to_color
 from pix2pix_tr.data.cli import run_cli, synthetic_main
 from pix2pix_tr.data.synthetic_city import CITIES, make_synthetic_cityscapes, render_scene, scene_rng
 

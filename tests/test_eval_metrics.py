@@ -66,16 +66,28 @@ def test_prediction_outside_class_range_raises():
         confusion_matrix(np.zeros(3, int), np.zeros(3, float))
 
 
-def test_class_absent_from_ground_truth_excluded_by_default_and_zero_in_compat_mode():
+def test_class_absent_from_ground_truth_under_the_three_conventions():
     # class 2 never occurs in the ground truth but is predicted once
     conf = np.array([[3, 0, 1],
                      [0, 2, 0],
                      [0, 0, 0]])
-    official = segmentation_scores(conf)
-    assert official["num_present"] == 2
-    assert np.isnan(official["per_class_accuracy"][2]) and np.isnan(official["per_class_iou"][2])
+    official = segmentation_scores(conf)  # cityscapesScripts: predicted-but-absent scores IoU 0
+    assert official["convention"] == "cityscapes" and official["num_present"] == 2
+    assert np.isnan(official["per_class_accuracy"][2]) and official["per_class_iou"][2] == 0.0
     assert official["per_class_acc"] == pytest.approx((3 / 4 + 1) / 2)
-    assert official["class_iou"] == pytest.approx((3 / 4 + 1) / 2)
+    assert official["class_iou"] == pytest.approx((3 / 4 + 1 + 0) / 3)
+    gt_only = segmentation_scores(conf, convention="gt_classes")  # absent classes left out of both means
+    assert np.isnan(gt_only["per_class_iou"][2]) and gt_only["class_iou"] == pytest.approx((3 / 4 + 1) / 2)
+    assert gt_only["per_class_acc"] == official["per_class_acc"]
+    # a class on neither side has no IoU in any but the pix2pix convention
+    wider = np.zeros((4, 4), int)
+    wider[:3, :3] = conf
+    assert np.isnan(segmentation_scores(wider)["per_class_iou"][3])
+    assert segmentation_scores(wider)["class_iou"] == official["class_iou"]
+    with pytest.raises(ValueError, match="convention 'official' is not one of"):
+        segmentation_scores(conf, convention="official")
+    with pytest.raises(ValueError, match="contradicts"):
+        segmentation_scores(conf, pix2pix_compat=True, convention="cityscapes")
     compat = segmentation_scores(conf, pix2pix_compat=True)
     assert compat["per_class_accuracy"][2] == 0.0 and compat["per_class_iou"][2] == 0.0
     assert compat["per_class_acc"] == pytest.approx((3 / 4 + 1 + 0) / 3)
@@ -87,7 +99,7 @@ def test_class_absent_from_ground_truth_excluded_by_default_and_zero_in_compat_m
     assert compat["class_iou"] == pytest.approx(np.nanmean(iu), abs=1e-15)
     assert compat["per_class_acc"] == pytest.approx(np.nanmean(cl), abs=1e-15)
     assert official["per_pixel_acc"] == 5 / 6 and compat["per_pixel_acc"] == pytest.approx(5 / 6, abs=1e-12)
-    js = scores_to_json(official)
+    js = scores_to_json(gt_only)
     assert js["per_class_iou"][2] is None and js["class_present"] == [True, True, False]
 
 

@@ -135,7 +135,7 @@ def test_scorer_checkpoint_mismatches_are_clear_errors(scorer_run, tmp_path):
         load_scorer(bare)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ScorerCheckpointError, match=r"junk\.pth is not a readable torch checkpoint"):
+    with pytest.raises(ScorerCheckpointError, match=r"junk\.pth is not a checkpoint we can load safely: it is damaged"):
         load_scorer(junk)
     cases = {
         "arch": ({"arch": "segformer"}, r"architecture 'segformer', which this version does not know"),
@@ -166,6 +166,15 @@ def test_resume_continues_and_refuses_mismatches(city, tmp_path):
         train_scorer(city, out, epochs=3, resume=True, **{**kw, "image_size": 48})
     with pytest.raises(ScorerCheckpointError, match=r"--resume needs .*other\.train_state\.pth, which does not exist"):
         train_scorer(city, tmp_path / "other.pth", epochs=1, resume=True, **kw)
+    # a damaged state is explained in our words, and the advice works as written
+    state = train_state_path(out)
+    state.write_bytes(state.read_bytes()[:500])
+    with pytest.raises(ScorerCheckpointError, match=r"is not a checkpoint we can load safely: it is damaged, truncated "
+                                                    r"or not a torch checkpoint file; delete it and the scorer file"):
+        train_scorer(city, out, epochs=3, resume=True, **kw)
+    state.unlink()
+    out.unlink()
+    assert train_scorer(city, out, epochs=1, **kw)["epochs_done"] == 1
 
 
 def test_compare_runs_table_and_warnings(city, scorer_run, tmp_path, capsys):
@@ -221,7 +230,8 @@ def test_real_row_from_the_cli_with_pix2pix_compat_headline(city, scorer_run, tm
                               "--no_progress", "--device", "cpu"]) == 0
     assert capsys.readouterr().out.startswith("GT: per-pixel acc ")
     results = json.loads((report / "evaluation_results.json").read_text())
-    assert results["convention"] == "pix2pix_compat" and results["scores"] == results["scores_pix2pix_compat"]
+    assert results["convention"] == "pix2pix" and results["scores"] == results["scores_pix2pix"]
+    assert set(results) >= {"scores_cityscapes", "scores_gt_classes"}
     assert results["real"] and results["real_size"] == SIZE and results["psnr_mean"] is None
 
 

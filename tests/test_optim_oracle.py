@@ -103,8 +103,10 @@ def sgd_update(momentum=0.0, dampening=0.0, nesterov=False):
 
 
 # ----------------------------------------------------------------------------- running ours
-def run(make_opt, n_steps=N_STEPS, resume_at=None, check_lr=True):
-    params = [torch.nn.Parameter(w.clone()) for w in init_weights()]
+def run(make_opt, n_steps=N_STEPS, resume_at=None, check_lr=True, device="cpu", make_resumed=None):
+    """Step ``make_opt(params)`` on ``device`` with a LambdaLR schedule; at ``resume_at`` the state goes through
+    torch.save/load into a fresh optimizer (``make_resumed``, default the same kind). Returns CPU weights."""
+    params = [torch.nn.Parameter(w.clone().to(device)) for w in init_weights()]
     opt = make_opt(params)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     for n in range(n_steps):
@@ -112,19 +114,19 @@ def run(make_opt, n_steps=N_STEPS, resume_at=None, check_lr=True):
             buf = io.BytesIO()
             torch.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, buf)
             buf.seek(0)
-            saved = torch.load(buf, weights_only=False)
+            saved = torch.load(buf, weights_only=False, map_location="cpu")
             params = [torch.nn.Parameter(p.detach().clone()) for p in params]
-            opt = make_opt(params)
+            opt = (make_resumed or make_opt)(params)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
             opt.load_state_dict(saved["opt"])
             sched.load_state_dict(saved["sched"])
-        for p, g in zip(params, grads_at(n, [p.detach() for p in params])):
-            p.grad = g
+        for p, g in zip(params, grads_at(n, [p.detach().cpu() for p in params])):
+            p.grad = g.to(device)
         opt.step()
         sched.step()
-        if check_lr:  # the group's lr is the scheduler's, never the inner-decayed one
-            assert opt.param_groups[0]["lr"] == pytest.approx(lr_at(n + 1), rel=1e-12)
-    return [p.detach() for p in params]
+        if check_lr:  # the group's lr is the scheduler's (a tensor with capturable=True), never the inner one
+            assert float(opt.param_groups[0]["lr"]) == pytest.approx(lr_at(n + 1), rel=1e-12)
+    return [p.detach().cpu() for p in params]
 
 
 def assert_close(got, want):

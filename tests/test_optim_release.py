@@ -108,7 +108,8 @@ def max_rel_diff(a, b) -> float:
     return max(((x - y).abs().max() / y.abs().max()).item() for x, y in zip(a, b))
 
 
-IMPLS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "forloop": {"foreach": False, "fused": False}}
+IMPLS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "forloop": {"foreach": False, "fused": False},
+         "capturable": {"capturable": True}}
 
 
 @pytest.mark.parametrize("impl", list(IMPLS))
@@ -138,6 +139,7 @@ def test_trsgd_reference_mode_is_the_release(impl):
 
 @pytest.mark.parametrize("make", [
     lambda ps: TRAdam(ps, lr=0.1, tr_period=4),
+    lambda ps: TRAdam(ps, lr=0.1, tr_period=4, capturable=True),  # the counter is a tensor: updated in place
     lambda ps: TRSGD(ps, lr=0.1, tr_period=4),
     lambda ps: TrajectoryRegularized(torch.optim.Adam(ps, lr=0.1), tr_period=4),
 ])

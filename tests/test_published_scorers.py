@@ -412,7 +412,7 @@ def test_pix2pix_protocol_with_the_fcn8s_end_to_end(city, caffemodel, tmp_path):
     assert default["extra_channel"]["pixels"] == conf[:, 19].sum()
     assert default["scores"]["per_pixel_acc"] == pytest.approx(tp.sum() / conf.sum(), rel=1e-9)
     assert default["scores"]["per_class_acc"] == pytest.approx(np.mean(tp[present] / rows[present]), rel=1e-9)
-    assert default["scores_pix2pix_compat"] == compat["scores"]
+    assert default["scores_pix2pix"] == compat["scores"]
     assert json.loads((tmp_path / "d" / "evaluation_results.json").read_text())["synthesized_size"] == [32, 32]
     gt_row = fcn_score(None, city, path, tmp_path / "gt", real=True, device="cpu", progress=False)
     assert gt_row["real_size"] == 256 and gt_row["synthesized_size"] == [256, 256]  # pix2pix's GT recipe

@@ -246,9 +246,15 @@ def test_file_that_breaks_during_training_stops_with_its_name(ab_root, tmp_path,
         shutil.copy(f, data / "train" / f.name)
     broken = data / "train" / files[1].name
     broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])  # header intact, pixels cut
-    assert main(tiny_args(data, tmp_path, "b", "--batch_size", "1", "--no_flip")) == 2
+    args = tiny_args(data, tmp_path, "b", "--batch_size", "1", "--no_flip", "--n_epochs_decay", "0")
+    assert main(args) == 2
     err = capsys.readouterr().err
     assert broken.name in err and "Traceback" not in err
+    # the advice matches the situation (nothing was saved: no --continue_train) and works as written
+    assert "nothing had been saved yet; fix the file and run the same command again" in err
+    assert "--continue_train" not in err
+    shutil.copy(files[1], broken)
+    assert main(args) == 0
 
 
 def test_a_run_stopped_on_the_last_iteration_of_an_epoch_still_shows_that_epoch(ab_root, tmp_path):

@@ -146,6 +146,8 @@ class AlignedDataset(torch.utils.data.Dataset):
         max_dataset_size: use only the first N files (sorted by path).
         seed: the random draw of sample ``i`` in epoch ``e`` is a function of ``(seed, e, i)``.
         input_nc, output_nc: 1 reads that side as grayscale (as pix2pix's ``--input_nc 1``).
+        cache_images: decode every file once, at construction, into shared memory that DataLoader workers read
+            (:mod:`pix2pix_tr.data.cache`); the items are identical, only the decoding per epoch is gone.
 
     ``dataset[i]`` or ``dataset[(epoch, i)]`` is ``{"A": (C, H, W) float tensor in [-1, 1], "B": ..., "A_paths":
     str, "B_paths": str, "name": file stem}``. Both paths are the A|B file, as in pix2pix.
@@ -157,7 +159,8 @@ class AlignedDataset(torch.utils.data.Dataset):
 
     def __init__(self, root, phase: str = "train", *, direction: str = "AtoB", preprocess: str = "resize_and_crop",
                  load_size: int = 286, crop_size: int = 256, no_flip: bool = False,
-                 max_dataset_size: float = math.inf, seed: int = 0, input_nc: int = 3, output_nc: int = 3):
+                 max_dataset_size: float = math.inf, seed: int = 0, input_nc: int = 3, output_nc: int = 3,
+                 cache_images: bool = False):
         if direction not in DIRECTIONS:
             raise DatasetError(f"--direction must be AtoB or BtoA, got {direction!r}")
         if preprocess not in PREPROCESS_MODES:
@@ -194,6 +197,11 @@ class AlignedDataset(torch.utils.data.Dataset):
         self.input_nc, self.output_nc = int(input_nc), int(output_nc)
         for path in self.paths:
             self._check_size(path, image_size(path))
+        self.cache = None
+        if cache_images:
+            from pix2pix_tr.data.cache import DecodedImageCache
+
+            self.cache = DecodedImageCache(self.paths, open_image)
 
     def _check_size(self, path: Path, size: tuple[int, int]) -> None:
         w, h = size
@@ -219,7 +227,7 @@ class AlignedDataset(torch.utils.data.Dataset):
     def load_pair(self, index: int) -> tuple[Image.Image, Image.Image]:
         """The untransformed (left, right) halves of file ``index``."""
         path = self.paths[index]
-        ab = open_image(path)
+        ab = open_image(path) if self.cache is None else self.cache.image(index)
         w, h = ab.size
         self._check_size(path, (w, h))  # the file may have changed since it was listed
         half = w // 2

@@ -31,9 +31,10 @@ from typing import Iterable
 import numpy as np
 from PIL import Image
 
-from pix2pix_tr.data.cityscapes_labels import ids_to_color
+from pix2pix_tr.cityscapes_labels import ids_to_color
 from pix2pix_tr.data.errors import DatasetError
 from pix2pix_tr.io import atomic_save_image
+from pix2pix_tr.paths import PathError, check_no_overlap
 
 _FRAME_RE = re.compile(r"^(?P<stem>[^/\\]+?_\d+_\d+)_(?P<kind>leftImg8bit|gtFine_color|gtFine_labelIds)\.png$")
 LABEL_RESIZE = ("nearest", "bicubic")
@@ -152,6 +153,11 @@ def prepare_cityscapes(gtFine_dir, leftImg8bit_dir, output_dir, size: int = 256,
         if not Path(folder).is_dir():
             raise DatasetError(f"{flag}: the folder {folder} does not exist; unpack the Cityscapes zip there or "
                                f"make a synthetic city with datasets/make_synthetic_cityscapes.py")
+    try:
+        check_no_overlap(output_dir, {"--gtFine_dir": gtFine_dir, "--leftImg8bit_dir": leftImg8bit_dir},
+                         output_flag="--output_dir")
+    except PathError as exc:
+        raise DatasetError(str(exc)) from None
     pairs = {split: find_pairs(gtFine_dir, leftImg8bit_dir, split) for split in splits}
     out = Path(output_dir)
     other = "jpg" if image_format == "png" else "png"

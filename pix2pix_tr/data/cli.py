@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Callable
 
+from pix2pix_tr.cli import non_negative_int
 from pix2pix_tr.cli import run_cli as _run_cli
 from pix2pix_tr.data.errors import DatasetError
 
 
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
-    """Call ``main(argv)``; a :class:`DatasetError` prints ``error: <message>`` (no traceback) and returns 2."""
-    return _run_cli(main, argv, user_errors=DatasetError)
-
-
-def _positive_int(text: str) -> int:
-    import argparse
+    """Call ``main(argv)``; a :class:`DatasetError` prints ``error: <message>`` (no traceback) and returns 2,
+    a full disk prints where and returns 3 (what was written before is complete: every file is atomic)."""
+    from pix2pix_tr.io import NoSpaceError
 
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
+        return _run_cli(main, argv, user_errors=DatasetError)
+    except NoSpaceError as exc:
+        print(f"error: {exc}: free space there and run the command again", file=sys.stderr)
+        return 3
 
 
 def synthetic_main(argv: list[str] | None = None) -> int:
@@ -37,12 +34,12 @@ def synthetic_main(argv: list[str] | None = None) -> int:
                     "labelIds and color PNGs), deterministic for a seed. Prepare it for pix2pix with "
                     "datasets/prepare_cityscapes_dataset.py.")
     parser.add_argument("--out", required=True, help="output folder (leftImg8bit/ and gtFine/ go inside)")
-    parser.add_argument("--train", type=_positive_int, default=100, help="frames in the train split (default 100)")
-    parser.add_argument("--val", type=_positive_int, default=20, help="frames in the val split (default 20)")
-    parser.add_argument("--test", type=_positive_int, default=0, help="frames in the test split (default 0)")
+    parser.add_argument("--train", type=non_negative_int, default=100, help="frames in the train split (default 100)")
+    parser.add_argument("--val", type=non_negative_int, default=20, help="frames in the val split (default 20)")
+    parser.add_argument("--test", type=non_negative_int, default=0, help="frames in the test split (default 0)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same city (default 0)")
-    parser.add_argument("--width", type=_positive_int, default=512, help="image width (default 512)")
-    parser.add_argument("--height", type=_positive_int, default=256, help="image height (default 256)")
+    parser.add_argument("--width", type=non_negative_int, default=512, help="image width (default 512)")
+    parser.add_argument("--height", type=non_negative_int, default=256, help="image height (default 256)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
     args = parser.parse_args(argv)
     if args.width < 16 or args.height < 8:
@@ -71,7 +68,7 @@ def prepare_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gtFine_dir", required=True, help="the unpacked gtFine folder (with train/ and val/)")
     parser.add_argument("--leftImg8bit_dir", required=True, help="the unpacked leftImg8bit folder")
     parser.add_argument("--output_dir", required=True, help="where train/ and val/ A|B images are written")
-    parser.add_argument("--size", type=_positive_int, default=256, help="side of each square half (default 256)")
+    parser.add_argument("--size", type=non_negative_int, default=256, help="side of each square half (default 256)")
     parser.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val", "test"],
                         help="splits to convert (default: train val)")
     parser.add_argument("--label_resize", choices=["nearest", "bicubic"], default="nearest",
@@ -82,8 +79,9 @@ def prepare_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--original", action="store_true",
                         help="reproduce the original pix2pix preparation: bicubic labels and JPEG output "
                              "(--label_resize bicubic --format jpg)")
-    parser.add_argument("--limit", type=_positive_int, default=None, help="convert only the first N frames per split")
-    parser.add_argument("--workers", type=_positive_int, default=1, help="parallel processes (default 1)")
+    parser.add_argument("--limit", type=non_negative_int, default=None,
+                        help="convert only the first N frames per split")
+    parser.add_argument("--workers", type=non_negative_int, default=1, help="parallel processes (default 1)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
     args = parser.parse_args(argv)
     if args.workers == 0:
@@ -114,13 +112,13 @@ def combine_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fold_A", required=True, help="folder of A images (left half)")
     parser.add_argument("--fold_B", required=True, help="folder of B images (right half), same names as --fold_A")
     parser.add_argument("--fold_AB", required=True, help="output folder")
-    parser.add_argument("--size", type=_positive_int, default=None,
+    parser.add_argument("--size", type=non_negative_int, default=None,
                         help="resize both halves to SIZE x SIZE (default: keep; A and B must then match)")
     parser.add_argument("--b_resize", choices=["bicubic", "nearest"], default="bicubic",
                         help="resampling for B when --size is given (nearest for label maps)")
     parser.add_argument("--format", dest="image_format", choices=["png", "jpg"], default="png",
                         help="output format (default png)")
-    parser.add_argument("--limit", type=_positive_int, default=None, help="combine only the first N pairs")
+    parser.add_argument("--limit", type=non_negative_int, default=None, help="combine only the first N pairs")
     args = parser.parse_args(argv)
     if args.size == 0 or args.limit == 0:
         parser.error("--size and --limit must be >= 1")
@@ -128,3 +126,13 @@ def combine_main(argv: list[str] | None = None) -> int:
                               image_format=args.image_format, limit=args.limit)
     print(f"wrote {len(written)} A|B images to {args.fold_AB}")
     return 0
+
+
+def synthetic_command() -> int:
+    """The installed command ``pix2pix-tr-synthetic-city`` (= ``python datasets/make_synthetic_cityscapes.py``)."""
+    return run_cli(synthetic_main)
+
+
+def prepare_command() -> int:
+    """The installed command ``pix2pix-tr-prepare-cityscapes`` (= ``python datasets/prepare_cityscapes_dataset.py``)."""
+    return run_cli(prepare_main)

@@ -6,11 +6,17 @@ The counterpart of pix2pix's ``datasets/combine_A_and_B.py`` for users with thei
 
 Files are matched by their path relative to the folder *without the extension* (so ``train/0001.jpg`` pairs with
 ``train/0001.png``), subfolders (``train/``, ``val/``, ``test/``, or anything else) are kept, and every pair is
-checked before anything is written.
+checked before anything is written. ``--fold_AB`` must not be (or lie inside) ``--fold_A`` or ``--fold_B``.
+The images are written into a hidden staging folder inside ``fold_AB`` and moved into place only when all of
+them succeeded, so a failure (a corrupt image, a full disk) leaves ``fold_AB`` as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from PIL import Image
@@ -19,6 +25,7 @@ from pix2pix_tr.data.aligned import open_image
 from pix2pix_tr.data.errors import DatasetError
 from pix2pix_tr.data.image_folder import list_images
 from pix2pix_tr.io import atomic_save_image
+from pix2pix_tr.paths import PathError, check_no_overlap
 
 _SHOW = 5
 
@@ -63,6 +70,10 @@ def combine_A_and_B(fold_A, fold_B, fold_AB, *, size: int | None = None, b_resiz
     if limit is not None and int(limit) < 1:
         raise DatasetError(f"--limit must be >= 1, got {limit}")
     fold_A, fold_B, fold_AB = Path(fold_A), Path(fold_B), Path(fold_AB)
+    try:
+        check_no_overlap(fold_AB, {"--fold_A": fold_A, "--fold_B": fold_B}, output_flag="--fold_AB")
+    except PathError as exc:
+        raise DatasetError(str(exc)) from None
     a, b = _keyed(fold_A, "--fold_A"), _keyed(fold_B, "--fold_B")
     only_a, only_b = set(a) - set(b), set(b) - set(a)
     if only_a or only_b:
@@ -75,6 +86,22 @@ def combine_A_and_B(fold_A, fold_B, fold_AB, *, size: int | None = None, b_resiz
     names = sorted(a)
     if limit is not None:
         names = names[: int(limit)]
+    fold_AB.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".combine-", dir=fold_AB))
+    try:
+        written = _write_pairs(a, b, names, staging, size=size, b_resize=b_resize, image_format=image_format)
+        for name in written:  # all pairs are good: move them into place (same filesystem: renames)
+            dest = fold_AB / f"{name}.{image_format}"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / f"{name}.{image_format}", dest)
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(staging)
+    return written
+
+
+def _write_pairs(a: dict[str, Path], b: dict[str, Path], names: list[str], out: Path, *, size: int | None,
+                 b_resize: str, image_format: str) -> list[str]:
     written = []
     for name in names:
         img_a, img_b = open_image(a[name]).convert("RGB"), open_image(b[name]).convert("RGB")
@@ -89,6 +116,6 @@ def combine_A_and_B(fold_A, fold_B, fold_AB, *, size: int | None = None, b_resiz
         pair.paste(img_a, (0, 0))
         pair.paste(img_b, (w, 0))
         kwargs = {"quality": 95} if image_format == "jpg" else {"compress_level": 1}
-        atomic_save_image(pair, fold_AB / f"{name}.{image_format}", **kwargs)
+        atomic_save_image(pair, out / f"{name}.{image_format}", **kwargs)
         written.append(name)
     return written

@@ -41,7 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pix2pix_tr.data.cityscapes_labels import ids_to_color
+from pix2pix_tr.cityscapes_labels import ids_to_color
 from pix2pix_tr.io import atomic_write_bytes
 
 # Cityscapes label ids used by the generator (see cityscapes_labels.LABELS).

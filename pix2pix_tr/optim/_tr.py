@@ -171,38 +171,51 @@ def plan_group(group: dict, state: dict, tr_defaults: dict, *, where: str, copy_
     plan = GroupPlan(group=group, k=k, cycle=cycle, c=c if k != 0 else 0.0, lr=lr, lr_eff=lr_eff)
 
     stale_dst, stale_src = [], []
-    for p in group["params"]:
-        if p.grad is None:
-            continue
-        if p.grad.is_sparse:
-            raise RuntimeError(f"{where}: sparse gradients are not supported; use a dense embedding.")
-        st = state[p]
-        anchor = st.get("tr_anchor")
-        new = False
-        if anchor is None:
-            anchor = p.detach().clone(memory_format=torch.preserve_format)
-            new = True
-        elif st.get("tr_cycle") != cycle:
+    for p, st, anchor, new in _stepped(plan, state, where):
+        if not new and st.get("tr_cycle") != cycle:
             stale_dst.append(anchor)
             stale_src.append(p.detach())
-        plan.params.append(p)
-        plan.grads.append(p.grad)
-        plan.anchors.append(anchor)
-        plan.new_anchor.append(new)
     plan.stale = (stale_dst, stale_src)
     if copy_stale:
         plan.copy_stale()
     return plan
 
 
+def _stepped(plan: GroupPlan, state: dict, where: str):
+    """Yield ``(p, state[p], anchor, new)`` for the parameters of ``plan.group`` that have a grad, recording them
+    in ``plan``; a parameter's first anchor is allocated here as a copy of its weights (``new`` is True)."""
+    for p in plan.group["params"]:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            raise RuntimeError(f"{where}: sparse gradients are not supported; use a dense embedding.")
+        st = state[p]
+        anchor = st.get("tr_anchor")
+        new = anchor is None
+        if new:
+            anchor = p.detach().clone(memory_format=torch.preserve_format)
+        plan.params.append(p)
+        plan.grads.append(p.grad)
+        plan.anchors.append(anchor)
+        plan.new_anchor.append(new)
+        yield p, st, anchor, new
+
+
 def finish_group(plan: GroupPlan, state: dict) -> None:
-    """Store new anchors and cycle tags, restore the scheduler's lr, advance the counter."""
+    """Store new anchors and cycle tags, advance the counter (in place on the device when capturable)."""
+    on_device = isinstance(plan.cycle, Tensor)
     for p, anchor, new in zip(plan.params, plan.anchors, plan.new_anchor):
         st = state[p]
         if new:
             st["tr_anchor"] = anchor
-        st["tr_cycle"] = plan.cycle
-    plan.group["tr_step"] = plan.group["tr_step"] + 1
+        if on_device and isinstance(st.get("tr_cycle"), Tensor):
+            st["tr_cycle"].copy_(plan.cycle)
+        else:
+            st["tr_cycle"] = plan.cycle.clone() if on_device else plan.cycle
+    if on_device:
+        plan.group["tr_step"].add_(1)
+    else:
+        plan.group["tr_step"] = plan.group["tr_step"] + 1
 
 
 def _grouped(tensorlists):
@@ -227,12 +240,88 @@ def foreach_add_(dst: list, other: list, alpha: float) -> None:
         torch._foreach_add_(d, o, alpha=alpha)
 
 
-def add_prox_exact_(grads: list, params: list, anchors: list, c: float) -> None:
-    """grads[i] += c * (params[i] - anchors[i]) computed as written (allocates one temporary list).
+def add_prox_exact_(grads: list, params: list, anchors: list, c: float | Tensor, sign: float = 1.0) -> None:
+    """grads[i] += sign * c * (params[i] - anchors[i]) computed as written (allocates one temporary list).
 
     Used by the generic wrapper, whose base optimizer does its own weight decay, so the proximal term
-    cannot be folded into the base's weight decay as TRAdam/TRSGD do.
+    cannot be folded into the base's weight decay as TRAdam/TRSGD do, and by capturable groups, whose ``c`` may
+    be a tensor on the device.
     """
     for g, p, a in _grouped([grads, params, anchors]):
         diff = torch._foreach_sub(p, a)
-        torch._foreach_add_(g, diff, alpha=c)
+        if isinstance(c, Tensor):
+            torch._foreach_mul_(diff, c.to(diff[0].dtype))
+            torch._foreach_add_(g, diff, alpha=sign)
+        else:
+            torch._foreach_add_(g, diff, alpha=sign * c)
+
+
+# ----------------------------------------------------------------------------- capturable=True
+# CUDA graphs replay kernels, not Python: a captured step must not read the counter on the host. With
+# capturable=True the counter (group["tr_step"]) and each anchor's cycle (state[p]["tr_cycle"]) are int64
+# tensors on the parameters' device, and everything that depends on k is computed there:
+#   k = n mod S, lr_eff = lr / (k + 1) (lr: a tensor, so schedulers reach a captured step), the anchor
+#   refresh anchor.lerp_(w, refresh) with refresh = 1.0 when the anchor belongs to an older cycle (lerp is
+#   exact at 0 and 1), and the proximal gradient g + c (w - anchor) added exactly (at a cycle start
+#   w - anchor is exactly 0, so no branch is needed). No host-device synchronisation anywhere.
+
+
+def device_of(group: dict) -> torch.device:
+    params = group["params"]
+    return params[0].device if params else torch.device("cpu")
+
+
+def make_capturable(group: dict) -> None:
+    """Put a capturable group's counter and lr on its device as tensors (idempotent; not during capture)."""
+    device = device_of(group)
+    n = group["tr_step"]
+    if not isinstance(n, Tensor) or n.device != device or n.dtype != torch.int64:
+        group["tr_step"] = torch.as_tensor(_as_float(n) if isinstance(n, Tensor) else n).to(
+            device=device, dtype=torch.int64)
+    lr = group["lr"]
+    if not isinstance(lr, Tensor) or lr.device != device:  # float64 for float64 parameters, else float32
+        wide = any(p.dtype == torch.float64 for p in group["params"])
+        dtype = lr.dtype if isinstance(lr, Tensor) else torch.float64 if wide else torch.float32
+        group["lr"] = torch.as_tensor(lr, dtype=dtype).to(device)
+
+
+def make_host_counter(group: dict, state: dict) -> None:
+    """The inverse for a group that is not capturable (a capturable checkpoint loaded without it)."""
+    if isinstance(group.get("tr_step"), Tensor):  # a capturable checkpoint: its lr is a tensor too
+        group["tr_step"] = int(group["tr_step"].item())
+        if isinstance(group.get("lr"), Tensor):
+            group["lr"] = float(group["lr"].item())
+    for p in group["params"]:
+        cyc = state[p].get("tr_cycle") if p in state else None
+        if isinstance(cyc, Tensor):
+            state[p]["tr_cycle"] = int(cyc.item())
+
+
+def plan_group_capturable(group: dict, state: dict, tr_defaults: dict, *, where: str) -> GroupPlan:
+    """Like :func:`plan_group` for a capturable group: k, lr_eff, c and the anchor refresh stay on the device.
+
+    The anchors are made current here, and the proximal term is added to the grads here (``plan.c`` is 0 so
+    that the caller adds nothing more); ``plan.cycle`` is the cycle as a device tensor."""
+    if "tr_step" not in group:
+        init_group(group, tr_defaults, where=where)
+    make_capturable(group)
+    period = group["tr_period"]
+    n = group["tr_step"]
+    cycle = torch.div(n, period, rounding_mode="floor")
+    lr = group["lr"]
+    lr_eff = lr / (torch.remainder(n, period) + 1).to(lr.dtype) if group["tr_inner_decay"] else lr
+    if group["tr_mode"] == "paper":
+        c: Any = group["tr_lambda"]
+    else:  # 2 * lambda * lr0 / lr, from the lr tensor (an lr of 0 gives inf: use paper mode then)
+        c = (2.0 * group["tr_lambda"] * group["tr_lr0"]) / lr
+    plan = GroupPlan(group=group, k=-1, cycle=cycle, c=0.0, lr=lr, lr_eff=lr_eff)
+    for p, st, anchor, new in _stepped(plan, state, where):
+        if not new:
+            last = st.get("tr_cycle")
+            if not isinstance(last, Tensor):
+                last = st["tr_cycle"] = torch.tensor(-1 if last is None else last, device=n.device)
+            anchor.lerp_(p.detach(), (cycle != last).to(anchor.dtype))
+    if plan.params:  # maximize negates the grad: pull towards the anchor anyway
+        add_prox_exact_(plan.grads, [p.detach() for p in plan.params], plan.anchors, c,
+                        -1.0 if group.get("maximize", False) else 1.0)
+    return plan

@@ -55,22 +55,26 @@ class _TRMixin:
                 getattr(step, "__wrapped__", step)(self) if getattr(step, "hooked", False) else step(self)
                 return
         raise TypeError(f"{type(self).__name__} has no base optimizer step")  # pragma: no cover
-    def _tr_setup(self, tr_lambda, tr_period, tr_inner_decay, tr_mode, compiled):
+
+    def _tr_setup(self, tr_lambda, tr_period, tr_inner_decay, tr_mode, compiled, capturable=False):
         self._tr_defaults = _tr.check_tr_hparams(tr_lambda, tr_period, tr_inner_decay, tr_mode,
                                                  where=self._tr_name)
         self._tr_compiled = bool(compiled)
+        self._tr_capturable = bool(capturable)
 
     def _tr_finish_init(self) -> None:
         """After the base ``__init__``: record the TR defaults (for ``add_param_group``) and undo torch's
         ``_step_supports_amp_scaling = True`` for fused kernels, so GradScaler unscales before our step and skips
         it on inf/NaN (the fused kernel must never receive scaled grads with our proximal term)."""
         self.defaults.update(self._tr_defaults)
+        self.defaults["capturable"] = self._tr_capturable
         self._step_supports_amp_scaling = False
 
     def __getstate__(self) -> dict:  # pickling / copy.deepcopy keep the TR settings
         state = super().__getstate__()  # type: ignore[misc]
         state["_tr_defaults"] = self._tr_defaults
         state["_tr_compiled"] = self._tr_compiled
+        state["_tr_capturable"] = self._tr_capturable
         return state
 
     def _tr_choose_impl(self, group: dict) -> None:
@@ -79,6 +83,8 @@ class _TRMixin:
         if group.get("fused") is None and group.get("foreach") is None and not group.get("differentiable"):
             if _fused_supported(group["params"]):
                 group["fused"] = True
+        if group.get("capturable"):
+            _tr.make_capturable(group)
 
     def _tr_adjust_group(self, group: dict, plan) -> None:
         """Last-minute per-step adjustments of a group before the base step (restored afterwards)."""
@@ -92,6 +98,7 @@ class _TRMixin:
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)  # type: ignore[misc]
         group = self.param_groups[-1]  # type: ignore[attr-defined]
+        group.setdefault("capturable", self._tr_capturable)  # torch's SGD has no such entry
         _tr.init_group(group, self._tr_defaults, where=self._tr_name)
         self._tr_choose_impl(group)
 
@@ -99,7 +106,14 @@ class _TRMixin:
         super().load_state_dict(state_dict)  # type: ignore[misc]
         for group in self.param_groups:  # type: ignore[attr-defined]
             # A plain torch Adam/SGD checkpoint has no TR entries: start a fresh cycle.
+            group.setdefault("capturable", self._tr_capturable)
             _tr.init_group(group, self._tr_defaults, where=self._tr_name)
+            # the counter lives on the device with capturable=True, on the host otherwise: either
+            # checkpoint loads into either kind of optimizer
+            if group["capturable"]:
+                _tr.make_capturable(group)
+            else:
+                _tr.make_host_counter(group, self.state)  # type: ignore[attr-defined]
 
     @_no_dynamo
     def step(self, closure: Callable[[], Any] | None = None):
@@ -114,8 +128,10 @@ class _TRMixin:
                 loss = closure()
         saved = []
         with torch.no_grad():
-            plans = [_tr.plan_group(group, self.state, self._tr_defaults, where=self._tr_name,  # type: ignore
-                                    copy_stale=True)
+            plans = [(_tr.plan_group_capturable(group, self.state, self._tr_defaults,  # type: ignore
+                                                where=self._tr_name) if group.get("capturable") else
+                      _tr.plan_group(group, self.state, self._tr_defaults, where=self._tr_name,  # type: ignore
+                                     copy_stale=False))  # the eager path copies them, a compiled loop writes them
                      for group in self.param_groups]  # type: ignore[attr-defined]
         compiled = [plan for plan in plans if self._tr_compiled and plan.params
                     and self._tr_compiled_ready(plan.group, self.state, plan.params)]  # type: ignore
@@ -173,6 +189,12 @@ class TRAdam(_TRMixin, Adam):
             authors' released code does; lr0 = the group's lr when it was added).
         foreach, fused: torch's implementation switches. Leaving both None picks the fused kernel when
             every parameter supports it (float tensors on a fused-capable device), else torch's default.
+        capturable: torch's name: the step can be captured in a CUDA graph and replayed. The TR counter
+            (``group["tr_step"]``, an int64 tensor) and ``lr`` (a 0-dim tensor, which schedulers update in
+            place) live on the parameters' device, and the inner lr, the anchor refresh and the proximal
+            term are computed there, with no host-device synchronisation. Warm up a few steps before
+            capturing (the first step allocates the state, as in torch). Checkpoints load into either mode.
+        compiled: one torch.compile'd single-pass kernel per param group (see docs/optimizers.md).
 
     ``param_groups[i]["lr"]`` always holds your (scheduler's) lr; the inner lr is applied only inside
     ``step()``. The step counter (``group["tr_step"]``), the anchors (``state[p]["tr_anchor"]``) and
@@ -187,7 +209,7 @@ class TRAdam(_TRMixin, Adam):
                  tr_period: int = 10, tr_inner_decay: bool = True, tr_mode: str = "paper",
                  foreach: bool | None = None, fused: bool | None = None, maximize: bool = False,
                  capturable: bool = False, differentiable: bool = False, compiled: bool = False):
-        self._tr_setup(tr_lambda, tr_period, tr_inner_decay, tr_mode, compiled)
+        self._tr_setup(tr_lambda, tr_period, tr_inner_decay, tr_mode, compiled, capturable)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                          foreach=foreach, maximize=maximize, capturable=capturable,
                          differentiable=differentiable, fused=fused)
@@ -206,7 +228,8 @@ class TRSGD(_TRMixin, SGD):
 
     Same TR arguments and guarantees as :class:`TRAdam`; the base update is :class:`torch.optim.SGD`
     (momentum, dampening, nesterov, coupled weight decay, maximize), whose momentum buffer runs on
-    across cycles.
+    across cycles. ``capturable=True`` (which torch's SGD lacks) keeps the TR counter and lr on the device
+    as for TRAdam and runs torch's fused SGD kernel, the one that takes a tensor lr without a host read.
     """
 
     _tr_name = "TRSGD"
@@ -215,8 +238,8 @@ class TRSGD(_TRMixin, SGD):
                  weight_decay: float = 0, nesterov: bool = False, *, tr_lambda: float = 0.1,
                  tr_period: int = 10, tr_inner_decay: bool = True, tr_mode: str = "paper",
                  maximize: bool = False, foreach: bool | None = None, fused: bool | None = None,
-                 differentiable: bool = False, compiled: bool = False):
-        self._tr_setup(tr_lambda, tr_period, tr_inner_decay, tr_mode, compiled)
+                 differentiable: bool = False, compiled: bool = False, capturable: bool = False):
+        self._tr_setup(tr_lambda, tr_period, tr_inner_decay, tr_mode, compiled, capturable)
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                          nesterov=nesterov, maximize=maximize, foreach=foreach,
                          differentiable=differentiable, fused=fused)
@@ -224,6 +247,15 @@ class TRSGD(_TRMixin, SGD):
 
     _tr_compiled_ready = staticmethod(_compiled.sgd_ready)
     _tr_compiled_step = staticmethod(_compiled.sgd_group_step)
+
+    def _tr_choose_impl(self, group: dict) -> None:
+        super()._tr_choose_impl(group)
+        if group.get("capturable") and not group.get("fused"):
+            raise ValueError(
+                "TRSGD: capturable=True runs torch's fused SGD kernel (the one that reads a tensor lr on the "
+                "device), so leave foreach and fused unset and give it floating-point parameters on a device "
+                "with fused SGD (CUDA, CPU)."
+            )
 
     def _tr_adjust_group(self, group: dict, plan) -> None:
         # torch's fused SGD fails when some params of a group already have a momentum buffer and

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 from dominate import tags as T
 
 from pix2pix_tr.io import atomic_write_text
+from pix2pix_tr.paths import PathError, check_no_overlap
 from pix2pix_tr.report.gallery import image_file_name, n_pages
 from pix2pix_tr.report.html import image_cell, new_document, page_file_name, pager, rel_url, safe_name, write_document
 
@@ -106,8 +107,10 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], output: str | os.PathLik
     runs = [load_run(d) for d in run_dirs]
     names = _labels(runs, labels)
     output = Path(output)
-    if any(output.resolve() == r["dir"].resolve() for r in runs):
-        raise CompareError(f"--output {output} is one of the run folders: choose a separate folder for the comparison")
+    try:  # the output must not be a run folder or lie inside one (its pages would replace the run's)
+        check_no_overlap(output, {f"the run folder {i + 1}": r["dir"] for i, r in enumerate(runs)}, output_flag="--output")
+    except PathError as exc:
+        raise CompareError(str(exc)) from None
 
     # stems present in every run (listed and on disk), in the first run's order
     def present(run, stem, vis):

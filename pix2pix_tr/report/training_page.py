@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 from dominate import tags as T
 
+from pix2pix_tr.cli import json_clean
 from pix2pix_tr.io import atomic_write_text
 from pix2pix_tr.report.html import image_cell, new_document, rel_url, safe_name, write_document
 from pix2pix_tr.report.images import ImageLike, save_image
@@ -81,7 +82,7 @@ class TrainingGallery:
             "epoch": epoch,
             "images": images,
             "time": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "info": {str(k): _jsonable(v) for k, v in (info or {}).items()},
+            "info": json_clean(dict(info or {})),
         }
         self.entries = [e for e in self.entries if int(e["epoch"]) != epoch] + [entry]
         self.entries.sort(key=lambda e: int(e["epoch"]), reverse=True)
@@ -108,17 +109,6 @@ class TrainingGallery:
                         for key, src in entry["images"].items():
                             image_cell(src, key, width=self.image_width)
         return write_document(doc, self.index_path)
-
-
-def _jsonable(v: Any) -> Any:
-    if hasattr(v, "item") and callable(v.item):
-        try:
-            return v.item()
-        except (ValueError, RuntimeError):
-            pass
-    if isinstance(v, (int, float, str, bool)) or v is None:
-        return v
-    return str(v)
 
 
 def _fmt(v: Any) -> str:

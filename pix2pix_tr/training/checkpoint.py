@@ -10,17 +10,19 @@
   ``weights_only=True`` (tensors, numbers, strings, lists and dicts only).
 
 Every file is written to a temporary name and renamed (:mod:`pix2pix_tr.io`), the networks first and the
-training state last, so an interruption at any moment leaves a consistent set: at worst the previous state.
+training state last (at an epoch end: the epoch's files, then ``latest_*``, then the state), so an interruption
+at any moment leaves a consistent set: at worst the previous state, from which a resume redoes what followed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 
 from ..io import atomic_torch_save
+from ..safe_load import UnloadableCheckpointError, load_weights_only
 from .errors import TrainingError
 
 STATE_FILE = "training_state.pth"
@@ -67,10 +69,9 @@ def load_training_state(run_dir: Path) -> dict[str, Any]:
         raise TrainingError(f"--continue_train: {path} does not exist, so there is nothing to resume; "
                             f"drop --continue_train to start a new run, or check --checkpoints_dir and --name")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or foreign file
-        raise TrainingError(f"--continue_train: {path} cannot be read ({type(exc).__name__}: {exc}); "
-                            f"restore it from a backup or start a new run under another --name") from exc
+        state = load_weights_only(path, advice="restore it from a backup, or start a new run under another --name")
+    except UnloadableCheckpointError as exc:  # corrupt or foreign file
+        raise TrainingError(f"--continue_train: {exc}") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise TrainingError(f"--continue_train: {path} is not a pix2pix-TR training state (format "
                             f"{FORMAT_VERSION}); start a new run under another --name")
@@ -85,10 +86,15 @@ RESUME_MUST_MATCH = ("netG", "netD", "ngf", "ndf", "n_layers_D", "norm", "input_
                      "tr_mode", "no_tr_inner_decay", "tr_restart_each_epoch")
 
 
-def check_resume_options(saved: dict[str, Any], current: dict[str, Any], run_dir: Path) -> None:
-    """Refuse to resume with options that change the networks or the optimiser (one sentence, names the flag)."""
+def check_resume_options(saved: dict[str, Any], current: dict[str, Any], run_dir: Path,
+                         overrides: Iterable[str] = ()) -> None:
+    """Refuse to resume with options that change the networks or the optimiser (one sentence, names the flag),
+    except those the user names in ``--override`` (see :data:`pix2pix_tr.training.guards.OVERRIDABLE`)."""
+    from .guards import OVERRIDABLE
+
     for key in RESUME_MUST_MATCH:
-        if key in saved and key in current and saved[key] != current[key]:
+        if key in saved and key in current and saved[key] != current[key] and key not in overrides:
+            hint = f", or add --override {key} to change it on purpose" if key in OVERRIDABLE else ""
             raise TrainingError(
                 f"--continue_train: --{key} is {current[key]!r} but the run in {run_dir} was trained with "
-                f"{saved[key]!r}; pass the original run's options (see {Path(run_dir) / 'train_opt.txt'})")
+                f"{saved[key]!r}; pass the original run's options (see {Path(run_dir) / 'train_opt.txt'}){hint}")

@@ -1,30 +1,43 @@
-"""``python train.py ...``: parse, train, turn user errors into one line and an exit status."""
+"""``python train.py ...`` (the installed ``pix2pix-tr-train``): parse, train, turn user errors into one line and
+an exit status.
+
+Exit status: 0 finished, or stopped cleanly by Ctrl-C / SIGTERM / ``--max_iters`` (state saved); 1 diverged (a
+NaN/inf loss or weight; the last good checkpoint is kept); 2 bad options, data or run folder (one sentence);
+3 no space left on the disk (the last complete checkpoint is kept); 130 aborted by a second Ctrl-C.
+"""
 
 from __future__ import annotations
 
 import sys
 from typing import Sequence
 
+from ..cli import run_cli
 from ..options import parse_train
-from .errors import TrainingDiverged, TrainingError
+from .errors import NoSpaceLeft, TrainingDiverged, TrainingError
+
+EXIT_OK, EXIT_DIVERGED, EXIT_BAD_INPUT, EXIT_NO_SPACE, EXIT_ABORTED = 0, 1, 2, 3, 130
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _train(argv: Sequence[str] | None) -> int:
     opt = parse_train(argv)  # argparse errors exit 2 with a usage line
     from .loop import train
 
     try:
         train(opt)
-    except TrainingError as exc:
+    except NoSpaceLeft as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_NO_SPACE
     except TrainingDiverged as exc:
         print(f"train.py: training diverged: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("train.py: aborted by a second Ctrl-C; the last saved state is kept", file=sys.stderr)
-        return 130
-    return 0
+        return EXIT_DIVERGED
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of train.py: :func:`~pix2pix_tr.cli.run_cli` turns a TrainingError into exit status 2
+    (``EXIT_BAD_INPUT``) and a second Ctrl-C into 130 (``EXIT_ABORTED``)."""
+    return run_cli(_train, argv, user_errors=TrainingError, prog="train.py",
+                   interrupted="aborted by a second Ctrl-C; the last saved state is kept")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,15 @@ train.py runs as one process, or as one process per GPU (or per CPU worker) unde
 them, picks the device (``cuda:LOCAL_RANK`` under torchrun with CUDA) and starts the process group: NCCL on
 CUDA, gloo on CPU. :class:`DistContext` carries rank/world size and the few collectives the loop needs
 (agreeing on a stop, averaging a metric); with one process they are free no-ops.
+
+BatchNorm buffers under DDP. DDP's default ``broadcast_buffers=True`` copies rank 0's running statistics into
+the other ranks *at the start of every forward through the wrapper*. pix2pix runs D twice per D update (the fake
+pair through the plain module, then the real pair through DDP, see :mod:`pix2pix_tr.models.pix2pix`), and
+batch norm saves its running statistics for the backward pass, so on some torch versions (2.11 among them) that
+in-place copy on rank 1 invalidates the saved tensors of the fake pass ("modified by an inplace operation").
+:func:`ddp_wrap` therefore turns the broadcast off and :meth:`DistContext.sync_buffers` does the same broadcast
+at the start of each iteration instead, before any forward pass saved anything. Rank 0 (whose networks are
+saved) computes exactly what it did before; the parameters stay identical on every rank, as DDP promises.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 
 from .errors import TrainingError
 
@@ -70,6 +80,14 @@ class DistContext:
         dist.all_reduce(t)
         return float(t.item()) / self.world_size
 
+    def sync_buffers(self, module: nn.Module) -> None:
+        """Copy rank 0's buffers (BatchNorm running statistics) into every rank; call it between iterations."""
+        if not self.distributed:
+            return
+        with torch.no_grad():
+            for buf in module.buffers():
+                dist.broadcast(buf, src=0)
+
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
@@ -98,3 +116,11 @@ def init_distributed(device_spec: str = "auto", *, timeout_minutes: float = 30) 
                                 timeout=datetime.timedelta(minutes=timeout_minutes), **kwargs)
         owns = True
     return DistContext(device=device, rank=rank, world_size=world_size, local_rank=local_rank, owns_group=owns)
+
+
+def ddp_wrap(G: nn.Module, D: nn.Module, ctx: DistContext) -> tuple[nn.Module, nn.Module]:
+    """DistributedDataParallel wrappers of G and D for ``ctx``; D's buffers are synchronised by
+    :meth:`DistContext.sync_buffers` (called by the loop before each iteration), not inside its forward."""
+    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return (nn.parallel.DistributedDataParallel(G, device_ids=ids),
+            nn.parallel.DistributedDataParallel(D, device_ids=ids, broadcast_buffers=False))

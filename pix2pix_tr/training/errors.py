@@ -7,3 +7,7 @@ class TrainingError(RuntimeError):
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN/inf; the message says where and which checkpoint was kept. train.py exits 1."""
+
+
+class NoSpaceLeft(TrainingError):
+    """The disk filled up while saving; the message names the folder and the space to free. train.py exits 3."""

@@ -2,8 +2,9 @@
 
 Read :func:`train` top to bottom: it builds everything (data, networks, optimisers, schedules, scalers),
 restores a saved state with ``--continue_train``, and runs epochs of :func:`pix2pix_tr.models.pix2pix.train_step`.
-Every side effect has a named helper: :func:`save_checkpoint`, :func:`end_of_epoch` (schedules, per-epoch
-files, gallery, loss plot), :class:`~pix2pix_tr.training.loss_log.LossLog`.
+Every side effect has a named helper: ``save_checkpoint`` and ``log_row`` (closures inside :func:`train`), the
+end-of-epoch block (schedules, per-epoch files, gallery, loss plot), :class:`~pix2pix_tr.training.loss_log.LossLog`
+and, with ``--tensorboard``, :class:`~pix2pix_tr.training.tensorboard.TensorBoardLog`.
 
 Exact resume. Everything random in an iteration is fixed by its position: the data order and crop/flip come
 from ``(seed, epoch, index)`` (:mod:`pix2pix_tr.data`), and the global torch RNG (dropout, the WGAN-GP
@@ -15,7 +16,14 @@ would have done (on CPU; CUDA kernels may be non-deterministic).
 Stopping. Ctrl-C or SIGTERM sets a flag; the loop finishes the current iteration, saves the latest state
 (mid-epoch if need be) and returns ``status="interrupted"`` (a second Ctrl-C aborts at once). ``--max_iters``
 stops the same way. A NaN/inf loss raises :class:`TrainingDiverged` before the bad update, without saving:
-the last checkpoint on disk is the last good one.
+the last checkpoint on disk is the last good one. Weights and buffers are checked too (every ``--print_freq``
+iterations and before every save), since they can run off to inf while the losses stay finite.
+
+Nothing lost (docs/reliability.md). One process writes a run folder at a time (:class:`RunLock`); at an epoch
+end the epoch's files (``{epoch}_net_*.pth``, the gallery row) are written before the latest networks and the
+training state, and the state last, so a kill at any moment resumes from a state whose files all exist and
+redoes whatever came after it. A full disk ends with :class:`NoSpaceLeft` (exit 3) naming the folder and the
+space to free.
 """
 
 from __future__ import annotations
@@ -37,15 +45,21 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from ..io import atomic_write_text
+from ..io import atomic_write_text, is_no_space
+from ..paths import PathError, check_no_overlap, ensure_writable_dir, join_name
 from ..models import GANLoss, define_D, define_G
 from ..models.pix2pix import NonFiniteLossError, train_step
 from ..options import format_options, non_default_options, options_to_json_dict
 from .checkpoint import (STATE_FILE, check_resume_options, load_training_state, restore_rng_state,
                          rng_state, save_networks, save_training_state)
-from .distributed import DistContext, init_distributed
-from .errors import TrainingDiverged, TrainingError
+from .distributed import DistContext, ddp_wrap, init_distributed
+from .errors import NoSpaceLeft, TrainingDiverged, TrainingError
+from .guards import (apply_overrides, check_finite_networks, check_resume_data, data_fingerprint,
+                     no_space_message, remove_orphan_tmp, tensor_bytes)
+from .lock import LOCK_FILE, RunLock
 from .loss_log import LossLog, LossMeter
+from .pretrained import is_pretrained_folder, keep_pretrained, load_pretrained
+from .tensorboard import TensorBoardLog
 from .optimizers import make_optimizer, make_scheduler, step_scheduler
 
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
@@ -132,7 +146,7 @@ def build_data(opt: Namespace, ctx: DistContext):
     dataset = AlignedDataset(root, opt.phase, direction=opt.direction, preprocess=opt.preprocess,
                              load_size=opt.load_size, crop_size=opt.crop_size, no_flip=opt.no_flip,
                              max_dataset_size=opt.max_dataset_size, seed=opt.seed, input_nc=opt.input_nc,
-                             output_nc=opt.output_nc)
+                             output_nc=opt.output_nc, cache_images=getattr(opt, "cache_images", False))
     sampler = EpochSampler(len(dataset), shuffle=True, seed=opt.seed, rank=ctx.rank, world_size=ctx.world_size)
     pin = ctx.device.type == "cuda" and not opt.no_pin_memory
     loader = make_dataloader(dataset, opt.batch_size, sampler, num_workers=opt.num_threads, pin_memory=pin,
@@ -140,27 +154,14 @@ def build_data(opt: Namespace, ctx: DistContext):
     return dataset, sampler, loader
 
 
-def unwrap(net: nn.Module) -> nn.Module:
-    """The plain module inside DDP / torch.compile wrappers."""
-    while True:
-        if isinstance(net, nn.parallel.DistributedDataParallel):
-            net = net.module
-        elif hasattr(net, "_orig_mod"):
-            net = net._orig_mod
-        else:
-            return net
-
-
-def wrap_for_training(G: nn.Module, D: nn.Module, ctx: DistContext, *, compile: bool):
+def wrap_for_training(G: nn.Module, D: nn.Module, ctx: DistContext, *, compile: bool, mode: str = "default"):
     """DDP wrappers under torchrun, then torch.compile. Returns ``(G_run, D_run, D_local)`` (see train_step)."""
     G_run, D_run, D_local = G, D, D
     if ctx.distributed:
-        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-        G_run = nn.parallel.DistributedDataParallel(G, device_ids=ids)
-        D_run = nn.parallel.DistributedDataParallel(D, device_ids=ids)
+        G_run, D_run = ddp_wrap(G, D, ctx)
     if compile:
-        G_run, D_run = torch.compile(G_run), torch.compile(D_run)
-        D_local = torch.compile(D) if ctx.distributed else D_run
+        G_run, D_run = torch.compile(G_run, mode=mode), torch.compile(D_run, mode=mode)
+        D_local = torch.compile(D, mode=mode) if ctx.distributed else D_run
     return G_run, D_run, D_local
 
 
@@ -177,9 +178,32 @@ def train(opt: Namespace, *, after_iteration: Callable[[int], None] | None = Non
     """Train pix2pix with the options of :func:`pix2pix_tr.options.parse_train`. Under torchrun, every rank
     calls this. ``after_iteration(total_iters)`` is a hook for tests and tools (called on every rank)."""
     ctx = init_distributed(opt.device)
+    lock = None
     try:
-        return _train(opt, ctx, after_iteration)
+        try:
+            run_dir = join_name(ensure_writable_dir(opt.checkpoints_dir, flag="--checkpoints_dir"), opt.name)
+            check_no_overlap(run_dir, {"the training folder": _data_dir(opt)}, output_flag="--checkpoints_dir/--name")
+            if run_dir.exists():
+                ensure_writable_dir(run_dir, flag="--name")
+        except PathError as exc:
+            raise TrainingError(str(exc)) from exc
+        created = not run_dir.exists()
+        if ctx.is_main:
+            lock = RunLock(run_dir).acquire()
+        try:
+            return _train(opt, ctx, after_iteration)
+        except (OSError, RuntimeError) as exc:  # a full disk before the loop (the loop reports its own)
+            if isinstance(exc, TrainingError) or not is_no_space(exc):
+                raise
+            raise NoSpaceLeft(no_space_message(exc, run_dir, None, resumable=(run_dir / STATE_FILE).is_file())
+                              ) from exc
+        finally:
+            if created and lock is not None and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
+                (run_dir / LOCK_FILE).unlink()  # a run that failed its checks leaves no folder behind
+                run_dir.rmdir()
     finally:
+        if lock is not None:
+            lock.release()
         ctx.close()
 
 
@@ -188,26 +212,38 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
 
     device = ctx.device
     run_dir = Path(opt.checkpoints_dir) / opt.name
+    if ctx.is_main:
+        orphans = remove_orphan_tmp(run_dir)  # we hold the lock: these are from a killed save
+        if orphans:
+            say(ctx, f"removed {len(orphans)} temporary file(s) left by an interrupted save in {run_dir}")
     prepare_run_dir(run_dir, opt.continue_train)
     if opt.norm == "syncbatch" and ctx.distributed and device.type != "cuda":
         raise TrainingError("--norm syncbatch synchronises batch statistics between GPUs and needs CUDA; on CPU "
                             "use --norm batch (or instance)")
-    state = load_training_state(run_dir) if opt.continue_train else None
+    from_weights = opt.continue_train and is_pretrained_folder(run_dir)  # e.g. an official pix2pix folder
+    state = load_training_state(run_dir) if opt.continue_train and not from_weights else None
     if state is not None:
-        check_resume_options(state["options"], options_to_json_dict(opt), run_dir)
+        check_resume_options(state["options"], options_to_json_dict(opt), run_dir, overrides=opt.override)
 
     # -- what the run is
     say(ctx, "effective configuration (options that differ from the defaults):")
     for key, value in non_default_options(opt).items():
         say(ctx, f"  --{key} {value}")
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    if device.type == "cuda":  # autotuned convolutions, unless the user asked for reproducible kernels
+        torch.backends.cudnn.benchmark = not torch.are_deterministic_algorithms_enabled()
 
     # -- data, networks, optimisers
     try:
         dataset, sampler, loader = build_data(opt, ctx)
     except DatasetError as exc:
         raise TrainingError(str(exc)) from exc
+    data_info = {**data_fingerprint(dataset.dir, dataset.paths), "dataroot": str(opt.dataroot)}
+    data_note = check_resume_data(state.get("data") if state is not None else None, data_info, run_dir,
+                                  opt.override)
+    if data_note:
+        say(ctx, data_note)
+    if from_weights and ctx.is_main:
+        say(ctx, keep_pretrained(run_dir))
     if ctx.is_main:  # after the data checks, so a typo in --dataroot leaves no folder behind
         atomic_write_text(run_dir / "train_opt.txt", format_options(opt))
         atomic_write_text(run_dir / "train_opt.json",
@@ -216,6 +252,9 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
         say(ctx, "note: --direction AtoB on Cityscapes trains photo->labels; labels->photo is --direction BtoA")
     torch.manual_seed(opt.seed)  # the initial weights: identical on every rank
     G, D = build_networks(opt)
+    if from_weights:
+        ctx.barrier()  # rank 0 has moved the weights into pretrained/
+        say(ctx, load_pretrained(run_dir, G, D, opt))
     if state is not None:
         G.load_state_dict(state["G"])
         D.load_state_dict(state["D"])
@@ -226,7 +265,8 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
     D.train()
     make_opt = partial(make_optimizer, opt.optimizer, lr=opt.lr, beta1=opt.beta1, beta2=opt.beta2,
                        tr_lambda=opt.tr_lambda, tr_period=opt.tr_period, tr_mode=opt.tr_mode,
-                       tr_inner_decay=not opt.no_tr_inner_decay, fused=opt.fused)
+                       tr_inner_decay=not opt.no_tr_inner_decay, fused=opt.fused,
+                       compiled=getattr(opt, "compiled_optimizer", False))
     opt_G, opt_D = make_opt(G.parameters()), make_opt(D.parameters())
     make_sched = partial(make_scheduler, policy=opt.lr_policy, n_epochs=opt.n_epochs,
                          n_epochs_decay=opt.n_epochs_decay, lr_decay_iters=opt.lr_decay_iters)
@@ -235,6 +275,7 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
     scaler_D = torch.amp.GradScaler(device.type, enabled=opt.amp == "fp16")
     meter = LossMeter()
     epoch, epoch_iter, total_iters = 1, 0, 0
+    override_notes: list[str] = []
     if state is not None:
         opt_G.load_state_dict(state["opt_G"])
         opt_D.load_state_dict(state["opt_D"])
@@ -251,16 +292,20 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                 f"{state.get('batch_size')} on {state.get('world_size')} process(es); resume it with the same "
                 f"--batch_size and number of processes (they may change at an epoch boundary)")
         restore_rng_state(state.get("rng", {}))
+        override_notes = apply_overrides(opt.override, state["options"], opt, (opt_G, opt_D), (sched_G, sched_D))
+        for note in override_notes:
+            say(ctx, f"--override: {note}")
         say(ctx, f"resuming {run_dir} at epoch {epoch}, iteration {epoch_iter} of the epoch "
                  f"({total_iters} iterations done)")
-    G_run, D_run, D_local = wrap_for_training(G, D, ctx, compile=opt.compile)
+    G_run, D_run, D_local = wrap_for_training(G, D, ctx, compile=opt.compile, mode=opt.compile_mode)
+    cuda_graphs = opt.compile and opt.compile_mode == "reduce-overhead" and device.type == "cuda"
     gan_loss = GANLoss(opt.gan_mode).to(device)
     autocast = autocast_factory(opt.amp, device)
     agree = ctx.any if ctx.distributed else None
 
     # -- observers (rank 0 only)
     columns = ["epoch", "epoch_iter", "total_iters", *LOSS_NAMES, *(["D_gp"] if opt.gan_mode == "wgangp" else []),
-               "lr_G", "lr_D", "time"]
+               "lr_G", "lr_D", "time", "note"]
     log = LossLog(run_dir / "loss_log.csv", columns, resume_at=total_iters if state is not None else None) \
         if ctx.is_main else None
     gallery = None
@@ -268,6 +313,7 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
         from ..report.training_page import TrainingGallery
         gallery = TrainingGallery(run_dir / "web", title=f"pix2pix-TR training: {opt.name}",
                                   reset=state is None)
+    tb = TensorBoardLog(run_dir) if ctx.is_main and opt.tensorboard else None
 
     total_epochs = opt.n_epochs + opt.n_epochs_decay
     batches_per_epoch = math.ceil(sampler.num_samples / opt.batch_size)
@@ -281,21 +327,35 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                 "sched_G": sched_G.state_dict(), "sched_D": sched_D.state_dict(),
                 "scaler_G": scaler_G.state_dict(), "scaler_D": scaler_D.state_dict(), "meter": meter.state_dict(),
                 "rng": rng_state(), "options": options_to_json_dict(opt), "world_size": ctx.world_size,
-                "batch_size": opt.batch_size}
+                "batch_size": opt.batch_size, "data": data_info,
+                "overrides": [*(state or {}).get("overrides", []),
+                              *({"total_iters": state["total_iters"], "note": n} for n in override_notes)]}
+
+    def check_finite(ep: int, ep_iter: int) -> None:
+        """Weights and buffers finite, or TrainingDiverged before anything is saved."""
+        check_finite_networks({"G": G, "D": D}, f"by epoch {ep}, iteration {ep_iter} of the epoch ({total_iters} "
+                              f"in total)", _kept_advice(run_dir, last_saved, opt.lr))
 
     def save_checkpoint(ep: int, ep_iter: int) -> None:
         nonlocal last_saved
+        check_finite(ep, ep_iter)
         if ctx.is_main:
             save_networks(run_dir, "latest", G, D)
-            save_training_state(run_dir, current_position_state(ep, ep_iter))
+            save_training_state(run_dir, current_position_state(ep, ep_iter))  # last: it commits the save
         last_saved = total_iters
+
+    pending_notes = list(override_notes)
 
     def log_row(ep: int, ep_iter: int) -> None:
         means = meter.take_window()
         if log is not None and means:
-            log.append({"epoch": ep, "epoch_iter": ep_iter, "total_iters": total_iters, **means,
-                        "lr_G": opt_G.param_groups[0]["lr"], "lr_D": opt_D.param_groups[0]["lr"],
-                        "time": round(time.time() - t0, 3)})
+            row = {"epoch": ep, "epoch_iter": ep_iter, "total_iters": total_iters, **means,
+                   "lr_G": opt_G.param_groups[0]["lr"], "lr_D": opt_D.param_groups[0]["lr"],
+                   "time": round(time.time() - t0, 3), "note": "; ".join(pending_notes)}
+            log.append(row)
+            pending_notes.clear()
+            if tb is not None:
+                tb.add_row(row)
 
     if epoch > total_epochs:
         say(ctx, f"{run_dir} has already finished its {total_epochs} epochs; raise --n_epochs or --n_epochs_decay "
@@ -315,6 +375,9 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                 stop = False
                 for batch in loader:
                     torch.manual_seed(step_seed(opt.seed, ctx.rank, total_iters))
+                    ctx.sync_buffers(D)  # rank 0's BatchNorm statistics, before any forward saves them
+                    if cuda_graphs:  # a new iteration: the previous one's graph outputs may be overwritten
+                        torch.compiler.cudagraph_mark_step_begin()
                     real_A = batch["A"].to(device, non_blocking=True, memory_format=memory_format)
                     real_B = batch["B"].to(device, non_blocking=True, memory_format=memory_format)
                     try:
@@ -324,7 +387,7 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                                                     autocast=autocast, agree=agree)
                     except NonFiniteLossError as exc:
                         raise TrainingDiverged(_diverged_message(exc, epoch, epoch_iter + 1, total_iters + 1,
-                                                                 run_dir, last_saved)) from exc
+                                                                 run_dir, last_saved, opt.lr)) from exc
                     epoch_iter += 1
                     total_iters += 1
                     meter.add(losses)
@@ -333,6 +396,7 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                         if total_iters % opt.display_freq == 0 or epoch_iter == 1:
                             bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
                     if total_iters % opt.print_freq == 0:
+                        check_finite(epoch, epoch_iter)
                         log_row(epoch, epoch_iter)
                     if after_iteration is not None:
                         after_iteration(total_iters)
@@ -360,12 +424,16 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                 last_visuals = {k: v[:1].detach().float().cpu().contiguous() for k, v in visuals.items()}
                 visuals = {}
                 finished_epoch = epoch
-                epoch, epoch_iter = epoch + 1, 0
-                save_checkpoint(epoch, 0)
+                check_finite(finished_epoch, epoch_iter)
+                # the epoch's own files first, the state last: a kill in between redoes this epoch end
                 if ctx.is_main and (finished_epoch % opt.save_epoch_freq == 0 or finished_epoch == total_epochs):
                     save_networks(run_dir, finished_epoch, G, D)
                     gallery.add_epoch(finished_epoch, last_visuals,
                                       info={"total_iters": total_iters, "lr_G": f"{opt_G.param_groups[0]['lr']:.3g}"})
+                    if tb is not None:
+                        tb.add_visuals(finished_epoch, total_iters, last_visuals)
+                epoch, epoch_iter = epoch + 1, 0
+                save_checkpoint(epoch, 0)
                 if ctx.is_main:
                     _plot(run_dir)
                     print(f"end of epoch {finished_epoch}/{total_epochs}: {total_iters} iterations, "
@@ -374,11 +442,24 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                     status = "interrupted" if stop_flag.requested else "stopped"
                     break
         except DatasetError as exc:  # a file went bad during training: the last saved state is kept
-            raise TrainingError(f"{exc} (the last saved state in {run_dir} is kept; fix the file and resume with "
-                                f"--continue_train)") from exc
+            if (run_dir / STATE_FILE).is_file():
+                then = (f"the last saved state in {run_dir} is kept; fix the file and resume with the same command "
+                        f"plus --continue_train")
+            else:
+                then = "nothing had been saved yet; fix the file and run the same command again"
+            raise TrainingError(f"{exc} ({then})") from exc
+        except Exception as exc:
+            if not is_no_space(exc):
+                raise
+            needed = 3 * tensor_bytes([G.state_dict(), D.state_dict()]) + tensor_bytes(
+                [opt_G.state_dict(), opt_D.state_dict()])
+            raise NoSpaceLeft(no_space_message(exc, run_dir, needed, resumable=(run_dir / STATE_FILE).is_file())
+                              ) from exc
         finally:
             if bar is not None:
                 bar.close()
+            if tb is not None:
+                tb.close()
     if status == "interrupted":
         say(ctx, f"stopped by {stop_flag.signal_name} at epoch {epoch}, iteration {epoch_iter}; the state is saved "
                  f"in {run_dir}: resume with the same command plus --continue_train")
@@ -388,6 +469,16 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
         say(ctx, f"training finished: {run_dir}")
     ctx.barrier()
     return TrainResult(status, epoch, total_iters, run_dir, G, D)
+
+
+def _data_dir(opt: Namespace) -> Path | None:
+    """``DATAROOT/PHASE`` when --dataroot resolves (else None: building the dataset reports the problem)."""
+    from ..data import DatasetError, resolve_dataroot
+
+    try:
+        return Path(resolve_dataroot(opt.dataroot)) / opt.phase
+    except DatasetError:
+        return None
 
 
 def _progress_bar(ctx: DistContext, epoch: int, total_epochs: int, done: int, total: int):
@@ -411,13 +502,20 @@ def _plot(run_dir: Path) -> None:
                   file=sys.stderr)
 
 
+def _kept_advice(run_dir: Path, last_saved: int | None, lr: float) -> str:
+    """What is on disk after a divergence and the command that goes on from there (each one tested)."""
+    lower = f"{lr / 10:g}"
+    if last_saved is None and not (run_dir / STATE_FILE).is_file():
+        return (f"no checkpoint had been saved yet: run the same command again with a lower learning rate, e.g. "
+                f"--lr {lower} (or --amp none/bf16 instead of fp16, or check the data)")
+    after = f", saved after {last_saved} iterations," if last_saved is not None else ""
+    return (f"the last good checkpoint{after} is kept in {run_dir}: resume it with a lower learning rate by adding "
+            f"--continue_train --override lr --lr {lower} to the same command (or --amp none/bf16 instead of fp16, "
+            f"or check the data)")
+
+
 def _diverged_message(exc: NonFiniteLossError, epoch: int, epoch_iter: int, total_iters: int, run_dir: Path,
-                      last_saved: int | None) -> str:
+                      last_saved: int | None, lr: float = 2e-4) -> str:
     where = f"at epoch {epoch}, iteration {epoch_iter} of the epoch ({total_iters} in total)"
-    if last_saved is None:
-        kept = "no checkpoint had been saved yet"
-    else:
-        kept = (f"the last good checkpoint, saved after {last_saved} iterations, is kept in {run_dir} (resume it "
-                f"with --continue_train)")
-    return (f"{exc} {where}, so training stopped before that update; {kept}. Lower --lr, use --amp none or bf16 "
-            f"instead of fp16, or check the data")
+    return (f"{exc} {where}, so training stopped before that update; "
+            f"{_kept_advice(run_dir, last_saved, lr)}")

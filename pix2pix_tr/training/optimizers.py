@@ -26,10 +26,11 @@ from .errors import TrainingError
 
 def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], *, lr: float, beta1: float = 0.5,
                    beta2: float = 0.999, tr_lambda: float = 0.1, tr_period: int = 10, tr_mode: str = "paper",
-                   tr_inner_decay: bool = True, fused: bool = False) -> torch.optim.Optimizer:
-    """Build the optimiser named by ``--optimizer`` over ``params``."""
+                   tr_inner_decay: bool = True, fused: bool = False, compiled: bool = False) -> torch.optim.Optimizer:
+    """Build the optimiser named by ``--optimizer`` over ``params`` (``compiled``: TRAdam/TRSGD's compiled=True)."""
     params = list(params)
-    tr = dict(tr_lambda=tr_lambda, tr_period=tr_period, tr_inner_decay=tr_inner_decay, tr_mode=tr_mode)
+    tr = dict(tr_lambda=tr_lambda, tr_period=tr_period, tr_inner_decay=tr_inner_decay, tr_mode=tr_mode,
+              compiled=compiled)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), fused=True if fused else None)
     if name == "sgd":

@@ -15,7 +15,9 @@ as pole (train id 5). polegroup is rare in gtFine (a few hundred thousand pixels
 read back from colours (the pix2pix A|B pairs, for example) carries this ambiguity; the FCN-score therefore reads
 ground truth from ``*_gtFine_labelIds.png``, never from colours.
 
-This module is pure data plus numpy lookups; :mod:`evaluation.labels` re-exports it.
+This module is pure data plus numpy lookups (it imports neither torch nor OpenCV, and lives outside
+:mod:`pix2pix_tr.data` so that importing it does not load the data package); :mod:`evaluation.labels`
+re-exports it.
 """
 
 from __future__ import annotations

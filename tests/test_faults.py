@@ -1,0 +1,562 @@
+"""Fault injection and hostile input (issue 12): nothing the user had is lost, nothing goes wrong silently.
+
+Each test reproduces one finding of the probe run and checks the fix, and each message's advice is followed
+as written to check that it works. docs/reliability.md lists the promises and which test covers each.
+The slow ones: SIGKILL at random moments of the checkpoint saves (>= 10 kills, in child processes), and a
+real full disk (a size-limited tmpfs; skipped with the reason when the machine does not allow mounting).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+
+from pix2pix_tr.data import AlignedDataset
+from pix2pix_tr.data.cli import combine_main, prepare_main, run_cli
+from pix2pix_tr.inference import main as inference_main
+from pix2pix_tr.io import atomic_torch_save
+from pix2pix_tr.training.cli import main as train_main
+from pix2pix_tr.training.errors import NoSpaceLeft
+from pix2pix_tr.training.lock import RunLock
+from test_inference import make_run
+from test_train import loss_columns, run, state_equal, tiny_args
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def reference(ab_root, tmp_path_factory):
+    """The uninterrupted tiny run of test_train (TRAdam, 2 epochs of 4 iterations) to compare resumes with."""
+    ckpt = tmp_path_factory.mktemp("faults_ref")
+    return ckpt / "ref", run(ab_root, ckpt, "ref")
+
+
+def advice_flags(message: str, pattern: str) -> list[str]:
+    """The flags a message tells the user to add (the text between the backticks of ``pattern``)."""
+    found = re.search(pattern, message)
+    assert found, message
+    return shlex.split(found.group(1))
+
+
+class Killed(BaseException):
+    """Stands for a SIGKILL in-process: nothing after it runs (BaseException: no handler of ours catches it)."""
+
+
+# ---------------------------------------------------------------------------------------------------- 1. commit order
+def test_kill_between_epoch_files_and_state_redoes_the_epoch_end(reference, ab_root, tmp_path, monkeypatch):
+    ref_dir, ref = reference
+    import pix2pix_tr.io as io_module
+
+    real_replace = os.replace
+
+    def replace_then_die(src, dst):
+        real_replace(src, dst)
+        if Path(dst).name == "1_net_G.pth":  # epoch 1's G is written, its D, gallery row and the state are not
+            raise Killed
+
+    monkeypatch.setattr(io_module.os, "replace", replace_then_die)
+    with pytest.raises(Killed):
+        run(ab_root, tmp_path, "k", "--save_latest_freq", "2")
+    monkeypatch.setattr(io_module.os, "replace", real_replace)
+    assert not (tmp_path / "k/1_net_D.pth").exists()
+    resumed = run(ab_root, tmp_path, "k", "--continue_train")
+    assert resumed.status == "finished"
+    for name in ("1_net_G.pth", "1_net_D.pth", "2_net_G.pth", "2_net_D.pth"):
+        assert state_equal(torch.load(tmp_path / "k" / name, weights_only=True),
+                           torch.load(ref_dir / name, weights_only=True)), name
+    html = (tmp_path / "k/web/index.html").read_text()
+    assert "epoch001_fake_B.png" in html and "epoch002_fake_B.png" in html
+    assert loss_columns(tmp_path / "k/loss_log.csv") == loss_columns(ref_dir / "loss_log.csv")
+
+
+# ---------------------------------------------------------------------------------------------------- 2. one writer
+def test_a_second_writer_is_refused_naming_the_first(ab_root, tmp_path, capsys):
+    run_dir = tmp_path / "busy"
+    with RunLock(run_dir):
+        assert train_main(tiny_args(ab_root, tmp_path, "busy")) == 2
+    err = capsys.readouterr().err
+    assert f"is being written by another training process (pid {os.getpid()} on " in err
+    assert "choose another --name" in err and "Traceback" not in err
+    assert not (run_dir / "training_state.pth").exists()
+
+
+def test_a_lock_left_by_a_killed_process_is_not_stale(ab_root, tmp_path):
+    run_dir = tmp_path / "crashed"
+    code = f"import time; from pix2pix_tr.training.lock import RunLock; RunLock({str(run_dir)!r}).acquire(); " \
+           f"print('locked', flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(Exception, match=f"pid {holder.pid} on"):
+            RunLock(run_dir).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    result = run(ab_root, tmp_path, "crashed", "--max_dataset_size", "2", "--n_epochs_decay", "0")
+    assert result.status == "finished"
+
+
+# ---------------------------------------------------------------------------------------------------- 3-4. divergence
+def test_huge_lr_is_stopped_and_the_advised_command_works(ab_root, tmp_path, capsys):
+    args = tiny_args(ab_root, tmp_path, "huge", "--lr", "1e10")
+    assert train_main(args) == 1
+    err = capsys.readouterr().err
+    assert "became NaN or inf" in err and "nothing was saved" in err
+    assert not (tmp_path / "huge/training_state.pth").exists() and not (tmp_path / "huge/latest_net_G.pth").exists()
+    flags = advice_flags(err, r"run the same command again with a lower learning rate, e\.g\. (--lr \S+) \(")
+    assert flags == ["--lr", "1e+09"]
+    # the advice, followed with a sane value of the same form, works (1e+09 itself would diverge again)
+    assert train_main(tiny_args(ab_root, tmp_path, "huge", "--lr", "2e-04", "--max_dataset_size", "2")) == 0
+
+
+def test_weights_that_blow_up_with_finite_losses_stop_the_run_and_resume_with_override(ab_root, tmp_path, capsys,
+                                                                                       monkeypatch):
+    import pix2pix_tr.training.loop as loop_module
+
+    real_step = loop_module.train_step
+    calls = {"n": 0}
+
+    def step_then_poison(G, *args, **kwargs):
+        out = real_step(G, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:  # the losses stay finite; a BatchNorm buffer of G runs off to inf
+            bn = next(m for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d))
+            bn.running_var.fill_(float("inf"))
+        return out
+
+    monkeypatch.setattr(loop_module, "train_step", step_then_poison)
+    args = tiny_args(ab_root, tmp_path, "blow", "--save_latest_freq", "2")
+    assert train_main(args) == 1
+    err = capsys.readouterr().err
+    assert "1 weight/buffer tensor(s) became NaN or inf (G.model" in err and "running_var" in err
+    assert "by epoch 1, iteration 4 of the epoch" in err
+    state = torch.load(tmp_path / "blow/training_state.pth", weights_only=True)
+    assert state["total_iters"] == 2  # the last good save; nothing non-finite reached the disk
+    for name in ("latest_net_G.pth", "latest_net_D.pth"):
+        assert all(torch.isfinite(v).all() for v in torch.load(tmp_path / "blow" / name, weights_only=True).values())
+    monkeypatch.setattr(loop_module, "train_step", real_step)
+    # the message's advice, as written
+    flags = advice_flags(err, r"resume it with a lower learning rate by adding (--continue_train --override lr "
+                              r"--lr \S+) to the same command")
+    assert flags[-1] == "2e-05"
+    assert train_main(args + flags) == 0
+    opts = json.loads((tmp_path / "blow/train_opt.json").read_text())
+    assert opts["lr"] == 2e-5 and opts["override"] == ["lr"]
+    rows = loss_columns(tmp_path / "blow/loss_log.csv")
+    noted = [r for r in rows if r["note"]]
+    assert len(noted) == 1 and noted[0]["note"] == "override lr 0.0002 -> 2e-05" and noted[0]["total_iters"] == "4"
+    assert float(rows[-1]["lr_G"]) == pytest.approx(1e-5)  # the schedule continued at the new scale (epoch 2: /2)
+    final = torch.load(tmp_path / "blow/training_state.pth", weights_only=True)
+    assert final["overrides"] == [{"total_iters": 2, "note": "override lr 0.0002 -> 2e-05"}]
+    assert final["opt_G"]["param_groups"][0]["initial_lr"] == pytest.approx(2e-5)
+
+
+def test_resume_with_another_lr_names_the_override_and_refuses_unknown_ones(ab_root, tmp_path, capsys):
+    args = tiny_args(ab_root, tmp_path, "lr", "--max_dataset_size", "2", "--max_iters", "1")
+    assert train_main(args) == 0
+    capsys.readouterr()
+    assert train_main(args + ["--continue_train", "--lr", "1e-4"]) == 2
+    err = capsys.readouterr().err
+    assert "or add --override lr to change it on purpose" in err
+    assert train_main(args + ["--continue_train", "--lr", "1e-4", "--override", "lr"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        train_main(args + ["--continue_train", "--override", "ngf"])
+    assert info.value.code == 2
+    assert "--override ngf is not an option that can change on resume; allowed: lr, dataroot" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_main(args + ["--override", "lr"])
+    assert "--override only applies with --continue_train" in capsys.readouterr().err
+
+
+def test_test_py_refuses_a_checkpoint_with_non_finite_values(tmp_path, ab_root, capsys):
+    net = make_run(tmp_path / "checkpoints", "bad")
+    state = net.state_dict()
+    key = next(k for k in state if k.endswith("running_var"))
+    state[key] = torch.full_like(state[key], float("inf"))
+    atomic_torch_save(state, tmp_path / "checkpoints/bad/latest_net_G.pth")
+    assert inference_main(["--dataroot", str(ab_root), "--name", "bad", "--checkpoints_dir", str(tmp_path / "checkpoints"),
+                      "--results_dir", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert f"holds NaN or inf values in 1 tensor(s) ({key})" in err and "test an earlier --epoch" in err
+    assert not (tmp_path / "results").exists()
+
+
+# ---------------------------------------------------------------------------------------------------- 5. disk full
+def test_disk_full_is_one_sentence_with_its_own_exit_code(ab_root, tmp_path, capsys, monkeypatch):
+    import errno
+
+    real_save = torch.save
+
+    def save_until_full(obj, f, *args, **kwargs):
+        if str(getattr(f, "name", "")).startswith(str(tmp_path / "full" / ".training_state.pth")):
+            f.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_until_full)
+    args = tiny_args(ab_root, tmp_path, "full", "--max_dataset_size", "2")
+    assert train_main(args) == 3
+    err = capsys.readouterr().err
+    assert re.search(rf"no space left on {re.escape(str(tmp_path / 'full'))} \(a checkpoint needs about \d+ MB, "
+                     rf"[\d.]+ MB are free\): free \d+ MB there and run the same command again", err), err
+    assert "Traceback" not in err and not list((tmp_path / "full").glob(".*.tmp"))
+    monkeypatch.setattr(torch, "save", real_save)
+    assert train_main(args) == 0  # the advice: free space (here: the fault is gone) and run the same command
+
+
+def test_disk_full_in_test_py_and_the_data_scripts_exits_3(tmp_path, ab_root, capsys, monkeypatch):
+    import errno
+
+    import pix2pix_tr.io as io_module
+
+    make_run(tmp_path / "checkpoints", "ok")
+    fold_A, fold_B = _ab_folders(tmp_path, ab_root)
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io_module.os, "fsync", full)
+    assert inference_main(["--dataroot", str(ab_root), "--name", "ok", "--checkpoints_dir",
+                           str(tmp_path / "checkpoints"), "--results_dir", str(tmp_path / "results")]) == 3
+    err = capsys.readouterr().err
+    assert re.search(r"test.py: error: no space left on \S+images \([\d.]+ MB free\) while writing \S+\.png: free "
+                     r"space there and run test.py again", err), err
+    assert run_cli(combine_main, ["--fold_A", str(fold_A), "--fold_B", str(fold_B), "--fold_AB",
+                                  str(tmp_path / "AB")]) == 3
+    err = capsys.readouterr().err
+    assert "error: no space left on" in err and "free space there and run the command again" in err
+    assert not list((tmp_path / "AB").rglob("*.png"))
+
+
+# ---------------------------------------------------------------------------------------------------- 6. names
+def test_test_py_name_cannot_leave_its_folders(tmp_path, ab_root, capsys):
+    make_run(tmp_path / "checkpoints", "ok")
+    base = ["--dataroot", str(ab_root), "--checkpoints_dir", str(tmp_path / "checkpoints"),
+            "--results_dir", str(tmp_path / "results")]
+    assert inference_main(base + ["--name", "../../x"]) == 2
+    assert "--name '../../x' must be a plain folder name" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    # a run folder the user made a link (to a bigger disk) is followed
+    shutil.move(tmp_path / "checkpoints" / "ok", tmp_path / "bigdisk")
+    (tmp_path / "checkpoints" / "ok").symlink_to(tmp_path / "bigdisk")
+    assert inference_main(base + ["--name", "ok", "--num_test", "1"]) == 0
+    assert (tmp_path / "results/ok/val_latest/index.html").is_file()
+
+
+def test_outputs_never_inside_inputs(tmp_path, ab_root, capsys):
+    make_run(tmp_path / "checkpoints", "ok")
+    data = tmp_path / "data"
+    shutil.copytree(ab_root, data)
+    before = sorted(p.name for p in (data / "val").iterdir())
+    assert inference_main(["--dataroot", str(data), "--name", "ok", "--checkpoints_dir", str(tmp_path / "checkpoints"),
+                      "--results_dir", str(data / "val")]) == 2
+    assert "--results_dir" in (err := capsys.readouterr().err) and f"is inside the input folder {data / 'val'}" in err
+    assert sorted(p.name for p in (data / "val").iterdir()) == before
+    # train.py: a run folder inside the training images would feed the gallery back as training data
+    assert train_main(tiny_args(data, data, "train")) == 2
+    assert "--checkpoints_dir/--name" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------- 8. data tools
+def _ab_folders(tmp_path, ab_root, n=3):
+    a, b = tmp_path / "A" / "train", tmp_path / "B" / "train"
+    a.mkdir(parents=True)
+    b.mkdir(parents=True)
+    for f in sorted((ab_root / "train").iterdir())[:n]:
+        shutil.copy(f, a / f.name)
+        shutil.copy(f, b / f.name)
+    return tmp_path / "A", tmp_path / "B"
+
+
+@pytest.mark.parametrize("where", ["same", "inside"])
+def test_combine_output_overlapping_a_source_is_refused(tmp_path, ab_root, capsys, where):
+    fold_A, fold_B = _ab_folders(tmp_path, ab_root)
+    before = {p: p.read_bytes() for p in fold_A.rglob("*.png")}
+    out = fold_A if where == "same" else fold_A / "train"
+    assert run_cli(combine_main, ["--fold_A", str(fold_A), "--fold_B", str(fold_B), "--fold_AB", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--fold_AB {out} {'is' if where == 'same' else 'is inside'} --fold_A {fold_A}" in err
+    assert {p: p.read_bytes() for p in fold_A.rglob("*.png")} == before
+    # pix2pix's own layout, the output folder above the sources, stays allowed
+    assert run_cli(combine_main, ["--fold_A", str(fold_A), "--fold_B", str(fold_B), "--fold_AB", str(tmp_path)]) == 0
+    assert len(list((tmp_path / "train").glob("*.png"))) == 3
+
+
+def test_compare_output_inside_a_run_folder_is_refused(tmp_path, ab_root):
+    from pix2pix_tr.report.compare import CompareError, compare_runs
+
+    make_run(tmp_path / "checkpoints", "ok")
+    args = ["--dataroot", str(ab_root), "--name", "ok", "--checkpoints_dir", str(tmp_path / "checkpoints"),
+            "--num_test", "1"]
+    runs = []
+    for label in ("a", "b"):
+        assert inference_main(args + ["--results_dir", str(tmp_path / label)]) == 0
+        runs.append(tmp_path / label / "ok" / "val_latest")
+    page = (runs[1] / "index.html").read_bytes()
+    with pytest.raises(CompareError, match=r"--output .* is inside the run folder 2 .*: writing there would"):
+        compare_runs(runs, runs[1] / "images")
+    assert (runs[1] / "index.html").read_bytes() == page and not (runs[1] / "images" / "index.html").exists()
+
+
+def test_prepare_output_inside_the_raw_data_is_refused(synthetic_city, capsys):
+    out = synthetic_city / "gtFine" / "pairs"
+    assert run_cli(prepare_main, ["--gtFine_dir", str(synthetic_city / "gtFine"), "--leftImg8bit_dir",
+                                  str(synthetic_city / "leftImg8bit"), "--output_dir", str(out)]) == 2
+    assert "--output_dir" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_failed_combine_leaves_the_output_folder_as_it_was(tmp_path, ab_root, capsys):
+    fold_A, fold_B = _ab_folders(tmp_path, ab_root, n=3)
+    last = sorted((fold_B / "train").iterdir())[-1]
+    last.write_bytes(last.read_bytes()[:200])  # the third pair is corrupt
+    out = tmp_path / "AB"
+    (out / "train").mkdir(parents=True)
+    (out / "train" / "keep.png").write_bytes(b"the user's file")
+    assert run_cli(combine_main, ["--fold_A", str(fold_A), "--fold_B", str(fold_B), "--fold_AB", str(out)]) == 2
+    assert last.name in capsys.readouterr().err
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["train", "train/keep.png"]
+    assert (out / "train" / "keep.png").read_bytes() == b"the user's file"
+
+
+# ---------------------------------------------------------------------------------------------------- 9. link loops
+def test_a_symlink_loop_does_not_multiply_the_samples(tmp_path, ab_root, capsys):
+    train_dir = tmp_path / "data" / "train"
+    (train_dir / "sub").mkdir(parents=True)
+    files = sorted((ab_root / "train").iterdir())[:6]
+    for f in files[:3]:
+        shutil.copy(f, train_dir / f.name)
+    for f in files[3:]:
+        shutil.copy(f, train_dir / "sub" / f.name)
+    (train_dir / "sub" / "loop").symlink_to(train_dir)  # sub/loop/sub/loop/... forever
+    (train_dir / "again").symlink_to(train_dir / "sub")
+    (train_dir / "twin.png").symlink_to(train_dir / files[0].name)
+    dataset = AlignedDataset(tmp_path / "data", "train", load_size=64, crop_size=64)
+    assert len(dataset) == 7  # 6 images + the file link
+    err = capsys.readouterr().err
+    assert "reaches 1 file(s) under more than one name through links" in err and "twin.png" in err
+    assert "skipped 2 folder(s) reached a second time through links" in err
+
+
+# ---------------------------------------------------------------------------------------------------- rough edges
+@pytest.mark.parametrize("target", ["results_file", "checkpoints_file", "demo_out_file"])
+def test_output_paths_that_are_files_give_one_sentence(tmp_path, ab_root, capsys, target):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    if target == "results_file":
+        make_run(tmp_path / "checkpoints", "ok")
+        code = inference_main(["--dataroot", str(ab_root), "--name", "ok", "--checkpoints_dir",
+                          str(tmp_path / "checkpoints"), "--results_dir", str(blocker), "--num_test", "1"])
+        flag = "--results_dir"
+    elif target == "checkpoints_file":
+        code, flag = train_main(tiny_args(ab_root, blocker, "x")), "--checkpoints_dir"
+    else:
+        sys.path.insert(0, str(REPO))
+        try:
+            import demo
+        finally:
+            sys.path.remove(str(REPO))
+        code, flag = demo.main(["--out", str(blocker / "sub")]), "--out"
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"{flag} " in err and f"because {blocker} is a file" in err and "Traceback" not in err
+    assert blocker.read_text() == "x"
+
+
+def test_unloadable_states_are_explained_in_our_words(ab_root, tmp_path, capsys):
+    args = tiny_args(ab_root, tmp_path, "s", "--max_dataset_size", "2", "--max_iters", "1")
+    assert train_main(args) == 0
+    state_file = tmp_path / "s/training_state.pth"
+    state_file.write_bytes(state_file.read_bytes()[:1000])  # truncated
+    capsys.readouterr()
+    assert train_main(args + ["--continue_train"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("is not a checkpoint we can load safely: it is damaged, truncated or not a torch checkpoint "
+                        "file; restore it from a backup, or start a new run under another --name")
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"format": 1, "x": Payload()}, state_file)
+    assert train_main(args + ["--continue_train"]) == 2
+    assert "asks to build Python objects, which weights-only loading refuses" in capsys.readouterr().err
+    assert not marker.exists()
+
+
+def test_orphan_tmp_files_are_removed_at_start(ab_root, tmp_path, capsys):
+    args = tiny_args(ab_root, tmp_path, "o", "--max_dataset_size", "2", "--max_iters", "1")
+    assert train_main(args) == 0
+    orphans = [tmp_path / "o/.training_state.pth.k1ll3d.tmp", tmp_path / "o/web/images/.epoch001_fake_B.png.x.tmp"]
+    for orphan in orphans:
+        orphan.write_bytes(b"0" * 1000)
+    keep = tmp_path / "o/notes.tmp"  # not one of ours (not hidden): kept
+    keep.write_text("mine")
+    assert train_main(args + ["--continue_train", "--max_iters", "2"]) == 0
+    assert "removed 2 temporary file(s) left by an interrupted save" in capsys.readouterr().out
+    assert not any(p.exists() for p in orphans) and keep.read_text() == "mine"
+
+
+def test_resume_on_other_data_is_refused_then_allowed_by_override(ab_root, tmp_path, capsys):
+    args = tiny_args(ab_root, tmp_path, "d", "--max_iters", "1")
+    assert train_main(args) == 0
+    capsys.readouterr()
+    smaller = tiny_args(ab_root, tmp_path, "d", "--max_dataset_size", "6", "--continue_train", "--max_iters", "2")
+    assert train_main(smaller) == 2
+    err = capsys.readouterr().err
+    assert f"was trained on 8 images of {ab_root} but --dataroot {ab_root} now gives 6 images" in err
+    flags = advice_flags(err, r"or add (--override dataroot) to continue on the new data")
+    assert train_main(smaller + flags) == 0
+    assert "--override dataroot: the run" in capsys.readouterr().out
+    state = torch.load(tmp_path / "d/training_state.pth", weights_only=True)
+    assert state["data"]["size"] == 6
+
+
+# ---------------------------------------------------------------------------------------------------- keep it fixed
+_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    kill_at, phase = int(os.environ["KILL_AT"]), os.environ["KILL_PHASE"]
+    count = {"replace": 0, "fsync": 0}
+    real_replace, real_fsync = os.replace, os.fsync
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def replace(src, dst):
+        if str(dst).endswith(".pth"):
+            count["replace"] += 1
+            if count["replace"] == kill_at and phase == "before_rename":
+                die()
+        real_replace(src, dst)
+        if str(dst).endswith(".pth") and count["replace"] == kill_at and phase == "after_rename":
+            die()
+
+    def fsync(fd):
+        name = os.readlink(f"/proc/self/fd/{fd}") if os.path.exists(f"/proc/self/fd/{fd}") else ""
+        if name.endswith(".tmp") and ".pth." in name:
+            count["fsync"] += 1
+            if count["fsync"] == kill_at and phase == "mid_write":
+                os.ftruncate(fd, os.fstat(fd).st_size // 2)  # a half-written file on disk
+                die()
+        real_fsync(fd)
+
+    os.replace, os.fsync = replace, fsync
+    from pix2pix_tr.training.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def _train_child(args, kill_at=0, phase="none"):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "KILL_AT": str(kill_at),
+           "KILL_PHASE": phase}
+    return subprocess.run([sys.executable, "-c", _CHILD, *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc/self/fd and SIGKILL")
+def test_sigkill_at_random_moments_of_the_saves(ab_root, tmp_path):
+    extra = ("--batch_size", "1", "--max_dataset_size", "3", "--n_epochs", "2", "--n_epochs_decay", "2",
+             "--save_latest_freq", "1")
+    ref = _train_child(tiny_args(ab_root, tmp_path / "ref", "r", *extra))
+    assert ref.returncode == 0, ref.stderr
+    rng = random.Random(12)
+    args = tiny_args(ab_root, tmp_path / "kill", "r", *extra)
+    run_dir, kills, finished, phases = tmp_path / "kill" / "r", 0, False, set()
+    for attempt in range(40):
+        resume = ["--continue_train"] if (run_dir / "training_state.pth").exists() else []
+        phase = rng.choice(["mid_write", "before_rename", "after_rename"]) if kills < 12 else "none"
+        proc = _train_child(args + resume, rng.randint(1, 5), phase)
+        if proc.returncode == -signal.SIGKILL:
+            kills += 1
+            phases.add(phase)
+            for path in run_dir.glob("*.pth"):  # every checkpoint on disk is whole and safe to load
+                torch.load(path, map_location="cpu", weights_only=True)
+            continue
+        assert proc.returncode == 0, proc.stderr
+        if "training finished" in proc.stdout or "already finished" in proc.stdout:
+            finished = True
+            break
+    assert finished and kills >= 10 and len(phases) == 3, (finished, kills, phases)
+    print(f"{kills} SIGKILLs ({', '.join(sorted(phases))}) in {attempt + 1} runs")
+    assert not list(run_dir.rglob(".*.tmp"))
+    ref_dir = tmp_path / "ref" / "r"
+    for name in ("latest_net_G.pth", "latest_net_D.pth", *(f"{e}_net_{w}.pth" for e in (1, 2, 3, 4) for w in "GD")):
+        assert state_equal(torch.load(run_dir / name, weights_only=True),
+                           torch.load(ref_dir / name, weights_only=True)), name
+    assert loss_columns(run_dir / "loss_log.csv") == loss_columns(ref_dir / "loss_log.csv")
+    entries = json.loads((run_dir / "web/gallery.json").read_text())
+    entries = entries["entries"] if isinstance(entries, dict) else entries
+    assert len(entries) == 4
+
+
+@contextlib.contextmanager
+def _tmpfs(path: Path, size: str):
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a real full disk needs a size-limited tmpfs: mounting one needs root")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a size-limited tmpfs here ({proc.stderr.strip() or proc.returncode})")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.mark.slow
+def test_a_real_full_disk_keeps_the_last_checkpoint_and_resumes_exactly(reference, ab_root, tmp_path):
+    ref_dir, ref = reference
+    with _tmpfs(tmp_path / "small", "48m") as ckpt:
+        filler = ckpt / f"filler-{uuid.uuid4().hex}"
+
+        def fill_disk(total_iters):
+            if total_iters == 6:  # in epoch 2, after epoch 1's checkpoint: leave about 64 KB
+                free = shutil.disk_usage(ckpt).free
+                with open(filler, "wb") as handle:
+                    handle.truncate(0)
+                    handle.write(b"\0" * max(0, free - 65536))
+
+        with pytest.raises(NoSpaceLeft, match=rf"no space left on {re.escape(str(ckpt / 'full'))} \(a checkpoint "
+                                              r"needs about \d+ MB, [\d.]+ MB are free\): free \d+ MB there and resume "
+                                              r"with the same command plus --continue_train"):
+            run(ab_root, ckpt, "full", after_iteration=fill_disk)
+        for path in (ckpt / "full").glob("*.pth"):
+            torch.load(path, weights_only=True)
+        assert torch.load(ckpt / "full/training_state.pth", weights_only=True)["total_iters"] == 4
+        assert not list((ckpt / "full").rglob(".*.tmp"))
+        filler.unlink()  # free the space, then resume as advised
+        assert train_main(tiny_args(ab_root, ckpt, "full", "--continue_train")) == 0
+        assert state_equal(torch.load(ckpt / "full/latest_net_G.pth", weights_only=True), ref.G.state_dict())
+        assert loss_columns(ckpt / "full/loss_log.csv") == loss_columns(ref_dir / "loss_log.csv")
+
+
+def test_read_only_output_folders_give_one_sentence(ab_root, tmp_path, capsys):
+    with _tmpfs(tmp_path / "ro", "16m") as ro:
+        make_run(ro / "checkpoints", "ok")
+        subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+        assert train_main(tiny_args(ab_root, ro / "checkpoints", "new")) == 2
+        err = capsys.readouterr().err
+        assert "--checkpoints_dir" in err and "is not writable (Read-only file system)" in err
+        assert inference_main(["--dataroot", str(ab_root), "--name", "ok", "--checkpoints_dir", str(ro / "checkpoints"),
+                          "--results_dir", str(ro / "results")]) == 2
+        err = capsys.readouterr().err
+        assert "--results_dir" in err and "cannot be created (Read-only file system)" in err
