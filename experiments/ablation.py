@@ -387,6 +387,15 @@ def markdown_tables(rows: Sequence[dict], n_seeds: int, metric_title: str = "fin
     return "\n".join(lines)
 
 
+def _save_figure(fig, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path.name
+
+
 def plot_sweeps(rows: Sequence[dict], out_dir: Path) -> list[str]:
     """One PNG per family: four panels (the sweeps), accuracy vs setting per arm with 95% intervals."""
     import matplotlib
@@ -422,11 +431,7 @@ def plot_sweeps(rows: Sequence[dict], out_dir: Path) -> list[str]:
             ax.set_title(_sweep_title(sweep))
         axes[0].legend(fontsize=7, loc="lower left")
         fig.suptitle(f"{FAMILY_TITLES[fam]} on digits: mean over seeds, 95% bootstrap intervals")
-        fig.tight_layout()
-        name = f"sweeps_{fam}.png"
-        fig.savefig(out_dir / name, dpi=90)
-        plt.close(fig)
-        names.append(name)
+        names.append(_save_figure(fig, out_dir / f"sweeps_{fam}.png"))
     return names
 
 
@@ -460,11 +465,7 @@ def plot_center_curves(runs: dict[str, dict], settings: Sequence[Setting], out_d
         axes[1].legend(fontsize=7)
         fig.suptitle(f"{FAMILY_TITLES[fam]}, the paper's setting (λ {st.tr_lambda:g}, S {st.period}, batch {st.batch}, "
                      f"lr {st.lr:g}); lr x0.1 at the milestones")
-        fig.tight_layout()
-        name = f"curves_{fam}.png"
-        fig.savefig(out_dir / name, dpi=90)
-        plt.close(fig)
-        names.append(name)
+        names.append(_save_figure(fig, out_dir / f"curves_{fam}.png"))
     return names
 
 
