@@ -108,8 +108,7 @@ def max_rel_diff(a, b) -> float:
     return max(((x - y).abs().max() / y.abs().max()).item() for x, y in zip(a, b))
 
 
-IMPLS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "forloop": {"foreach": False, "fused": False},
-         "capturable": {"capturable": True}}
+IMPLS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "forloop": {"foreach": False, "fused": False}}
 
 
 @pytest.mark.parametrize("impl", list(IMPLS))
@@ -125,11 +124,21 @@ def test_tradam_reference_mode_is_the_release(impl, amsgrad):
     assert max_rel_diff(release("adam", restart_each_epoch=False, **kw), want) > 1e-6
 
 
-@pytest.mark.parametrize("impl", list(IMPLS))
+def test_tradam_reference_mode_with_capturable_keeps_torchs_eps_placement():
+    """capturable=True reads nothing on the host, so it cannot use the release's eps / sqrt(bc2); everything else
+    (c, the restart, the inner lr) is the release's."""
+    kw = dict(wd=5e-4, eps=1e-8, scale=1e-4)
+    got = ours(lambda ps: TRAdam(ps, lr=LR0, weight_decay=5e-4, eps=1e-8, tr_lambda=TR_LAMBDA, tr_period=PERIOD,
+                                 tr_mode="reference", capturable=True), scale=1e-4)
+    assert max_rel_diff(got, release("adam", torch_eps=True, **kw)) < 1e-12
+
+
+@pytest.mark.parametrize("impl", [*IMPLS, "capturable"])
 def test_trsgd_reference_mode_is_the_release(impl):
     want = release("sgd", wd=5e-4, momentum=0.9)
+    impl_kw = {"capturable": True} if impl == "capturable" else IMPLS[impl]
     got = ours(lambda ps: TRSGD(ps, lr=LR0, momentum=0.9, weight_decay=5e-4, tr_lambda=TR_LAMBDA, tr_period=PERIOD,
-                                tr_mode="reference", **IMPLS[impl]))
+                                tr_mode="reference", **impl_kw))
     assert max_rel_diff(got, want) < 1e-13
     no_restart = ours(lambda ps: TRSGD(ps, lr=LR0, momentum=0.9, weight_decay=5e-4, tr_lambda=TR_LAMBDA,
                                        tr_period=PERIOD, tr_mode="reference"), restart_each_epoch=False)

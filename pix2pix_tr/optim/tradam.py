@@ -219,7 +219,9 @@ class TRAdam(_TRMixin, Adam):
     _tr_compiled_step = staticmethod(_compiled.adam_group_step)
 
     def _tr_adjust_group(self, group: dict, plan) -> None:
-        if group["tr_mode"] == "reference":  # the release's eps placement, on torch's own kernels
+        # the release's eps placement, on torch's own kernels; it needs the step count on the host, so a
+        # capturable group (no host reads) keeps torch's placement
+        if group["tr_mode"] == "reference" and not group.get("capturable"):
             _reference.release_eps(group, self.state, plan.params, where=self._tr_name)
 
 
