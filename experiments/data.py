@@ -61,6 +61,8 @@ class ImageSet:
     labels: np.ndarray
     num_classes: int
     name: str
+    mean: tuple[float, ...] | None = None  # per-channel normalisation (of images / 255); None: CIFAR's
+    std: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
@@ -76,7 +78,7 @@ class ImageSet:
         """The first ``n`` samples (all if ``n`` is None): for quick runs on a slice of CIFAR."""
         if n is None or n >= len(self):
             return self
-        return ImageSet(self.images[:n], self.labels[:n], self.num_classes, self.name)
+        return ImageSet(self.images[:n], self.labels[:n], self.num_classes, self.name, self.mean, self.std)
 
 
 # --------------------------------------------------------------------------------------------------- CIFAR
@@ -209,6 +211,43 @@ def make_synthetic_shapes(n: int, seed: int = 0, size: int = 16, noise: float = 
     return ImageSet(images, labels, len(SYNTHETIC_CLASSES), f"synthetic{size}-seed{seed}")
 
 
+# -------------------------------------------------------------------------------------------------- digits
+
+DIGITS_TEST_FRACTION = 0.3
+DIGITS_SPLIT_SEED = 0
+
+
+def load_digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 handwritten digits (8x8, 10 classes; in its wheel, nothing is downloaded), split
+    once and for all: stratified, 30% test (540 images), ``random_state=0``. Returns
+    ``(x_train, y_train, x_test, y_test)`` with pixel values scaled to [0, 1] (the originals are 0..16)."""
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError:
+        raise DatasetNotFoundError("--dataset digits needs scikit-learn (it ships the data set): "
+                                   "pip install scikit-learn, or pip install -e .[experiments]") from None
+    digits = load_digits()
+    x = digits.images.astype(np.float32) / 16.0
+    y = digits.target.astype(np.int64)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=DIGITS_TEST_FRACTION, stratify=y,
+                                                        random_state=DIGITS_SPLIT_SEED)
+    return x_train, y_train, x_test, y_test
+
+
+def load_digits_sets() -> tuple[ImageSet, ImageSet]:
+    """The digits split as ImageSets (grey replicated to 3 channels), normalised by the train set's mean and
+    standard deviation (the usual per-channel normalisation, as CIFAR's)."""
+    x_train, y_train, x_test, y_test = load_digits_split()
+    mean, std = float(x_train.mean()), float(x_train.std())
+
+    def as_set(x: np.ndarray, y: np.ndarray, split: str) -> ImageSet:
+        images = np.repeat(np.rint(x * 255).astype(np.uint8)[..., None], 3, axis=-1)
+        return ImageSet(images, y, 10, f"digits-{split}", (mean,) * 3, (std,) * 3)
+
+    return as_set(x_train, y_train, "train"), as_set(x_test, y_test, "test")
+
+
 def load_dataset(name: str, data_dir: str | Path | None = None, *, synthetic_train: int = 4000,
                  synthetic_test: int = 2000, synthetic_size: int = 16, data_seed: int = 0
                  ) -> tuple[ImageSet, ImageSet]:
@@ -224,7 +263,9 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, synthetic_tra
     if name == "synthetic":
         return (make_synthetic_shapes(synthetic_train, seed=2 * data_seed, size=synthetic_size),
                 make_synthetic_shapes(synthetic_test, seed=2 * data_seed + 1, size=synthetic_size))
-    raise ValueError(f"unknown dataset {name!r}: use cifar10, cifar100 or synthetic")
+    if name == "digits":
+        return load_digits_sets()
+    raise ValueError(f"unknown dataset {name!r}: use cifar10, cifar100, synthetic or digits")
 
 
 # ----------------------------------------------------------------------------------------------- batching
@@ -239,7 +280,7 @@ class BatchLoader:
     """
 
     def __init__(self, data: ImageSet, batch_size: int, *, shuffle: bool = True, augment: bool = False,
-                 seed: int = 0, mean: tuple[float, ...] = CIFAR_MEAN, std: tuple[float, ...] = CIFAR_STD,
+                 seed: int = 0, mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
                  device: str | torch.device = "cpu", drop_last: bool = False) -> None:
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
@@ -248,6 +289,8 @@ class BatchLoader:
         self.device = torch.device(device)
         self.labels = torch.from_numpy(data.labels).to(self.device)
         images = torch.from_numpy(data.images).permute(0, 3, 1, 2).float().div_(255)
+        mean = mean or data.mean or CIFAR_MEAN  # the data set's own normalisation, else CIFAR's
+        std = std or data.std or CIFAR_STD
         m = torch.tensor(mean).view(1, 3, 1, 1)
         s = torch.tensor(std).view(1, 3, 1, 1)
         self.images = ((images - m) / s).contiguous().to(self.device)

@@ -198,7 +198,8 @@ class Settings:
     tr_lambda: float = 0.1
     tr_mode: str = "paper"
     tr_inner_decay: bool = True
-    augment: bool | None = None  # None: on for CIFAR, off for the synthetic set
+    augment: bool | None = None  # None: on for CIFAR, off for the synthetic set and digits
+    tr_restart_each_epoch: bool = False  # the authors' schedule: a new TR cycle at every epoch start
     width: int = 16
     synthetic_train: int = 4000
     synthetic_test: int = 2000
@@ -233,7 +234,7 @@ def run_one(spec: RunSpec, settings: Settings, train: ImageSet, test: ImageSet, 
     last test accuracy (an honest outcome of that optimizer at that step size, not an error).
     """
     device = torch.device(device)
-    augment = settings.augment if settings.augment is not None else spec.dataset != "synthetic"
+    augment = settings.augment if settings.augment is not None else spec.dataset.startswith("cifar")
     torch.manual_seed(spec.seed)  # same initial weights for every optimizer of this seed
     model = build_model(spec.model, train.num_classes, width=settings.width).to(device)
     optimizer = build_optimizer(
@@ -250,6 +251,8 @@ def run_one(spec: RunSpec, settings: Settings, train: ImageSet, test: ImageSet, 
     for epoch in range(settings.epochs):
         model.train()
         train_loader.set_epoch(epoch)
+        if settings.tr_restart_each_epoch and hasattr(optimizer, "tr_restart"):
+            optimizer.tr_restart()
         loss_sum, correct, seen = 0.0, 0, 0
         for x, y in train_loader:
             out = model(x)
@@ -327,6 +330,8 @@ def run_sweep(specs: Sequence[RunSpec], settings: Settings, out_dir: str | Path,
     out_dir = Path(out_dir)
     results_path = out_dir / "results.json"
     settings_dict = json.loads(json.dumps(dataclasses.asdict(settings), default=_json_default))
+    if not settings_dict["tr_restart_each_epoch"]:  # sweeps recorded before the flag existed still resume
+        del settings_dict["tr_restart_each_epoch"]
     runs: dict[str, dict] = {}
     if results_path.exists() and not fresh:
         try:
@@ -548,7 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "CPU sweep.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named configuration "
                    "(flags given explicitly still win)")
-    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "synthetic"])
+    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "synthetic", "digits"],
+                   help="digits: scikit-learn's 1,797 handwritten 8x8 digits (real data in its wheel, offline)")
     p.add_argument("--data_dir", help="folder holding cifar-10-batches-py/ or cifar-100-python/ (never downloaded)")
     p.add_argument("--models", nargs="+", default=["resnet18"], choices=list(MODELS))
     p.add_argument("--optimizers", nargs="+", default=["sgd", "trsgd"],
@@ -568,8 +574,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tr_lambda", type=float, default=0.1)
     p.add_argument("--tr_mode", choices=TR_MODES, default="paper")
     p.add_argument("--no_tr_inner_decay", action="store_true", help="inner step size lr instead of lr/(k+1)")
+    p.add_argument("--tr_restart_each_epoch", action="store_true",
+                   help="a new TR cycle (k = 0, new anchor) at every epoch start, as the authors' code does")
     p.add_argument("--augment", choices=["auto", "on", "off"], default="auto",
-                   help="CIFAR crop+flip augmentation (auto: on for CIFAR, off for synthetic)")
+                   help="CIFAR crop+flip augmentation (auto: on for CIFAR, off for synthetic and digits)")
     p.add_argument("--width", type=int, default=16, help="channel width of smallcnn")
     p.add_argument("--synthetic_train", type=int, default=4000)
     p.add_argument("--synthetic_test", type=int, default=2000)
@@ -599,9 +607,9 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
                 _torch_optimizer_class(base_of(name))
         except ValueError as exc:
             p.error(f"--optimizers: {exc}")
-    if args.dataset != "synthetic" and not args.data_dir:
+    if args.dataset.startswith("cifar") and not args.data_dir:
         p.error(f"--dataset {args.dataset} needs --data_dir, the folder holding the python-pickle CIFAR files "
-                f"(nothing is downloaded); or use --dataset synthetic")
+                f"(nothing is downloaded); or use --dataset synthetic or digits")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -619,7 +627,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         epochs=args.epochs, milestones=None if args.milestones is None else tuple(args.milestones),
         lr_gamma=args.lr_gamma, lr_sgd=args.lr_sgd, lr_adaptive=args.lr_adaptive, momentum=args.momentum,
         weight_decay=args.weight_decay, tr_lambda=args.tr_lambda, tr_mode=args.tr_mode,
-        tr_inner_decay=not args.no_tr_inner_decay,
+        tr_inner_decay=not args.no_tr_inner_decay, tr_restart_each_epoch=args.tr_restart_each_epoch,
         augment=None if args.augment == "auto" else args.augment == "on", width=args.width,
         synthetic_train=args.synthetic_train, synthetic_test=args.synthetic_test,
         synthetic_size=args.synthetic_size, max_train=args.max_train, max_test=args.max_test)

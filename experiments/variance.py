@@ -18,7 +18,13 @@ Optimizers compared (all with the same momentum and the same mini-batches for a 
 * ``sgd``: the baseline at lr;
 * ``trsgd``: the paper's TRSGD (lambda, S, inner decay lr/(k+1)) at the same lr;
 * ``trsgd-nodecay``: the proximal term alone (``tr_inner_decay=False``);
-* ``sgd-matched``: SGD at the *mean* TR step size lr * H_S / S (0.29 lr for S = 10): the step size alone.
+* ``sgd-matched``: SGD at the *mean* TR step size lr * H_S / S (0.29 lr for S = 10): the step size alone;
+* ``trsgd-reference``: TRSGD in the authors' reference mode, c = 2 lambda lr0 / lr.
+
+Sweeps: ``--tr_lambdas`` (the proximal strength; the theory's strong pull is lambda ~ 2L, L = 1 here, the largest
+eigenvalue of H being about 1) and ``--lr_factors``: every optimizer runs at lr x factor, as after the lr cuts of
+a step schedule, while reference mode keeps lr0 = lr, so its c grows 10x and 100x at factors 0.1 and 0.01.
+Ratios to SGD are per seed, reported as the mean with a 95% bootstrap interval over seeds.
 
 Comparing the four separates the regulariser's effect from the smaller average step. The seeds run as rows of
 one parameter tensor (all these optimizers act element-wise, so the rows are independent runs), which makes the
@@ -43,7 +49,8 @@ from pix2pix_tr.io import atomic_open, atomic_write_text
 
 __all__ = ["OPTIMIZERS", "make_problem", "run_variance", "measure", "variance_table", "main"]
 
-OPTIMIZERS = ("sgd", "trsgd", "trsgd-nodecay", "sgd-matched")
+OPTIMIZERS = ("sgd", "trsgd", "trsgd-nodecay", "sgd-matched", "trsgd-reference")
+USES_LAMBDA = ("trsgd", "trsgd-nodecay", "trsgd-reference")
 METRICS = ("iterate_msd", "excess_loss", "step_sq", "grad_noise")
 
 
@@ -64,9 +71,16 @@ def make_problem(n: int = 512, d: int = 20, noise: float = 1.0, condition: float
     return dict(X=X, y=y, w_star=w_star, H=X.T @ X / n)
 
 
-def _optimizer(name: str, param: torch.Tensor, lr: float, momentum: float, tr_lambda: float, tr_period: int):
+def _optimizer(name: str, param: torch.Tensor, lr: float, momentum: float, tr_lambda: float, tr_period: int,
+               lr_factor: float = 1.0):
     from pix2pix_tr.optim import TRSGD
 
+    if name == "trsgd-reference":  # built at lr0 = lr, then at lr x factor as a step schedule would leave it
+        opt = TRSGD([param], lr=lr, momentum=momentum, tr_lambda=tr_lambda, tr_period=tr_period,
+                    tr_mode="reference")
+        opt.param_groups[0]["lr"] = lr * lr_factor
+        return opt
+    lr = lr * lr_factor
     if name == "sgd":
         return torch.optim.SGD([param], lr=lr, momentum=momentum)
     if name == "sgd-matched":
@@ -80,7 +94,7 @@ def _optimizer(name: str, param: torch.Tensor, lr: float, momentum: float, tr_la
 
 def measure(problem: dict[str, torch.Tensor], optimizer: str, batch_size: int, seeds: Sequence[int], *,
             lr: float = 0.01, momentum: float = 0.9, tr_lambda: float = 0.1, tr_period: int = 10,
-            burn_in: int = 2000, steps: int = 4000) -> list[dict[str, float]]:
+            burn_in: int = 2000, steps: int = 4000, lr_factor: float = 1.0) -> list[dict[str, float]]:
     """Run ``optimizer`` once per seed (rows of one tensor) and return one dict of :data:`METRICS` per seed.
 
     The seed fixes the starting point (w* + N(0, I)) and the mini-batch draws, so every optimizer sees the same
@@ -92,7 +106,7 @@ def measure(problem: dict[str, torch.Tensor], optimizer: str, batch_size: int, s
     gens = [torch.Generator().manual_seed(1000 + s) for s in seeds]
     start = torch.stack([w_star + torch.randn(d, generator=g, dtype=torch.float64) for g in gens])
     w = start.clone().requires_grad_(True)
-    opt = _optimizer(optimizer, w, lr, momentum, tr_lambda, tr_period)
+    opt = _optimizer(optimizer, w, lr, momentum, tr_lambda, tr_period, lr_factor)
     Xty = X.T @ y / n
     full_grad = lambda v: v @ H - Xty  # noqa: E731  (rows, d); H is symmetric
     sums = {m: torch.zeros(rows, dtype=torch.float64) for m in METRICS}
@@ -124,19 +138,58 @@ def run_variance(batch_sizes: Sequence[int] = (1, 2, 4, 8), optimizers: Sequence
                  seeds: Sequence[int] = range(8), *, lr: float = 0.01, momentum: float = 0.9,
                  tr_lambda: float = 0.1, tr_period: int = 10, burn_in: int = 2000, steps: int = 4000,
                  n: int = 512, d: int = 20, noise: float = 1.0, condition: float = 10.0,
-                 problem_seed: int = 0) -> dict[str, Any]:
-    """The whole experiment: ``{"settings": ..., "runs": [{batch_size, optimizer, seed, <metrics>}, ...]}``."""
+                 problem_seed: int = 0, tr_lambdas: Sequence[float] | None = None,
+                 lr_factors: Sequence[float] = (1.0,)) -> dict[str, Any]:
+    """The whole experiment: ``{"settings": ..., "runs": [{batch_size, optimizer, seed, tr_lambda, lr_factor,
+    <metrics>}, ...]}``. Optimizers that do not use lambda run once per (batch, factor) with ``tr_lambda`` None."""
     problem = make_problem(n, d, noise, condition, problem_seed)
+    tr_lambdas = [tr_lambda] if tr_lambdas is None else list(tr_lambdas)
     settings = dict(batch_sizes=list(batch_sizes), optimizers=list(optimizers), seeds=list(seeds), lr=lr,
                     momentum=momentum, tr_lambda=tr_lambda, tr_period=tr_period, burn_in=burn_in, steps=steps,
-                    n=n, d=d, noise=noise, condition=condition, problem_seed=problem_seed)
+                    n=n, d=d, noise=noise, condition=condition, problem_seed=problem_seed,
+                    tr_lambdas=tr_lambdas, lr_factors=list(lr_factors))
     runs = []
-    for b in batch_sizes:
-        for name in optimizers:
-            per_seed = measure(problem, name, b, list(seeds), lr=lr, momentum=momentum, tr_lambda=tr_lambda,
-                               tr_period=tr_period, burn_in=burn_in, steps=steps)
-            runs += [dict(batch_size=b, optimizer=name, seed=s, **m) for s, m in zip(seeds, per_seed)]
+    for factor in lr_factors:
+        for b in batch_sizes:
+            for name in optimizers:
+                for lam in (tr_lambdas if name in USES_LAMBDA else [None]):
+                    per_seed = measure(problem, name, b, list(seeds), lr=lr, momentum=momentum,
+                                       tr_lambda=tr_lambda if lam is None else lam, tr_period=tr_period,
+                                       burn_in=burn_in, steps=steps, lr_factor=factor)
+                    runs += [dict(batch_size=b, optimizer=name, seed=s, tr_lambda=lam, lr_factor=factor, **m)
+                             for s, m in zip(seeds, per_seed)]
     return dict(settings=settings, runs=runs)
+
+
+def sweep_table(results: dict[str, Any], metric: str = "iterate_msd") -> str:
+    """Markdown, one row per (lr factor, batch, lambda): each optimizer's per-seed ratio of ``metric`` to SGD, mean
+    [95% bootstrap interval over seeds]."""
+    from experiments import stats
+
+    runs = results["runs"]
+    opts = [o for o in dict.fromkeys(r["optimizer"] for r in runs) if o != "sgd"]
+    header = ["lr factor", "batch", "λ"] + [f"{o} / sgd" for o in opts]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+
+    def by_seed(opt, b, f, lam):
+        return {r["seed"]: r[metric] for r in runs if r["optimizer"] == opt and r["batch_size"] == b
+                and r["lr_factor"] == f and r.get("tr_lambda") == lam}
+
+    for f in results["settings"]["lr_factors"]:
+        for b in results["settings"]["batch_sizes"]:
+            sgd = by_seed("sgd", b, f, None)
+            for lam in results["settings"]["tr_lambdas"]:
+                cells = [f"{f:g}", str(b), f"{lam:g}"]
+                for o in opts:
+                    mine = by_seed(o, b, f, lam if o in USES_LAMBDA else None)
+                    ratios = [mine[s] / sgd[s] if math.isfinite(mine[s]) else math.nan for s in mine if s in sgd]
+                    res = stats.bootstrap_ci(ratios)
+                    if res["n"] and res["mean"] > 1e6:  # finite but astronomically far: the run blew up
+                        cells.append(f"blew up (ratio {res['mean']:.0e})")
+                    else:
+                        cells.append(stats.fmt_ci(res, 3) if ratios else "—")
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _fmt(values: list[float]) -> str:
@@ -155,6 +208,8 @@ def variance_table(results: dict[str, Any], metric: str = "iterate_msd") -> str:
     others = [o for o in opts if o != "sgd"] if "sgd" in opts else []
     header = ["batch"] + opts + [f"{o} / sgd" for o in others]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lam0, f0 = results["settings"]["tr_lambda"], 1.0
+    runs = [r for r in runs if r.get("lr_factor", f0) == f0 and r.get("tr_lambda", lam0) in (lam0, None)]
     for b in sorted({r["batch_size"] for r in runs}):
         by = {o: {r["seed"]: r[metric] for r in runs if r["batch_size"] == b and r["optimizer"] == o}
               for o in opts}
@@ -182,6 +237,11 @@ def report(results: dict[str, Any]) -> str:
                   grad_noise="E||g - grad f(w)||^2 (mini-batch gradient noise: a control)")
     for m in METRICS:
         parts += [f"## {titles[m]}", "", variance_table(results, m)]
+    if len(s.get("tr_lambdas", [1])) > 1 or len(s.get("lr_factors", [1])) > 1:
+        parts += ["## Sweep: ratio to SGD of E||w - w*||^2, per seed, mean [95% bootstrap interval]", "",
+                  "Every optimizer at lr x factor; reference mode keeps lr0 = lr (c = 2 lambda / factor). "
+                  "inf/diverged: the run blew up.", "", sweep_table(results, "iterate_msd"),
+                  "## Sweep: ratio to SGD of the excess loss E[f(w) - f(w*)]", "", sweep_table(results, "excess_loss")]
     return "\n".join(parts)
 
 
@@ -193,7 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=list(range(8)))
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--tr_lambda", type=float, default=0.1)
+    p.add_argument("--tr_lambda", type=float, default=0.1, help="lambda of the main tables")
+    p.add_argument("--tr_lambdas", nargs="+", type=float, default=None,
+                   help="lambda sweep (default: --tr_lambda only); the main tables use --tr_lambda, which must be in it")
+    p.add_argument("--lr_factors", nargs="+", type=float, default=[1.0],
+                   help="run every optimizer at lr x factor (reference mode keeps lr0 = lr: c grows as 1/factor)")
     p.add_argument("--tr_period", type=int, default=10)
     p.add_argument("--burn_in", type=int, default=2000)
     p.add_argument("--steps", type=int, default=4000)
@@ -218,11 +282,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"--n ({args.n}) must be at least --d ({args.d}) so that the minimum is unique")
     if not args.lr > 0:
         p.error(f"--lr must be positive, got {args.lr}")
+    if args.tr_lambdas is not None and args.tr_lambda not in args.tr_lambdas:
+        p.error(f"--tr_lambdas {args.tr_lambdas} must include --tr_lambda {args.tr_lambda} (the main tables' lambda)")
+    if 1.0 not in args.lr_factors or any(not f > 0 for f in args.lr_factors):
+        p.error(f"--lr_factors must be positive and include 1 (the main tables), got {args.lr_factors}")
     torch.set_num_threads(args.threads)
     results = run_variance(args.batch_sizes, args.optimizers, args.seeds, lr=args.lr, momentum=args.momentum,
                            tr_lambda=args.tr_lambda, tr_period=args.tr_period, burn_in=args.burn_in,
                            steps=args.steps, n=args.n, d=args.d, noise=args.noise, condition=args.condition,
-                           problem_seed=args.problem_seed)
+                           problem_seed=args.problem_seed, tr_lambdas=args.tr_lambdas, lr_factors=args.lr_factors)
     out = Path(args.out)
     with atomic_open(out / "variance.json", "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=1)

@@ -108,6 +108,8 @@ def train_parser() -> argparse.ArgumentParser:
                    help="paper: proximal coefficient lambda; reference: the authors' code (2*lambda*lr0/lr)")
     o.add_argument("--no_tr_inner_decay", action="store_true",
                    help="TR inner steps use lr instead of lr/(k+1)")
+    o.add_argument("--tr_restart_each_epoch", action="store_true",
+                   help="start a new TR cycle (k = 0, new anchor) at every epoch start, as the authors' code does")
     o.add_argument("--gan_mode", choices=GAN_MODES, default="vanilla", help="GAN objective")
     o.add_argument("--lambda_L1", type=non_negative_float, default=100.0, help="weight of the L1 loss of G")
     o.add_argument("--lambda_gp", type=non_negative_float, default=10.0,

@@ -241,10 +241,35 @@ def test_variance_cli_writes_json_and_table(tmp_path):
     assert variance.main(["--batch_sizes", "4", "--seeds", "0", "1", "--burn_in", "50", "--steps", "100",
                           "--n", "64", "--d", "4", "--out", str(out)]) == 0
     results = json.loads((out / "variance.json").read_text())
-    assert len(results["runs"]) == 4 * 2 and results["settings"]["batch_sizes"] == [4]
+    assert len(results["runs"]) == 5 * 2 and results["settings"]["batch_sizes"] == [4]
     text = (out / "variance.md").read_text()
-    assert "| batch | sgd | trsgd | trsgd-nodecay | sgd-matched | trsgd / sgd |" in text
+    assert "| batch | sgd | trsgd | trsgd-nodecay | sgd-matched | trsgd-reference | trsgd / sgd |" in text
     assert re.search(r"^\| 4 \| [0-9.e+-]+ ± ", text, re.M)
+
+
+def test_variance_sweeps_lambda_and_lr_cuts(tmp_path):
+    out = tmp_path / "var"
+    assert variance.main(["--batch_sizes", "2", "--seeds", "0", "1", "2", "--burn_in", "50", "--steps", "100",
+                          "--n", "64", "--d", "4", "--tr_lambdas", "0.1", "2", "--lr_factors", "1", "0.1",
+                          "--out", str(out)]) == 0
+    runs = json.loads((out / "variance.json").read_text())["runs"]
+    # per lr factor: sgd and sgd-matched once, the three lambda-dependent optimizers once per lambda
+    assert len(runs) == 2 * (2 + 3 * 2) * 3
+    text = (out / "variance.md").read_text()
+    assert re.search(r"^\| 0.1 \| 2 \| 2 \| [0-9.]+ \[[0-9.]+, [0-9.]+\]", text, re.M)
+    # reference mode after a 10x cut pulls with c = 2 lambda / 0.1, i.e. 20x paper mode's lambda
+    problem = variance.make_problem(n=64, d=4)
+    param = torch.zeros(4, requires_grad=True)
+    opt = variance._optimizer("trsgd-reference", param, 0.01, 0.9, 0.1, 10, lr_factor=0.1)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.001) and opt.param_groups[0]["tr_lr0"] == 0.01
+    assert problem["X"].shape == (64, 4)
+
+
+def test_variance_cli_rejects_sweep_without_main_lambda(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        variance.main(["--tr_lambdas", "1", "2"])
+    assert exit_info.value.code == 2
+    assert "must include --tr_lambda 0.1" in capsys.readouterr().err
 
 
 def test_variance_cli_rejects_underdetermined_problem(capsys):
@@ -262,18 +287,46 @@ def test_gan_compare_plans_paired_runs(tmp_path, capsys):
 
     out = tmp_path / "gc"
     assert gan_compare.main(["--synthetic", "6", "3", "--size", "64", "--n_epochs", "1", "--n_epochs_decay", "0",
-                             "--out", str(out), "--device", "cpu", "--dry_run"]) == 0
+                             "--seeds", "0", "1", "--scorer_seeds", "0", "1", "--out", str(out), "--device", "cpu",
+                             "--dry_run"]) == 0
     printed = capsys.readouterr().out
     commands = {line.split("] $ ")[0].lstrip("["): line.split("] $ ")[1]
                 for line in printed.splitlines() if "] $ " in line}
-    assert list(commands)[:4] == ["synthetic city", "prepare A|B", "train adam", "train tradam"]
-    adam, tradam = commands["train adam"], commands["train tradam"]
-    # the two training runs differ only in the optimizer (and hence the run name)
+    assert list(commands)[:4] == ["synthetic city", "prepare A|B", "train adam seed 0", "test adam seed 0"]
+    adam, tradam = commands["train adam seed 0"], commands["train tradam seed 0"]
+    slow = commands["train adam@x0.2929 seed 0"]
+    # the runs of one seed differ only in the optimizer (and hence the run name) or the lr
     assert adam.replace("adam", "X") == tradam.replace("tradam", "X")
+    assert adam.replace("--lr 0.0002", "--lr 5.858e-05").replace("adam_seed0", "adam_at_x0.2929_seed0") == slow
+    assert adam.replace("seed0", "seed1").replace("--seed 0", "--seed 1") == commands["train adam seed 1"]
     assert "--direction BtoA" in adam and "--netG unet_64" in adam and "--seed 0" in adam
-    assert "--real" in commands["FCN-score GT"] and "--labels GT Adam TRAdam" in commands["table"]
-    assert "pix2pix_tr.report.compare" in commands["gallery"]
+    # two independently seeded scorers, each scoring the real photos and all 6 runs
+    assert "--seed 0" in commands["train scorer_seed0"] and "--seed 1" in commands["train scorer_seed1"]
+    assert sum("evaluation.fcn_score" in c for c in commands.values()) == 2 * (1 + 6)
+    assert "--real" in commands["FCN-score GT (scorer_seed1)"]
+    assert "--copy" in commands["gallery"] and "pix2pix_tr.report.compare" in commands["gallery"]
     assert not out.exists() or not any(out.iterdir())  # a dry run writes nothing
+
+
+def test_gan_compare_statistics_over_seeds_and_scorers():
+    from experiments import gan_compare
+
+    arms = [gan_compare.parse_arm(a, 2e-4) for a in ("adam", "tradam")]
+    assert arms[1].label == "TRAdam" and gan_compare.parse_arm("adam@x0.5", 2e-4).lr == pytest.approx(1e-4)
+    seeds, scorers = [0, 1, 2], ["s0", "s1"]
+    gt = {"per_pixel_acc": 0.7, "per_class_acc": 0.3, "class_iou": 0.2}
+    scores = {"GT": {"s0": gt, "s1": {k: v - 0.1 for k, v in gt.items()}}}
+    # TRAdam = Adam + 0.01 on every seed; scorer s1 reads 0.05 lower than s0
+    for arm, shift in (("Adam", 0.0), ("TRAdam", 0.01)):
+        scores[arm] = {s: {str(seed): {k: 0.1 * seed + shift - (0.05 if s == "s1" else 0) for k in gt}
+                           for seed in seeds} for s in scorers}
+    summary = gan_compare.summarize(scores, arms, seeds, scorers)
+    tr = summary["arms"]["TRAdam"]["per_pixel_acc"]
+    assert tr["mean"] == pytest.approx(0.1 + 0.01 - 0.025)
+    assert tr["diff_to_base"]["mean"] == pytest.approx(0.01) and tr["diff_to_base"]["resolved"]
+    assert tr["scorer_spread"] == pytest.approx(0.05) and summary["GT"]["class_iou"]["scorer_spread"] == pytest.approx(0.1)
+    table = gan_compare.markdown_table(summary, arms, len(seeds), scorers)
+    assert "TRAdam − Adam" in table and "**resolved**" in table and "s0 / s1" in table
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -281,6 +334,9 @@ def test_gan_compare_plans_paired_runs(tmp_path, capsys):
     (["--synthetic", "4", "2", "--size", "96"], "--size 96 has no matching U-Net: give --netG"),
     (["--cityscapes_dir", "/nonexistent/city"], "--cityscapes_dir /nonexistent/city has no leftImg8bit/val"),
     (["--synthetic", "4", "2", "--scorer", "/nonexistent/s.pth"], "--scorer /nonexistent/s.pth does not exist"),
+    (["--synthetic", "4", "2", "--arms", "adam", "lion"], "--arms lion: the optimizer must be one of"),
+    (["--synthetic", "4", "2", "--arms", "adam@fast"], "--arms adam@fast: after @ give an lr"),
+    (["--synthetic", "4", "2", "--seeds", "1", "1"], "--seeds lists a seed twice"),
 ])
 def test_gan_compare_bad_flags(argv, message, capsys):
     from experiments import gan_compare

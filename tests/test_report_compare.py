@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from urllib.parse import unquote
@@ -78,6 +79,11 @@ def test_compare_lines_up_the_same_stems(tmp_path):
 def test_compare_copy_is_self_contained(tmp_path):
     a = make_result(tmp_path / "r" / "a" / "val_latest", "same", STEMS[:2], 10)
     b = make_result(tmp_path / "r" / "b" / "val_latest", "same", STEMS[:2], 20)
+    for run in (a, b):  # a run page to link to, and a header naming a path of this machine
+        (run / "index.html").write_text("<html></html>")
+        meta = json.loads((run / "results.json").read_text())
+        meta["header"]["checkpoint"] = str(run.parent / "latest_net_G.pth")
+        (run / "results.json").write_text(json.dumps(meta))
     out = tmp_path / "cmp"
     res = compare_runs([a, b], out, copy=True, labels=["Adam", "TRAdam"])
     assert res["labels"] == ["Adam", "TRAdam"] and not res["dropped"]
@@ -88,6 +94,11 @@ def test_compare_copy_is_self_contained(tmp_path):
     assert len(imgs) == 2 * 4
     for src in imgs:
         assert (moved / unquote(src)).is_file() and not src.startswith("..")
+    # nothing on the page or in compare.json points outside it or names this machine's folders
+    page = (moved / "index.html").read_text()
+    hrefs = re.findall(r'href="([^"]+)"', page)
+    assert hrefs and all((moved / unquote(h)).is_file() for h in hrefs)
+    assert str(tmp_path) not in page and str(tmp_path) not in (moved / "compare.json").read_text()
 
 
 def test_duplicate_names_get_distinct_labels(tmp_path):

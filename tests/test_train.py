@@ -265,3 +265,16 @@ def test_a_run_stopped_on_the_last_iteration_of_an_epoch_still_shows_that_epoch(
     entries = json.loads((tmp_path / "edge" / "web" / "gallery.json").read_text())
     entries = entries["entries"] if isinstance(entries, dict) else entries
     assert entries and all(entry["images"] for entry in entries)
+
+
+def test_tr_restart_each_epoch_starts_a_cycle_at_every_epoch(ab_root, tmp_path):
+    """4 iterations per epoch with S = 3: the release's schedule restarts at 4 (-> 6), ours counts on (8)."""
+    def final_counter(name, *extra):
+        run(ab_root, tmp_path, name, "--tr_period", "3", *extra)
+        state = torch.load(tmp_path / name / "training_state.pth", weights_only=True)
+        return {state[k]["param_groups"][0]["tr_step"] for k in ("opt_G", "opt_D")}
+
+    assert final_counter("global") == {8}
+    assert final_counter("restart", "--tr_restart_each_epoch") == {10}
+    with pytest.raises(Exception, match="--tr_restart_each_epoch"):  # resume must keep the schedule
+        run(ab_root, tmp_path, "restart", "--tr_period", "3", "--continue_train", "--n_epochs", "2")

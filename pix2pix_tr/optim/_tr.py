@@ -98,6 +98,25 @@ def init_group(group: dict, tr_defaults: dict, *, where: str) -> None:
         )
 
 
+def restart(groups) -> None:
+    """``tr_restart()``: the next step of every group starts a new cycle (k = 0, a new anchor).
+
+    The counter moves up to the next multiple of S (it is left alone when the next step already starts
+    a cycle), so k, the cycle tags of the anchors and a checkpoint taken in between all stay consistent.
+    This is what the authors' released code does at the start of every epoch (it counts inner steps
+    from the epoch's first batch).
+    """
+    for group in groups:
+        if "tr_step" not in group:
+            continue
+        n, period = group["tr_step"], group["tr_period"]
+        nxt = (n + period - 1) // period * period
+        if isinstance(n, Tensor):  # a counter kept on the device (capturable): update it in place
+            n.copy_(nxt)
+        else:
+            group["tr_step"] = int(nxt)
+
+
 def _as_float(x: Any) -> float:
     return float(x.item()) if isinstance(x, Tensor) else float(x)
 

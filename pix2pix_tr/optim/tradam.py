@@ -20,7 +20,7 @@ import torch
 from torch.optim import SGD, Adam
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
-from . import _compiled, _tr
+from . import _compiled, _reference, _tr
 from ._tr import no_dynamo as _no_dynamo
 
 __all__ = ["TRAdam", "TRSGD"]
@@ -89,6 +89,12 @@ class _TRMixin:
     def _tr_adjust_group(self, group: dict, plan) -> None:
         """Last-minute per-step adjustments of a group before the base step (restored afterwards)."""
 
+    def tr_restart(self) -> None:
+        """Start a new cycle at the next step (k = 0, a new anchor), e.g. at every epoch start as the
+        authors' released training script does (``--tr_restart_each_epoch``). Adam's and SGD's own state
+        runs on."""
+        _tr.restart(self.param_groups)  # type: ignore[attr-defined]
+
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)  # type: ignore[misc]
         group = self.param_groups[-1]  # type: ignore[attr-defined]
@@ -137,7 +143,7 @@ class _TRMixin:
                 for plan in eager:
                     plan.copy_stale()
                     group = plan.group
-                    saved.append((group, group["lr"], group["weight_decay"], group.get("fused")))
+                    saved.append((group, group["lr"], group["weight_decay"], group.get("fused"), group.get("eps")))
                     self._tr_adjust_group(group, plan)
                     if plan.c != 0.0 and plan.params:
                         sign = 1.0 if group["maximize"] else -1.0
@@ -157,10 +163,12 @@ class _TRMixin:
                 self._tr_base_step()
         finally:
             self.param_groups = all_groups
-            for group, lr, wd, fused in saved:
+            for group, lr, wd, fused, eps in saved:
                 group["lr"] = lr
                 group["weight_decay"] = wd
                 group["fused"] = fused
+                if eps is not None:
+                    group["eps"] = eps
         for plan in plans:
             _tr.finish_group(plan, self.state)  # type: ignore[attr-defined]
         return loss
@@ -207,8 +215,14 @@ class TRAdam(_TRMixin, Adam):
                          differentiable=differentiable, fused=fused)
         self._tr_finish_init()
 
-    _tr_compiled_ready = staticmethod(_compiled.adam_ready)
+    _tr_compiled_ready = staticmethod(_reference.not_reference(_compiled.adam_ready))
     _tr_compiled_step = staticmethod(_compiled.adam_group_step)
+
+    def _tr_adjust_group(self, group: dict, plan) -> None:
+        # the release's eps placement, on torch's own kernels; it needs the step count on the host, so a
+        # capturable group (no host reads) keeps torch's placement
+        if group["tr_mode"] == "reference" and not group.get("capturable"):
+            _reference.release_eps(group, self.state, plan.params, where=self._tr_name)
 
 
 class TRSGD(_TRMixin, SGD):

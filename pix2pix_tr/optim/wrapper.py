@@ -88,6 +88,10 @@ class TrajectoryRegularized(Optimizer):
         self.base_optimizer.add_param_group(param_group)
         _tr.init_group(self.base_optimizer.param_groups[-1], self._tr_defaults, where=self._tr_name)
 
+    def tr_restart(self) -> None:
+        """Start a new cycle at the next step (k = 0, a new anchor); the base optimizer's state runs on."""
+        _tr.restart(self.base_optimizer.param_groups)
+
     def state_dict(self) -> dict:
         return self.base_optimizer.state_dict()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import re
 import os
 import shutil
 import sys
@@ -72,6 +73,23 @@ def _labels(runs: Sequence[dict], labels: Sequence[str] | None) -> list[str]:
     if len(set(out)) < len(out):
         out = [f"{l} #{i + 1}" for i, l in enumerate(out)]
     return out
+
+
+def _folder_cell(run_dir: Path, output: Path, copy: bool):
+    """The run folder: linked when the page points into it; with ``copy`` the page stands on its own (it may be
+    committed or moved), so the folder is only named, never linked outside ``output``."""
+    if copy:
+        return run_dir.name
+    if (run_dir / "index.html").is_file():
+        return T.a(rel_url(run_dir, output), href=rel_url(run_dir / "index.html", output))
+    return rel_url(run_dir, output)
+
+
+def _header_value(value: str, copy: bool) -> str:
+    """With ``copy`` an absolute path of this machine is cut to its last two parts (``.../run/file``)."""
+    if not copy:
+        return value
+    return re.sub(r"(?<![\w.])/(?:[^\s/]+/)+[^\s/]+", lambda m: ".../" + "/".join(m.group(0).split("/")[-2:]), value)
 
 
 def compare_runs(run_dirs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
@@ -145,11 +163,9 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], output: str | os.PathLik
             T.h1(title)
             with T.table(cls="meta"):
                 T.tr(T.th(""), *[T.th(n) for n in names])
-                T.tr(T.th("folder"), *[T.td(T.a(rel_url(r["dir"], output), href=rel_url(r["dir"] / "index.html", output))
-                                            if (r["dir"] / "index.html").is_file() else rel_url(r["dir"], output))
-                                       for r in runs])
+                T.tr(T.th("folder"), *[T.td(_folder_cell(r["dir"], output, copy)) for r in runs])
                 for k in keys:
-                    T.tr(T.th(k), *[T.td(r["header"].get(k, "-")) for r in runs])
+                    T.tr(T.th(k), *[T.td(_header_value(r["header"].get(k, "-"), copy)) for r in runs])
             T.p(note, cls="note")
             pager(page, total)
             with T.table(cls="gallery"):
@@ -166,7 +182,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], output: str | os.PathLik
     while (output / page_file_name(page)).exists():  # stale pages of an earlier, longer comparison
         (output / page_file_name(page)).unlink()
         page += 1
-    result = {"runs": [rel_url(r["dir"], output) for r in runs], "labels": names, "visual": visual,
+    result = {"runs": [r["dir"].name if copy else rel_url(r["dir"], output) for r in runs], "labels": names, "visual": visual,
               "stems": stems, "dropped": dropped, "pages": [p.name for p in pages], "date": date, "copied": copy}
     atomic_write_text(output / "compare.json", json.dumps(result, indent=1))
     return result

@@ -83,7 +83,7 @@ def load_training_state(run_dir: Path) -> dict[str, Any]:
 # silently ignored: refuse it instead.
 RESUME_MUST_MATCH = ("netG", "netD", "ngf", "ndf", "n_layers_D", "norm", "input_nc", "output_nc", "no_dropout",
                      "optimizer", "gan_mode", "lr_policy", "lr", "beta1", "beta2", "tr_lambda", "tr_period",
-                     "tr_mode", "no_tr_inner_decay")
+                     "tr_mode", "no_tr_inner_decay", "tr_restart_each_epoch")
 
 
 def check_resume_options(saved: dict[str, Any], current: dict[str, Any], run_dir: Path,

@@ -368,6 +368,9 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
         try:
             while epoch <= total_epochs:
                 sampler.set_epoch(epoch, start=min(epoch_iter * opt.batch_size, sampler.num_samples))
+                if getattr(opt, "tr_restart_each_epoch", False) and epoch_iter == 0:
+                    for o in (opt_G, opt_D):
+                        getattr(o, "tr_restart", lambda: None)()  # TR optimizers only
                 bar = _progress_bar(ctx, epoch, total_epochs, epoch_iter, batches_per_epoch)
                 stop = False
                 for batch in loader:
