@@ -12,7 +12,6 @@ from test_train import tiny_args
 
 
 def test_tensorboard_logs_what_the_csv_and_gallery_hold(ab_root, tmp_path):
-    pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     train(parse_train(tiny_args(ab_root, tmp_path, "tb_run", "--tensorboard")))
