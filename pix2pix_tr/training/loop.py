@@ -331,10 +331,17 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                 "overrides": [*(state or {}).get("overrides", []),
                               *({"total_iters": state["total_iters"], "note": n} for n in override_notes)]}
 
+    finite_at: int | None = None  # total_iters of the last passed check; the weights only change in a step
+
     def check_finite(ep: int, ep_iter: int) -> None:
-        """Weights and buffers finite, or TrainingDiverged before anything is saved."""
+        """Weights and buffers finite, or TrainingDiverged before anything is saved (once per iteration count:
+        an epoch end checks before its epoch files, and the save right after needs no second pass)."""
+        nonlocal finite_at
+        if finite_at == total_iters:
+            return
         check_finite_networks({"G": G, "D": D}, f"by epoch {ep}, iteration {ep_iter} of the epoch ({total_iters} "
                               f"in total)", _kept_advice(run_dir, last_saved, opt.lr))
+        finite_at = total_iters
 
     def save_checkpoint(ep: int, ep_iter: int) -> None:
         nonlocal last_saved
