@@ -21,11 +21,17 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
             user_errors: type[BaseException] | tuple[type[BaseException], ...], prog: str | None = None,
             interrupted: str = "interrupted") -> int:
     """Call ``main(argv)``. An exception of ``user_errors`` prints ``[prog: ]error: <message>`` (no traceback) and
-    returns 2; Ctrl-C prints ``[prog: ]<interrupted>`` and returns 130; anything else is a bug and keeps its
-    traceback. ``main``'s own return value is the exit status otherwise (None = 0)."""
+    returns 2; a full disk (:class:`pix2pix_tr.io.NoSpaceError`) says where and returns 3 (every file written before
+    is complete: all writes are atomic); Ctrl-C prints ``[prog: ]<interrupted>`` and returns 130; anything else is a
+    bug and keeps its traceback. ``main``'s own return value is the exit status otherwise (None = 0)."""
+    from .io import NoSpaceError
+
     prefix = f"{prog}: " if prog else ""
     try:
         return int(main(argv) or 0)
+    except NoSpaceError as exc:
+        print(f"{prefix}error: {exc}: free space there and run {prog or 'the command'} again", file=sys.stderr)
+        return 3
     except user_errors as exc:
         print(f"{prefix}error: {exc}", file=sys.stderr)
         return 2

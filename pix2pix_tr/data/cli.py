@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Callable
 
 from pix2pix_tr.cli import non_negative_int
@@ -12,14 +11,8 @@ from pix2pix_tr.data.errors import DatasetError
 
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
     """Call ``main(argv)``; a :class:`DatasetError` prints ``error: <message>`` (no traceback) and returns 2,
-    a full disk prints where and returns 3 (what was written before is complete: every file is atomic)."""
-    from pix2pix_tr.io import NoSpaceError
-
-    try:
-        return _run_cli(main, argv, user_errors=DatasetError)
-    except NoSpaceError as exc:
-        print(f"error: {exc}: free space there and run the command again", file=sys.stderr)
-        return 3
+    a full disk prints where and returns 3 (:func:`pix2pix_tr.cli.run_cli`)."""
+    return _run_cli(main, argv, user_errors=DatasetError)
 
 
 def synthetic_main(argv: list[str] | None = None) -> int:
