@@ -238,7 +238,7 @@ def end_to_end(check: Check, city: tuple[subprocess.Popen, Path, float], timeout
     py, dev = sys.executable, check.device
     city, pairs, ck, results = work / "city", work / "pairs", work / "checkpoints", work / "results"
     scorer, name = work / "scorer" / "scorer.pth", "e2e_tradam"
-    amp = [] if dev == "cpu" else ["--amp", "bf16", "--channels_last", "--cache_images"]
+    amp = [] if dev == "cpu" else ["--amp", "bf16", "--channels_last", "--cache_images", "--augment_on_device"]
     cmds = [
         ("train", [py, "train.py", "--dataroot", str(pairs), "--name", name, "--checkpoints_dir", str(ck),
                    "--direction", "BtoA", "--netG", s["netG"], "--ngf", str(s["ngf"]), "--ndf", str(s["ndf"]),

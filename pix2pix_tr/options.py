@@ -150,7 +150,11 @@ def train_parser() -> argparse.ArgumentParser:
                    help="TRAdam/TRSGD with compiled=True: one torch.compile'd single-pass kernel per network")
     f.add_argument("--cache_images", action="store_true",
                    help="decode every training file once into shared memory read by all loader workers "
-                        "(width x height x 3 bytes per file)")
+                        "(after the deterministic resize: 2 x 286 x 286 x 3 bytes per pair at the defaults)")
+    f.add_argument("--augment_on_device", action="store_true",
+                   help="do the random crop, the flip and the uint8 -> float conversion on the training device "
+                        "(the loader sends uint8 halves; identical batches); all pairs must have one size after "
+                        "--preprocess")
     f.add_argument("--fused", action="store_true",
                    help="torch's fused optimiser kernels for --optimizer adam/sgd (TRAdam/TRSGD already pick "
                         "them when the device supports them; this makes them required)")

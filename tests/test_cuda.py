@@ -148,3 +148,20 @@ def test_test_py_and_fcn_score_on_cuda_match_the_cpu(ab_root, synthetic_city, tm
         scores[dev] = json.loads((out / "evaluation_results.json").read_text())["scores"]
     for key in ("per_pixel_acc", "per_class_acc", "class_iou"):
         assert scores["cuda"][key] == pytest.approx(scores["cpu"][key], abs=2e-3), key
+
+
+def test_augment_on_device_on_cuda_equals_the_cpu_batches(ab_root):
+    from pix2pix_tr.data import AlignedDataset, EpochSampler, make_dataloader
+
+    kw = dict(load_size=72, crop_size=64, seed=3, direction="BtoA")
+    plain = AlignedDataset(ab_root, "train", **kw)
+    on_device = AlignedDataset(ab_root, "train", augment_on_device=True, cache_images=True, **kw)
+    sampler = EpochSampler(len(plain), shuffle=True, seed=1)
+    sampler.set_epoch(2)
+    want = [plain.to_device(b, "cpu") for b in make_dataloader(plain, 3, sampler)]
+    got = [on_device.to_device(b, "cuda", torch.channels_last)
+           for b in make_dataloader(on_device, 3, sampler, pin_memory=True)]
+    assert len(got) == len(want)
+    for (a, b), (wa, wb) in zip(got, want):
+        assert a.device.type == "cuda" and a.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(a.cpu(), wa) and torch.equal(b.cpu(), wb)  # the table makes it exact

@@ -31,7 +31,8 @@ def test_cached_dataset_gives_identical_batches_with_workers_and_never_rereads_f
     kw = dict(load_size=44, crop_size=32, seed=5, direction="BtoA")
     plain = AlignedDataset(root, "train", **kw)
     cached = AlignedDataset(root, "train", cache_images=True, **kw)
-    assert cached.cache.nbytes == 5 * 40 * 80 * 3 + 40 * 80  # the grayscale file stays one channel
+    # the two halves resized to 44x44 once; the grayscale file stays one channel
+    assert cached.cache.nbytes == 5 * 2 * 44 * 44 * 3 + 2 * 44 * 44
     assert cached.cache.buffer.is_shared()
     want = _batches(plain, 0)
     for f in (root / "train").iterdir():  # the cache holds the pixels: the files are not read again

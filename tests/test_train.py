@@ -91,6 +91,16 @@ def test_resume_at_epoch_boundary_equals_uninterrupted(reference_run, ab_root, t
     assert "epoch001_fake_B.png" in html and "epoch002_fake_B.png" in html  # the gallery kept epoch 1
 
 
+def test_cached_images_and_device_augment_train_bit_identically(reference_run, ab_root, tmp_path, capsys):
+    ref_dir, ref = reference_run
+    result = run(ab_root, tmp_path, "dev", "--cache_images", "--augment_on_device")
+    assert result.status == "finished" and result.total_iters == 8
+    assert "--cache_images: 8 pairs decoded and resized once" in capsys.readouterr().out
+    assert state_equal(result.G.state_dict(), ref.G.state_dict())
+    assert state_equal(result.D.state_dict(), ref.D.state_dict())
+    assert loss_columns(tmp_path / "dev/loss_log.csv") == loss_columns(ref_dir / "loss_log.csv")
+
+
 def test_sigterm_mid_epoch_saves_and_resumes_exactly(reference_run, ab_root, tmp_path):
     _, ref = reference_run
 

@@ -69,6 +69,26 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
                            "not an image; re-create or remove it") from None
 
 
+def resize_target(size: tuple[int, int], *, preprocess: str, load_size: int,
+                  crop_size: int) -> tuple[int, int] | None:
+    """The ``(w, h)`` one half of ``size = (w, h)`` is resized to before cropping, or None (kept as is).
+
+    Deterministic: it depends on the size and the flags only, never on the random draw, which is why
+    ``--cache_images`` can resize once per file.
+    """
+    w, h = size
+    if preprocess == "resize_and_crop":
+        return (load_size, load_size)
+    if preprocess in ("scale_width", "scale_width_and_crop"):
+        if w != load_size or h < crop_size:
+            return (load_size, int(max(load_size * h / w, crop_size)))  # as pix2pix: truncated
+        return None
+    if preprocess == "none":
+        rw, rh = max(4, int(round(w / 4)) * 4), max(4, int(round(h / 4)) * 4)
+        return None if (rw, rh) == (w, h) else (rw, rh)
+    return None
+
+
 def transform_params(size: tuple[int, int], rng: np.random.Generator, *, preprocess: str, load_size: int,
                      crop_size: int) -> dict[str, Any]:
     """Draw the geometric transform of one sample (one half's ``size = (w, h)``), shared by A and B.
@@ -77,18 +97,9 @@ def transform_params(size: tuple[int, int], rng: np.random.Generator, *, preproc
     numbers are always drawn in the same order (x, y, flip), whatever the mode, so changing a flag never shifts
     the draw of other samples.
     """
-    w, h = size
     u_x, u_y, u_flip = rng.random(3)
-    resize = None
-    if preprocess == "resize_and_crop":
-        resize = (load_size, load_size)
-    elif preprocess in ("scale_width", "scale_width_and_crop"):
-        if w != load_size or h < crop_size:
-            resize = (load_size, int(max(load_size * h / w, crop_size)))  # as pix2pix: truncated
-    elif preprocess == "none":
-        rw, rh = max(4, int(round(w / 4)) * 4), max(4, int(round(h / 4)) * 4)
-        resize = None if (rw, rh) == (w, h) else (rw, rh)
-    nw, nh = resize or (w, h)
+    resize = resize_target(size, preprocess=preprocess, load_size=load_size, crop_size=crop_size)
+    nw, nh = resize or size
     crop = None
     if preprocess in ("resize_and_crop", "crop", "scale_width_and_crop"):
         x = int(u_x * (nw - crop_size + 1))
@@ -109,13 +120,18 @@ def apply_transform(img: Image.Image, params: dict[str, Any], *, no_flip: bool =
     return img
 
 
-def to_tensor(img: Image.Image, channels: int = 3) -> torch.Tensor:
-    """PIL -> float tensor (C, H, W) in [-1, 1]; ``channels=1`` converts to grayscale first."""
+def to_uint8_tensor(img: Image.Image, channels: int = 3) -> torch.Tensor:
+    """PIL -> uint8 tensor (C, H, W); ``channels=1`` converts to grayscale first."""
     img = img.convert("L" if channels == 1 else "RGB")
     arr = np.array(img, dtype=np.uint8)  # a writable copy
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    return torch.from_numpy(arr).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+    return torch.from_numpy(arr).permute(2, 0, 1)
+
+
+def to_tensor(img: Image.Image, channels: int = 3) -> torch.Tensor:
+    """PIL -> float tensor (C, H, W) in [-1, 1]; ``channels=1`` converts to grayscale first."""
+    return to_uint8_tensor(img, channels).float().div_(127.5).sub_(1.0)
 
 
 def sample_key(key) -> tuple[int, int]:
@@ -146,11 +162,18 @@ class AlignedDataset(torch.utils.data.Dataset):
         max_dataset_size: use only the first N files (sorted by path).
         seed: the random draw of sample ``i`` in epoch ``e`` is a function of ``(seed, e, i)``.
         input_nc, output_nc: 1 reads that side as grayscale (as pix2pix's ``--input_nc 1``).
-        cache_images: decode every file once, at construction, into shared memory that DataLoader workers read
-            (:mod:`pix2pix_tr.data.cache`); the items are identical, only the decoding per epoch is gone.
+        cache_images: decode every file and resize its halves once, at construction, into shared memory that
+            DataLoader workers read (:mod:`pix2pix_tr.data.cache`); the items are identical, only the per-epoch
+            decoding and resizing are gone.
+        augment_on_device: leave the random crop, the flip and the conversion to float to the training device
+            (:func:`pix2pix_tr.data.device_augment.crop_flip`): items hold the resized, uncropped halves as
+            ``uint8`` plus the draw (``"crop"``: ``[x, y]``, ``"flip"``), a quarter of the bytes per pixel to copy.
+            Every file's resized halves must then have one size (always so under ``resize_and_crop``), so that a
+            batch can be stacked. :meth:`to_device` turns a batch into exactly the tensors of the default path.
 
     ``dataset[i]`` or ``dataset[(epoch, i)]`` is ``{"A": (C, H, W) float tensor in [-1, 1], "B": ..., "A_paths":
     str, "B_paths": str, "name": file stem}``. Both paths are the A|B file, as in pix2pix.
+    (With ``augment_on_device``, "A" and "B" are uint8 and "crop", "flip" are added; see above.)
 
     Raises :class:`DatasetError` (at construction, from the file headers) for a missing or empty folder, an odd
     width, halves that are not square under ``resize_and_crop``, halves smaller than ``crop_size`` under
@@ -160,7 +183,7 @@ class AlignedDataset(torch.utils.data.Dataset):
     def __init__(self, root, phase: str = "train", *, direction: str = "AtoB", preprocess: str = "resize_and_crop",
                  load_size: int = 286, crop_size: int = 256, no_flip: bool = False,
                  max_dataset_size: float = math.inf, seed: int = 0, input_nc: int = 3, output_nc: int = 3,
-                 cache_images: bool = False):
+                 cache_images: bool = False, augment_on_device: bool = False):
         if direction not in DIRECTIONS:
             raise DatasetError(f"--direction must be AtoB or BtoA, got {direction!r}")
         if preprocess not in PREPROCESS_MODES:
@@ -195,13 +218,37 @@ class AlignedDataset(torch.utils.data.Dataset):
         self.no_flip = bool(no_flip)
         self.seed = int(seed)
         self.input_nc, self.output_nc = int(input_nc), int(output_nc)
+        self.sizes = []  # (w, h) of each file, from its header
         for path in self.paths:
-            self._check_size(path, image_size(path))
+            self.sizes.append(image_size(path))
+            self._check_size(path, self.sizes[-1])
+        self.augment_on_device = bool(augment_on_device)
+        self.output_size = self._device_output_size() if self.augment_on_device else None
         self.cache = None
         if cache_images:
             from pix2pix_tr.data.cache import DecodedImageCache
 
-            self.cache = DecodedImageCache(self.paths, open_image)
+            self.cache = DecodedImageCache(range(len(self.paths)),
+                                           lambda i: self.prepared_pair(i, use_cache=False)[:2])
+
+    def _resized_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        half = (size[0] // 2, size[1])
+        return resize_target(half, preprocess=self.preprocess, load_size=self.load_size,
+                             crop_size=self.crop_size) or half
+
+    def _device_output_size(self) -> tuple[int, int]:
+        """``(h, w)`` of the batches :meth:`to_device` makes; every file's resized halves must share one size."""
+        first = self._resized_size(self.sizes[0])
+        for path, size in zip(self.paths, self.sizes):
+            if self._resized_size(size) != first:
+                raise DatasetError(
+                    f"--augment_on_device needs every training pair to have one size after --preprocess "
+                    f"{self.preprocess}, but {self.paths[0]} gives {first[0]}x{first[1]} halves and {path} "
+                    f"{self._resized_size(size)[0]}x{self._resized_size(size)[1]}: use --preprocess "
+                    "resize_and_crop, resize the files to one size, or drop --augment_on_device")
+        if self.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop"):
+            return (self.crop_size, self.crop_size)
+        return (first[1], first[0])
 
     def _check_size(self, path: Path, size: tuple[int, int]) -> None:
         w, h = size
@@ -225,29 +272,68 @@ class AlignedDataset(torch.utils.data.Dataset):
         return np.random.default_rng([self.seed & 0xFFFFFFFFFFFFFFFF, int(epoch), int(index)])
 
     def load_pair(self, index: int) -> tuple[Image.Image, Image.Image]:
-        """The untransformed (left, right) halves of file ``index``."""
+        """The untransformed (left, right) halves of file ``index``, read from the file."""
         path = self.paths[index]
-        ab = open_image(path) if self.cache is None else self.cache.image(index)
+        ab = open_image(path)
         w, h = ab.size
         self._check_size(path, (w, h))  # the file may have changed since it was listed
+        if self.augment_on_device and self._resized_size((w, h)) != self._resized_size(self.sizes[index]):
+            raise DatasetError(f"the image {path} changed size since the dataset was listed ({w}x{h} now); "
+                               "--augment_on_device needs one size for all pairs: restart the run")
         half = w // 2
         return ab.crop((0, 0, half, h)), ab.crop((half, 0, w, h))
+
+    def prepared_pair(self, index: int, *, use_cache: bool = True):
+        """``(left, right, half_size)``: the halves of file ``index`` after the deterministic resize (from the
+        cache when there is one), and the size of one half before it (the random draw depends on it)."""
+        if use_cache and self.cache is not None:
+            left, right = self.cache.images(index)
+            w, h = self.sizes[index]
+            return left, right, (w // 2, h)
+        left, right = self.load_pair(index)
+        target = resize_target(left.size, preprocess=self.preprocess, load_size=self.load_size,
+                               crop_size=self.crop_size)
+        size = left.size
+        if target is not None:
+            left, right = left.resize(target, Image.BICUBIC), right.resize(target, Image.BICUBIC)
+        return left, right, size
 
     def __getitem__(self, key) -> dict[str, Any]:
         epoch, index = sample_key(key)
         if not 0 <= index < len(self.paths):
             raise IndexError(f"index {index} out of range for a dataset of {len(self.paths)} images")
-        left, right = self.load_pair(index)
+        left, right, size = self.prepared_pair(index)
         if self.direction == "BtoA":
             left, right = right, left
-        params = transform_params(left.size, self.rng(epoch, index), preprocess=self.preprocess,
+        params = transform_params(size, self.rng(epoch, index), preprocess=self.preprocess,
                                   load_size=self.load_size, crop_size=self.crop_size)
-        A = to_tensor(apply_transform(left, params, no_flip=self.no_flip), self.input_nc)
-        B = to_tensor(apply_transform(right, params, no_flip=self.no_flip), self.output_nc)
         path = str(self.paths[index])
-        return {"A": A, "B": B, "A_paths": path, "B_paths": path, "name": self.paths[index].stem}
+        item = {"A_paths": path, "B_paths": path, "name": self.paths[index].stem}
+        if self.augment_on_device:
+            x, y = params["crop"][:2] if params["crop"] is not None else (0, 0)
+            item.update(A=to_uint8_tensor(left, self.input_nc), B=to_uint8_tensor(right, self.output_nc),
+                        crop=torch.tensor([x, y], dtype=torch.int64),
+                        flip=torch.tensor(params["flip"] and not self.no_flip))
+            return item
+        crop_flip = dict(params, resize=None)  # the halves are resized already
+        item.update(A=to_tensor(apply_transform(left, crop_flip, no_flip=self.no_flip), self.input_nc),
+                    B=to_tensor(apply_transform(right, crop_flip, no_flip=self.no_flip), self.output_nc))
+        return item
+
+    def to_device(self, batch: dict[str, Any], device, memory_format=torch.contiguous_format):
+        """``(real_A, real_B)`` of a collated batch on ``device``: a plain copy, or with ``augment_on_device`` the
+        uint8 halves copied and cropped, flipped and converted there, equal bit for bit to the default path."""
+        if not self.augment_on_device:
+            return tuple(batch[k].to(device, non_blocking=True, memory_format=memory_format) for k in ("A", "B"))
+        from pix2pix_tr.data.device_augment import crop_flip
+
+        crop = batch["crop"].to(device, non_blocking=True)
+        flip = batch["flip"].to(device, non_blocking=True)
+        return tuple(crop_flip(batch[k].to(device, non_blocking=True), crop, flip, self.output_size,
+                               memory_format=memory_format) for k in ("A", "B"))
 
     def __repr__(self) -> str:
         return (f"AlignedDataset({str(self.dir)!r}, {len(self)} images, direction={self.direction}, "
                 f"preprocess={self.preprocess}, load_size={self.load_size}, crop_size={self.crop_size}, "
-                f"no_flip={self.no_flip}, seed={self.seed})")
+                f"no_flip={self.no_flip}, seed={self.seed}"
+                + (", augment_on_device=True" if self.augment_on_device else "") + ")")

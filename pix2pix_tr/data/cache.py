@@ -1,18 +1,21 @@
-"""``--cache_images``: every A|B file decoded once into one shared-memory buffer that DataLoader workers read.
+"""``--cache_images``: every A|B file decoded and resized once into one shared-memory buffer that loader workers read.
 
-Decoding a 512x256 PNG costs the loader more than the crop and flip that follow, and pix2pix reads every file
-once per epoch (200 epochs in the paper). :class:`DecodedImageCache` decodes each file once, in the main process,
-into a single ``uint8`` tensor in shared memory (``Tensor.share_memory_``). Worker processes receive it through
-torch's shared-memory pickling (with ``fork`` they simply inherit it), so N workers hold one copy, not N. The
-pixels a worker reads are exactly those :func:`~pix2pix_tr.data.aligned.open_image` returns, so training
-batches are bit-identical with and without the cache. Memory: width x height x 3 bytes per file (2,975 Cityscapes
-pairs at 512x256: 1.17 GB); the size is reported when the cache is built.
+Decoding a 512x256 PNG and the bicubic resize of its halves (256 -> 286 in pix2pix's default jitter) cost the loader
+about 40 times more than the random crop and flip that follow (measured by ``benchmarks/data_path.py``), and pix2pix
+reads every file once per epoch (200 epochs in the paper). Both are deterministic: the resize depends only on the
+image size and the flags, never on the random draw. :class:`DecodedImageCache` therefore runs them once per file,
+in the main process, and keeps the results (the two halves, resized) in a single ``uint8`` tensor in shared memory
+(``Tensor.share_memory_``). Worker processes receive it through torch's shared-memory pickling (with ``fork`` they
+simply inherit it), so N workers hold one copy, not N. The pixels a worker reads are exactly those the uncached path
+computes, so training batches are bit-identical with and without the cache.
+
+Memory: the resized halves' width x height x channels bytes per file (2,975 Cityscapes pairs under
+``resize_and_crop`` 286: 2 x 286 x 286 x 3 bytes each, 1.46 GB); the size is reported when the cache is built.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -20,19 +23,26 @@ from PIL import Image
 
 
 class DecodedImageCache:
-    """The decoded pixels of ``paths`` (``decode(path) -> PIL image``, RGB or L), addressable by index."""
+    """The images ``prepare(key)`` returns for each of ``keys`` (a sequence of PIL images, RGB or L), by position."""
 
-    def __init__(self, paths: Sequence[os.PathLike], decode: Callable[[os.PathLike], Image.Image]):
-        arrays = []
-        for path in paths:
-            arr = np.asarray(decode(path), dtype=np.uint8)
-            arrays.append(arr if arr.ndim == 3 else arr[:, :, None])
-        self.shapes = [a.shape for a in arrays]
-        self.offsets = np.cumsum([0] + [a.size for a in arrays]).tolist()
+    def __init__(self, keys: Iterable, prepare: Callable[[Any], Sequence[Image.Image]]):
+        shapes, arrays = [], []
+        for key in keys:
+            row = []
+            for img in prepare(key):
+                arr = np.asarray(img, dtype=np.uint8)
+                row.append(arr if arr.ndim == 3 else arr[:, :, None])
+            shapes.append([a.shape for a in row])
+            arrays.append(row)
+        sizes = [sum(a.size for a in row) for row in arrays]
+        self.shapes = shapes
+        self.offsets = np.cumsum([0] + sizes).tolist()
         buf = torch.empty(self.offsets[-1], dtype=torch.uint8)
         flat = buf.numpy()
-        for a, start in zip(arrays, self.offsets):
-            flat[start:start + a.size] = a.reshape(-1)
+        for row, start in zip(arrays, self.offsets):
+            for a in row:
+                flat[start:start + a.size] = a.reshape(-1)
+                start += a.size
         self.buffer = buf.share_memory_()
 
     @property
@@ -42,8 +52,17 @@ class DecodedImageCache:
     def __len__(self) -> int:
         return len(self.shapes)
 
-    def image(self, index: int) -> Image.Image:
-        """The decoded image ``index`` (a copy: callers may crop or modify it)."""
-        h, w, c = self.shapes[index]
-        arr = self.buffer[self.offsets[index]:self.offsets[index + 1]].numpy().reshape(h, w, c)
-        return Image.fromarray(arr[:, :, 0].copy() if c == 1 else arr.copy(), "L" if c == 1 else "RGB")
+    def arrays(self, index: int) -> list[np.ndarray]:
+        """The cached images of file ``index`` as ``(h, w, c)`` uint8 arrays: read-only views of the shared buffer."""
+        out, start = [], self.offsets[index]
+        for h, w, c in self.shapes[index]:
+            arr = self.buffer[start:start + h * w * c].numpy().reshape(h, w, c)
+            arr.flags.writeable = False
+            out.append(arr)
+            start += h * w * c
+        return out
+
+    def images(self, index: int) -> list[Image.Image]:
+        """The cached images of file ``index`` (copies: callers may crop or modify them)."""
+        return [Image.fromarray(a[:, :, 0].copy() if a.shape[2] == 1 else a.copy(), "L" if a.shape[2] == 1 else "RGB")
+                for a in self.arrays(index)]

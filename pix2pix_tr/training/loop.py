@@ -146,7 +146,8 @@ def build_data(opt: Namespace, ctx: DistContext):
     dataset = AlignedDataset(root, opt.phase, direction=opt.direction, preprocess=opt.preprocess,
                              load_size=opt.load_size, crop_size=opt.crop_size, no_flip=opt.no_flip,
                              max_dataset_size=opt.max_dataset_size, seed=opt.seed, input_nc=opt.input_nc,
-                             output_nc=opt.output_nc, cache_images=getattr(opt, "cache_images", False))
+                             output_nc=opt.output_nc, cache_images=getattr(opt, "cache_images", False),
+                             augment_on_device=getattr(opt, "augment_on_device", False))
     sampler = EpochSampler(len(dataset), shuffle=True, seed=opt.seed, rank=ctx.rank, world_size=ctx.world_size)
     pin = ctx.device.type == "cuda" and not opt.no_pin_memory
     loader = make_dataloader(dataset, opt.batch_size, sampler, num_workers=opt.num_threads, pin_memory=pin,
@@ -237,6 +238,9 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
         dataset, sampler, loader = build_data(opt, ctx)
     except DatasetError as exc:
         raise TrainingError(str(exc)) from exc
+    if dataset.cache is not None:
+        say(ctx, f"--cache_images: {len(dataset)} pairs decoded and resized once, "
+                 f"{dataset.cache.nbytes / 2**20:.1f} MB of shared memory")
     data_info = {**data_fingerprint(dataset.dir, dataset.paths), "dataroot": str(opt.dataroot)}
     data_note = check_resume_data(state.get("data") if state is not None else None, data_info, run_dir,
                                   opt.override)
@@ -385,8 +389,7 @@ def _train(opt: Namespace, ctx: DistContext, after_iteration) -> TrainResult:
                     ctx.sync_buffers(D)  # rank 0's BatchNorm statistics, before any forward saves them
                     if cuda_graphs:  # a new iteration: the previous one's graph outputs may be overwritten
                         torch.compiler.cudagraph_mark_step_begin()
-                    real_A = batch["A"].to(device, non_blocking=True, memory_format=memory_format)
-                    real_B = batch["B"].to(device, non_blocking=True, memory_format=memory_format)
+                    real_A, real_B = dataset.to_device(batch, device, memory_format)
                     try:
                         losses, fake_B = train_step(G_run, D_run, opt_G, opt_D, real_A, real_B, gan_loss=gan_loss,
                                                     lambda_L1=opt.lambda_L1, lambda_gp=opt.lambda_gp,
