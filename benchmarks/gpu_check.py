@@ -12,7 +12,9 @@ Sections, in order (each one is an ordinary command of the project, run as a sub
 3. ``benchmarks/optimizer_step.py``: TRAdam/TRSGD step time against torch's fused Adam/SGD on the generator's
    54.4M parameters;
 4. ``benchmarks/train_throughput.py``: the original recipe against ours, lever by lever, at batch 1 and 16;
-5. end to end on the synthetic city through the real commands: ``datasets/make_synthetic_cityscapes.py`` ->
+5. ``benchmarks/data_path.py``: the loader's time per sample (decoding every epoch, ``--cache_images``,
+   ``--augment_on_device``) and the device's time for the crop, flip and conversion;
+6. end to end on the synthetic city through the real commands: ``datasets/make_synthetic_cityscapes.py`` ->
    ``datasets/prepare_cityscapes_dataset.py`` -> ``train.py`` (256x256, about 1,000 iterations) -> ``test.py`` ->
    ``python -m evaluation.train_scorer`` -> ``python -m evaluation.fcn_score`` (GT and synthesized) ->
    ``python -m evaluation.compare_runs``, with the FCN-score table and each step's time. The city is drawn in the
@@ -49,8 +51,8 @@ PAPER_ITERS = 2975 * 200  # Cityscapes train split x the paper's 200 epochs, bat
 # Section shares of the budget (the end-to-end run also overlaps its data step with sections 2-4).
 # pytest -m cuda compiles the optimizers' Triton kernels and starts a few subprocesses; the batch-1 throughput
 # run compiles the networks (the configurations it has no time for are left out, "ours" is measured first).
-SHARES = {"pytest_cuda": 0.27, "optimizer_step": 0.1, "throughput_b1": 0.22, "throughput_b16": 0.1,
-          "end_to_end": 0.31}
+SHARES = {"pytest_cuda": 0.27, "optimizer_step": 0.08, "throughput_b1": 0.22, "throughput_b16": 0.08,
+          "data_path": 0.04, "end_to_end": 0.31}
 
 
 class Check:
@@ -194,6 +196,16 @@ def throughput(check: Check, timeout: float, batch_size: int) -> dict:
     return res
 
 
+def data_path(check: Check, timeout: float) -> dict:
+    js = check.out / "data_path.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks/data_path.py"), "--device", check.device, "--json", str(js)]
+    cmd += ["--frames", "4", "--size", "64", "--rounds", "1"] if check.quick else []
+    res = check.run(cmd, timeout, check.out / "data_path.log")
+    if js.exists():
+        res["result"] = json.loads(js.read_text())
+    return res
+
+
 def e2e_sizes(quick: bool) -> dict:
     if quick:
         return dict(n_train=6, n_val=3, width=128, height=64, size=64, netG="unet_64", ngf=8, ndf=8, epochs=2,
@@ -306,6 +318,19 @@ def _md_throughput(result: dict) -> str:
     return "\n".join(out)
 
 
+def _md_data_path(result: dict) -> str:
+    table = result["table"]
+    base = table["decode"]["load_ms_per_sample"]
+    out = [f"{result['files']} files of {2 * result['size']}x{result['size']}, load {result['load_size']} crop "
+           f"{result['crop_size']}, batch {result['batch_size']}, device {result['device']}", "",
+           "| configuration | loader ms/sample | vs decode | device ms/batch | kB/sample to device |",
+           "|---|---|---|---|---|"]
+    for name, r in table.items():
+        out.append(f"| {name} | {r['load_ms_per_sample']:.2f} | {r['load_ms_per_sample'] / base:.3f}x | "
+                   f"{r['device_ms_per_batch']:.2f} | {r['bytes_per_sample'] / 1e3:.0f} |")
+    return "\n".join(out)
+
+
 def render(data: dict) -> str:
     a, secs = data["args"], data["sections"]
     lines = ["# GPU check", "", f"`python benchmarks/gpu_check.py --device {a['device']} --budget_s {a['budget_s']:.0f}"
@@ -334,6 +359,10 @@ def render(data: dict) -> str:
             sec = secs[key]
             head(f"Training throughput, batch {bs}", sec)
             lines += [_md_throughput(sec["result"]) if "result" in sec else f"(no table: see {key}.log)", ""]
+    if "data_path" in secs:
+        sec = secs["data_path"]
+        head("Data path", sec)
+        lines += [_md_data_path(sec["result"]) if "result" in sec else "(no table: see data_path.log)", ""]
     if "end_to_end" in secs:
         sec = secs["end_to_end"]
         lines += ["## End to end on the synthetic city", "", f"Sizes: {sec['sizes']}", "",
@@ -389,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         reserve = SHARES["end_to_end"] * args.budget_s
         for name, fn in (("pytest_cuda", pytest_cuda), ("optimizer_step", optimizer_step),
                          ("throughput_b1", lambda c, t_: throughput(c, t_, 1)),
-                         ("throughput_b16", lambda c, t_: throughput(c, t_, 16))):
+                         ("throughput_b16", lambda c, t_: throughput(c, t_, 16)), ("data_path", data_path)):
             print(f"[gpu_check] {name} ({check.left():.0f} s of the budget left)", flush=True)
             check.data["sections"][name] = fn(check, check.share(name, reserve))
             check.save()

@@ -101,6 +101,34 @@ class AuthorsLoop:
         self.n += 1
 
 
+class FlatBound:
+    """``compiled=True``'s own kernel run on one flat tensor of the same total size, with no TR bookkeeping: how
+    close the memory system lets a TR step come to the fused baseline when the per-tensor structure is gone (a
+    bound for the compiled rows, not an optimizer; its numbers do not train anything)."""
+
+    def __init__(self, params, kind):
+        from pix2pix_tr.optim import _compiled
+
+        self.call, self.kind = _compiled._call, kind
+        n, like = sum(p.numel() for p in params), params[0]
+        gen = torch.Generator().manual_seed(1)
+        flat = [(0.02 * torch.randn(n, generator=gen)).to(like.device) for _ in range(5 if kind == "adam" else 4)]
+        if kind == "adam":  # p, g, anchor, exp_avg, exp_avg_sq (exp_avg_sq must be >= 0)
+            flat[4].abs_()
+            b1, b2, t = 0.5, 0.999, 100
+            self.s = _compiled._scalars([1.0, 0.05, 0.05, b1, b2, 1e-8, 1.0, LR / (1 - b1 ** t),
+                                         1 / math.sqrt(1 - b2 ** t)], like)
+        else:  # p, g, anchor, momentum buffer
+            self.s = _compiled._scalars([0.01, 0.05, 0.05, 0.9, 0.0, 1.0, 1.0], like)
+        self.flat = [[t] for t in flat]
+
+    def step(self):  # a step with the anchor read (k > 0), as 9 of every 10 TR steps
+        if self.kind == "adam":
+            self.call("_adam_shared", *self.flat, self.s, False)
+        else:
+            self.call("_sgd", *self.flat, self.s, False, True, False)
+
+
 def adam_rows():
     A = dict(lr=LR, betas=(0.5, 0.999))
     return {
@@ -113,6 +141,7 @@ def adam_rows():
         "TRAdam compiled=True": lambda ps: TRAdam(ps, compiled=True, **A, **TR),
         "TrajectoryRegularized(Adam fused)": lambda ps: TrajectoryRegularized(
             torch.optim.Adam(ps, fused=True, **A), **TR),
+        "bound: compiled kernel, flat tensor": lambda ps: FlatBound(ps, "adam"),
     }, "torch Adam fused"
 
 
@@ -128,6 +157,7 @@ def sgd_rows():
         "TRSGD compiled=True": lambda ps: TRSGD(ps, compiled=True, **S, **TR),
         "TrajectoryRegularized(SGD fused)": lambda ps: TrajectoryRegularized(
             torch.optim.SGD(ps, fused=True, **S), **TR),
+        "bound: compiled kernel, flat tensor": lambda ps: FlatBound(ps, "sgd"),
     }, "torch SGD fused"
 
 
@@ -219,7 +249,7 @@ def main(argv=None):
           f"torch {torch.__version__}; {torch.get_num_threads()} threads")
     results = {}
     def keep(rows):
-        return {k: v for k, v in rows.items() if not (args.skip_compiled and "compiled" in k)}
+        return {k: v for k, v in rows.items() if not (args.skip_compiled and ("compiled" in k or "bound" in k))}
 
     if args.only in (None, "adam"):
         rows, base = adam_rows()

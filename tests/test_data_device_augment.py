@@ -50,7 +50,7 @@ def test_device_path_equals_the_default_path_bit_for_bit(tmp_path, preprocess, l
     want = _batches(AlignedDataset(root, "train", **kw))
     device_ds = AlignedDataset(root, "train", augment_on_device=True, **kw)
     item = device_ds[(1, 0)]
-    assert item["A"].dtype == torch.uint8 and item["A"].shape[0] == input_nc
+    assert item["A"].dtype == torch.uint8 and item["A"].shape[2] == input_nc
     assert item["crop"].dtype == torch.int64 and item["flip"].dtype == torch.bool
     _assert_same(_batches(device_ds), want)
     cached = AlignedDataset(root, "train", augment_on_device=True, cache_images=True, **kw)
@@ -82,12 +82,12 @@ def test_mixed_sizes_work_under_resize_and_crop_and_are_refused_otherwise(tmp_pa
 
 
 def test_crop_flip_against_slicing_and_bad_input():
-    images = torch.randint(0, 256, (3, 2, 9, 11), dtype=torch.uint8)
+    images = torch.randint(0, 256, (3, 9, 11, 2), dtype=torch.uint8)
     crop, flip = torch.tensor([[0, 0], [3, 2], [5, 4]]), torch.tensor([False, True, True])
     out = crop_flip(images, crop, flip, (5, 6))
     for i in range(3):
         x, y = crop[i].tolist()
-        want = images[i, :, y:y + 5, x:x + 6].float().div(127.5).sub(1.0)
+        want = images[i, y:y + 5, x:x + 6].permute(2, 0, 1).float().div(127.5).sub(1.0)
         assert torch.equal(out[i], want.flip(-1) if flip[i] else want)
     table = uint8_to_float_table("cpu")
     assert table[0] == -1.0 and table[255] == 1.0 and table.dtype == torch.float32

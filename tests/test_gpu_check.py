@@ -38,12 +38,16 @@ def test_quick_cpu_check_runs_every_section_and_writes_the_report(tmp_path):
         assert {"original", "tradam"} <= set(rows) and rows["tradam"]["its_per_s"] > 0
         # same weights and inputs: TRAdam's first iteration has exactly the original recipe's losses
         assert rows["tradam"]["first_G_L1_rel_diff"] == 0.0
+    data_rows = secs["data_path"]["result"]["table"]
+    assert set(data_rows) == {"decode", "cache", "cache+device"}
+    assert all(r["load_ms_per_sample"] > 0 for r in data_rows.values())
+    assert data_rows["cache+device"]["bytes_per_sample"] < data_rows["decode"]["bytes_per_sample"]  # uint8
     e2e = secs["end_to_end"]
     assert [s["status"] for s in e2e["steps"]] == ["ok"] * 7, e2e["steps"]
     assert "| TRAdam |" in e2e["fcn_score_table"] and "| GT |" in e2e["fcn_score_table"]
     report = (out / "report.md").read_text()
     for title in ("## Environment", "## pytest -m cuda", "## Optimizer step", "## Training throughput, batch 1",
-                  "## Training throughput, batch 16", "## End to end on the synthetic city"):
+                  "## Training throughput, batch 16", "## Data path", "## End to end on the synthetic city"):
         assert title in report
     assert data["elapsed_s"] < 170
 

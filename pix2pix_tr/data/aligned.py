@@ -134,6 +134,12 @@ def to_tensor(img: Image.Image, channels: int = 3) -> torch.Tensor:
     return to_uint8_tensor(img, channels).float().div_(127.5).sub_(1.0)
 
 
+def _pil(t: torch.Tensor) -> Image.Image:
+    """An (h, w, c) uint8 tensor -> a PIL image of its own (RGB, or L for one channel)."""
+    arr = t.numpy()
+    return Image.fromarray(arr[:, :, 0].copy() if arr.shape[2] == 1 else arr.copy(), "L" if arr.shape[2] == 1 else "RGB")
+
+
 def sample_key(key) -> tuple[int, int]:
     """``(epoch, index)`` from what a sampler yields: an ``(epoch, index)`` pair or a plain index (epoch 0)."""
     if isinstance(key, (tuple, list)):
@@ -167,7 +173,8 @@ class AlignedDataset(torch.utils.data.Dataset):
             decoding and resizing are gone.
         augment_on_device: leave the random crop, the flip and the conversion to float to the training device
             (:func:`pix2pix_tr.data.device_augment.crop_flip`): items hold the resized, uncropped halves as
-            ``uint8`` plus the draw (``"crop"``: ``[x, y]``, ``"flip"``), a quarter of the bytes per pixel to copy.
+            ``(H, W, C)`` ``uint8`` (a quarter of the bytes of float, and a plain copy out of the cache) plus the
+            draw (``"crop"``: ``[x, y]``, ``"flip"``).
             Every file's resized halves must then have one size (always so under ``resize_and_crop``), so that a
             batch can be stacked. :meth:`to_device` turns a batch into exactly the tensors of the default path.
 
@@ -229,7 +236,7 @@ class AlignedDataset(torch.utils.data.Dataset):
             from pix2pix_tr.data.cache import DecodedImageCache
 
             self.cache = DecodedImageCache(range(len(self.paths)),
-                                           lambda i: self.prepared_pair(i, use_cache=False)[:2])
+                                           lambda i: self.resized_pair(i)[:2])
 
     def _resized_size(self, size: tuple[int, int]) -> tuple[int, int]:
         half = (size[0] // 2, size[1])
@@ -283,13 +290,9 @@ class AlignedDataset(torch.utils.data.Dataset):
         half = w // 2
         return ab.crop((0, 0, half, h)), ab.crop((half, 0, w, h))
 
-    def prepared_pair(self, index: int, *, use_cache: bool = True):
-        """``(left, right, half_size)``: the halves of file ``index`` after the deterministic resize (from the
-        cache when there is one), and the size of one half before it (the random draw depends on it)."""
-        if use_cache and self.cache is not None:
-            left, right = self.cache.images(index)
-            w, h = self.sizes[index]
-            return left, right, (w // 2, h)
+    def resized_pair(self, index: int) -> tuple[Image.Image, Image.Image, tuple[int, int]]:
+        """``(left, right, half_size)``: the halves of file ``index`` read from the file and put through the
+        deterministic resize, and the size of one half before it (the random draw depends on it)."""
         left, right = self.load_pair(index)
         target = resize_target(left.size, preprocess=self.preprocess, load_size=self.load_size,
                                crop_size=self.crop_size)
@@ -302,23 +305,44 @@ class AlignedDataset(torch.utils.data.Dataset):
         epoch, index = sample_key(key)
         if not 0 <= index < len(self.paths):
             raise IndexError(f"index {index} out of range for a dataset of {len(self.paths)} images")
-        left, right, size = self.prepared_pair(index)
+        if self.cache is not None:  # (h, w, c) uint8 views of the shared buffer, resized already
+            left, right = self.cache.tensors(index)
+            w, h = self.sizes[index]
+            size = (w // 2, h)
+        else:
+            left, right, size = self.resized_pair(index)
         if self.direction == "BtoA":
             left, right = right, left
         params = transform_params(size, self.rng(epoch, index), preprocess=self.preprocess,
                                   load_size=self.load_size, crop_size=self.crop_size)
         path = str(self.paths[index])
-        item = {"A_paths": path, "B_paths": path, "name": self.paths[index].stem}
+        item = {"A": self._finish(left, params, self.input_nc), "B": self._finish(right, params, self.output_nc),
+                "A_paths": path, "B_paths": path, "name": self.paths[index].stem}
         if self.augment_on_device:
             x, y = params["crop"][:2] if params["crop"] is not None else (0, 0)
-            item.update(A=to_uint8_tensor(left, self.input_nc), B=to_uint8_tensor(right, self.output_nc),
-                        crop=torch.tensor([x, y], dtype=torch.int64),
+            item.update(crop=torch.tensor([x, y], dtype=torch.int64),
                         flip=torch.tensor(params["flip"] and not self.no_flip))
-            return item
-        crop_flip = dict(params, resize=None)  # the halves are resized already
-        item.update(A=to_tensor(apply_transform(left, crop_flip, no_flip=self.no_flip), self.input_nc),
-                    B=to_tensor(apply_transform(right, crop_flip, no_flip=self.no_flip), self.output_nc))
         return item
+
+    def _finish(self, img, params: dict[str, Any], channels: int) -> torch.Tensor:
+        """One resized half -> the item's tensor: cropped, flipped, float (or, with augment_on_device, the uint8
+        (H, W, C) half as is). ``img`` is a PIL image, or a cached (h, w, c) uint8 view, handled without PIL
+        when its channel count is the one wanted (the same pixels, the same float operations)."""
+        if isinstance(img, torch.Tensor):
+            if img.shape[2] != channels:  # a grayscale file read as RGB, or the reverse: PIL converts
+                img = _pil(img)
+            elif self.augment_on_device:
+                return img.clone()  # (H, W, C); a copy: the item never aliases the cache
+            else:
+                if params["crop"] is not None:
+                    x, y, cw, ch = params["crop"]
+                    img = img[y:y + ch, x:x + cw]
+                if params["flip"] and not self.no_flip:
+                    img = img.flip(1)
+                return img.contiguous().permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+        if self.augment_on_device:
+            return to_uint8_tensor(img, channels).permute(1, 2, 0)  # (H, W, C), contiguous
+        return to_tensor(apply_transform(img, dict(params, resize=None), no_flip=self.no_flip), channels)
 
     def to_device(self, batch: dict[str, Any], device, memory_format=torch.contiguous_format):
         """``(real_A, real_B)`` of a collated batch on ``device``: a plain copy, or with ``augment_on_device`` the

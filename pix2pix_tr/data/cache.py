@@ -52,17 +52,11 @@ class DecodedImageCache:
     def __len__(self) -> int:
         return len(self.shapes)
 
-    def arrays(self, index: int) -> list[np.ndarray]:
-        """The cached images of file ``index`` as ``(h, w, c)`` uint8 arrays: read-only views of the shared buffer."""
+    def tensors(self, index: int) -> list[torch.Tensor]:
+        """The cached images of file ``index`` as ``(h, w, c)`` uint8 views of the shared buffer (do not modify:
+        slice, flip or copy them)."""
         out, start = [], self.offsets[index]
         for h, w, c in self.shapes[index]:
-            arr = self.buffer[start:start + h * w * c].numpy().reshape(h, w, c)
-            arr.flags.writeable = False
-            out.append(arr)
+            out.append(self.buffer[start:start + h * w * c].view(h, w, c))
             start += h * w * c
         return out
-
-    def images(self, index: int) -> list[Image.Image]:
-        """The cached images of file ``index`` (copies: callers may crop or modify them)."""
-        return [Image.fromarray(a[:, :, 0].copy() if a.shape[2] == 1 else a.copy(), "L" if a.shape[2] == 1 else "RGB")
-                for a in self.arrays(index)]

@@ -35,7 +35,7 @@ def crop_flip(images: Tensor, crop: Tensor, flip: Tensor, size: tuple[int, int],
     """Crop, flip and convert a batch on its device.
 
     Args:
-        images: ``(N, C, H, W)`` uint8, the resized halves.
+        images: ``(N, H, W, C)`` uint8, the resized halves (channels last, as the loader stacks them).
         crop: ``(N, 2)`` integer ``[x, y]``: the top-left corner of each sample's window (``[0, 0]`` when the
             mode does not crop).
         flip: ``(N,)`` bool: mirror that sample left-right (after cropping, as PIL's transpose of the crop).
@@ -44,8 +44,8 @@ def crop_flip(images: Tensor, crop: Tensor, flip: Tensor, size: tuple[int, int],
     Returns ``(N, C, h, w)`` float32 in [-1, 1] on ``images``' device, in ``memory_format``.
     """
     if images.dtype != torch.uint8 or images.dim() != 4:
-        raise ValueError(f"crop_flip expects an (N, C, H, W) uint8 batch, got {tuple(images.shape)} {images.dtype}")
-    n, _, height, width = images.shape
+        raise ValueError(f"crop_flip expects an (N, H, W, C) uint8 batch, got {tuple(images.shape)} {images.dtype}")
+    n, height, width, _ = images.shape
     h, w = size
     x0, y0 = crop[:, 0].long(), crop[:, 1].long()
     if not (0 <= h <= height and 0 <= w <= width):
@@ -55,7 +55,6 @@ def crop_flip(images: Tensor, crop: Tensor, flip: Tensor, size: tuple[int, int],
     cols = torch.arange(w, device=device)
     cols = x0[:, None] + torch.where(flip.to(torch.bool)[:, None], (w - 1) - cols, cols)  # (N, w)
     batch = torch.arange(n, device=device)[:, None, None]
-    # advanced indices on dims 0, 2, 3 around a slice: the result is (N, h, w, C)
-    window = images[batch, :, rows[:, :, None], cols[:, None, :]]
-    out = uint8_to_float_table(device)[window.long()].permute(0, 3, 1, 2)
+    window = images[batch, rows[:, :, None], cols[:, None, :]]  # (N, h, w, C)
+    out = uint8_to_float_table(device)[window.long()].permute(0, 3, 1, 2)  # (N, C, h, w), channels-last strides
     return out.contiguous(memory_format=memory_format)
