@@ -235,8 +235,10 @@ class AlignedDataset(torch.utils.data.Dataset):
         if cache_images:
             from pix2pix_tr.data.cache import DecodedImageCache
 
-            self.cache = DecodedImageCache(range(len(self.paths)),
-                                           lambda i: self.resized_pair(i)[:2])
+            # RGB halves after the resize (a grayscale file takes a third of that)
+            expected = sum(2 * 3 * math.prod(self._resized_size(size)) for size in self.sizes)
+            self.cache = DecodedImageCache(range(len(self.paths)), lambda i: self.resized_pair(i)[:2],
+                                           expected_nbytes=expected)
 
     def _resized_size(self, size: tuple[int, int]) -> tuple[int, int]:
         half = (size[0] // 2, size[1])

@@ -10,22 +10,50 @@ simply inherit it), so N workers hold one copy, not N. The pixels a worker reads
 computes, so training batches are bit-identical with and without the cache.
 
 Memory: the resized halves' width x height x channels bytes per file (2,975 Cityscapes pairs under
-``resize_and_crop`` 286: 2 x 286 x 286 x 3 bytes each, 1.46 GB); the size is reported when the cache is built.
+``resize_and_crop`` 286: 2 x 286 x 286 x 3 bytes each, 1.46 GB); train.py reports the size. The buffer lives in
+``/dev/shm``, which containers often keep small (Docker: 64 MB unless ``--shm-size``): the free space there is
+checked before anything is decoded, and a failing allocation is reported in one sentence instead of a traceback.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
+from pix2pix_tr.data.errors import DatasetError
+
+SHM_DIR = "/dev/shm"
+
+
+def shm_free_bytes() -> int | None:
+    """Free bytes in the shared-memory file system (None where there is none to ask, e.g. not Linux)."""
+    try:
+        st = os.statvfs(SHM_DIR)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _too_small(need: int, free: int | None, what: str) -> DatasetError:
+    have = f"only {free / 2**20:.0f} MB are free there" if free is not None else "it could not provide them"
+    return DatasetError(f"--cache_images needs {what}{need / 2**20:.0f} MB of shared memory ({SHM_DIR}) for the "
+                        f"decoded images, but {have}: give the machine or container more (e.g. docker run "
+                        "--shm-size=4g), use fewer files (--max_dataset_size), or train without --cache_images")
+
 
 class DecodedImageCache:
     """The images ``prepare(key)`` returns for each of ``keys`` (a sequence of PIL images, RGB or L), by position."""
 
-    def __init__(self, keys: Iterable, prepare: Callable[[Any], Sequence[Image.Image]]):
+    def __init__(self, keys: Iterable, prepare: Callable[[Any], Sequence[Image.Image]], *,
+                 expected_nbytes: int | None = None):
+        if expected_nbytes is not None:  # before minutes of decoding, not after
+            free = shm_free_bytes()
+            if free is not None and free < expected_nbytes:
+                raise _too_small(expected_nbytes, free, "about ")
         shapes, arrays = [], []
         for key in keys:
             row = []
@@ -43,7 +71,12 @@ class DecodedImageCache:
             for a in row:
                 flat[start:start + a.size] = a.reshape(-1)
                 start += a.size
-        self.buffer = buf.share_memory_()
+        try:
+            self.buffer = buf.share_memory_()
+        except RuntimeError as exc:  # torch: "unable to allocate shared memory(shm) ...: No space left on device"
+            if "shared memory" not in str(exc) and "shm" not in str(exc):
+                raise
+            raise _too_small(self.offsets[-1], shm_free_bytes(), "") from None
 
     @property
     def nbytes(self) -> int:
