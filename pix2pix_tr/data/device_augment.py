@@ -8,8 +8,8 @@ gather per batch.
 
 Exact: the crop and the flip only move pixels, and the conversion reads a 256-entry table computed on the CPU with
 the very operations of :func:`pix2pix_tr.data.aligned.to_tensor` (``x.float() / 127.5 - 1``). Computing it on a GPU
-instead would not do: CUDA divides a tensor by a Python number by multiplying with its reciprocal, which can differ
-from the CPU's division in the last bit. So the batches equal the default path's bit for bit, on every device.
+instead would not do: torch's CUDA kernel divides a tensor by a CPU scalar by multiplying with its reciprocal (its
+source says so: it "may lose one bit of precision"), where the CPU divides. So the batches equal the default path's bit for bit, on every device.
 """
 
 from __future__ import annotations
