@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pix2pix_tr.data.device_augment import crop_flip
 from pix2pix_tr.data.errors import DatasetError
 from pix2pix_tr.data.image_folder import list_images
 
@@ -351,8 +352,6 @@ class AlignedDataset(torch.utils.data.Dataset):
         uint8 halves copied and cropped, flipped and converted there, equal bit for bit to the default path."""
         if not self.augment_on_device:
             return tuple(batch[k].to(device, non_blocking=True, memory_format=memory_format) for k in ("A", "B"))
-        from pix2pix_tr.data.device_augment import crop_flip
-
         crop = batch["crop"].to(device, non_blocking=True)
         flip = batch["flip"].to(device, non_blocking=True)
         return tuple(crop_flip(batch[k].to(device, non_blocking=True), crop, flip, self.output_size,
