@@ -171,39 +171,35 @@ def pytest_cuda(check: Check, timeout: float) -> dict:
     return res
 
 
-def optimizer_step(check: Check, timeout: float) -> dict:
-    js = check.out / "optimizer_step.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks/optimizer_step.py"), "--device", check.device, "--json", str(js)]
-    cmd += ["--ngf", "8", "--repeats", "1", "--period", "2", "--skip_compiled"] if check.quick else ["--repeats", "5"]
-    res = check.run(cmd, timeout, check.out / "optimizer_step.log")
+def benchmark(check: Check, timeout: float, script: str, stem: str, args: list[str]) -> dict:
+    """Run ``benchmarks/SCRIPT --device D --json OUT/STEM.json ARGS`` (log in OUT/STEM.log); its JSON table, if
+    written, becomes the section's ``result``."""
+    js = check.out / f"{stem}.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / script), "--device", check.device, "--json", str(js), *args]
+    res = check.run(cmd, timeout, check.out / f"{stem}.log")
     if js.exists():
         res["result"] = json.loads(js.read_text())
     return res
+
+
+def optimizer_step(check: Check, timeout: float) -> dict:
+    args = ["--ngf", "8", "--repeats", "1", "--period", "2", "--skip_compiled"] if check.quick else ["--repeats", "5"]
+    return benchmark(check, timeout, "optimizer_step.py", "optimizer_step", args)
 
 
 def throughput(check: Check, timeout: float, batch_size: int) -> dict:
-    js = check.out / f"train_throughput_b{batch_size}.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks/train_throughput.py"), "--device", check.device,
-           "--batch_size", str(batch_size), "--json", str(js), "--budget_s", f"{max(timeout - 15, 1):.0f}"]
+    args = ["--batch_size", str(batch_size), "--budget_s", f"{max(timeout - 15, 1):.0f}"]
     if check.quick:
-        cmd += ["--netG", "unet_64", "--size", "64", "--ngf", "8", "--ndf", "8", "--iters", "2", "--repeats", "1",
-                "--warmup", "1", "--only", "tradam,tradam+cl"]
+        args += ["--netG", "unet_64", "--size", "64", "--ngf", "8", "--ndf", "8", "--iters", "2", "--repeats", "1",
+                 "--warmup", "1", "--only", "tradam,tradam+cl"]
     else:
-        cmd += ["--iters", "10", "--repeats", "3", "--warmup", "3"] + (["--compile"] if batch_size == 1 else [])
-    res = check.run(cmd, timeout, check.out / f"train_throughput_b{batch_size}.log")
-    if js.exists():
-        res["result"] = json.loads(js.read_text())
-    return res
+        args += ["--iters", "10", "--repeats", "3", "--warmup", "3"] + (["--compile"] if batch_size == 1 else [])
+    return benchmark(check, timeout, "train_throughput.py", f"train_throughput_b{batch_size}", args)
 
 
 def data_path(check: Check, timeout: float) -> dict:
-    js = check.out / "data_path.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks/data_path.py"), "--device", check.device, "--json", str(js)]
-    cmd += ["--frames", "4", "--size", "64", "--rounds", "1"] if check.quick else []
-    res = check.run(cmd, timeout, check.out / "data_path.log")
-    if js.exists():
-        res["result"] = json.loads(js.read_text())
-    return res
+    args = ["--frames", "4", "--size", "64", "--rounds", "1"] if check.quick else []
+    return benchmark(check, timeout, "data_path.py", "data_path", args)
 
 
 def e2e_sizes(quick: bool) -> dict:
