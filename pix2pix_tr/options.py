@@ -21,7 +21,7 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from .cli import (device_problem, int_or_inf, json_clean, non_negative_float, non_negative_int, positive_float,
                   positive_int)
@@ -238,22 +238,26 @@ def train_defaults() -> dict[str, Any]:
     return {a.dest: a.default for a in parser._actions if a.dest not in ("help", "dataroot")}
 
 
-def non_default_options(opt: argparse.Namespace) -> dict[str, Any]:
+def _as_dict(opt: argparse.Namespace | Mapping[str, Any]) -> dict[str, Any]:
+    return dict(opt) if isinstance(opt, Mapping) else vars(opt)
+
+
+def non_default_options(opt: argparse.Namespace | Mapping[str, Any]) -> dict[str, Any]:
     """The options whose value differs from the default (plus --dataroot): the run's "effective config"."""
     defaults = train_defaults()
-    return {k: v for k, v in vars(opt).items() if k == "dataroot" or k not in defaults or defaults[k] != v}
+    return {k: v for k, v in _as_dict(opt).items() if k == "dataroot" or k not in defaults or defaults[k] != v}
 
 
-def options_to_json_dict(opt: argparse.Namespace) -> dict[str, Any]:
-    """All options as JSON-safe values (``inf`` becomes the string "inf")."""
-    return json_clean(vars(opt))
+def options_to_json_dict(opt: argparse.Namespace | Mapping[str, Any]) -> dict[str, Any]:
+    """All options (a Namespace or a dict of them) as JSON-safe values (``inf`` becomes the string "inf")."""
+    return json_clean(_as_dict(opt))
 
 
-def format_options(opt: argparse.Namespace) -> str:
+def format_options(opt: argparse.Namespace | Mapping[str, Any]) -> str:
     """pix2pix's human-readable table: one ``name: value [default: d]`` line per option."""
     defaults = train_defaults()
     lines = ["----------------- Options ---------------"]
-    for k, v in sorted(vars(opt).items()):
+    for k, v in sorted(_as_dict(opt).items()):
         note = f"\t[default: {defaults[k]}]" if k in defaults and defaults[k] != v else ""
         lines.append(f"{k:>25}: {v!s:<30}{note}")
     lines.append("----------------- End -------------------")
