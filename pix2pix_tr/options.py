@@ -28,7 +28,7 @@ from .cli import (device_problem, int_or_inf, json_clean, non_negative_float, no
 from .data.aligned import DIRECTIONS, PREPROCESS_MODES
 from .models.losses import GAN_MODES
 from .models.networks import DISCRIMINATORS, GENERATORS, INIT_TYPES, NORMS, required_multiple
-from .optim._tr import TR_MODES
+from .optim import TR_MODES
 
 OPTIMIZERS = ("tradam", "adam", "trsgd", "sgd")
 LR_POLICIES = ("linear", "step", "cosine", "plateau")
@@ -182,7 +182,9 @@ def test_parser() -> argparse.ArgumentParser:
 
 
 def check_train_options(opt: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """Check combinations argparse cannot; ``parser.error`` (exit 2) with one sentence on failure."""
+    """Check combinations argparse cannot; ``parser.error`` (exit 2) with one sentence on failure. What only
+    training decides (``--override``, ``--tensorboard``'s package) is checked by
+    :meth:`pix2pix_tr.training.TrainConfig.from_options`; train.py reports it the same way."""
     if opt.preprocess in ("resize_and_crop", "scale_width_and_crop") and opt.crop_size > opt.load_size:
         parser.error(f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}: "
                      f"crops are cut from the resized image, so use --crop_size <= --load_size")
@@ -201,19 +203,9 @@ def check_train_options(opt: argparse.Namespace, parser: argparse.ArgumentParser
     problem = device_problem(opt.device, check_available=False)  # whether CUDA is there is checked at run time
     if problem is not None:
         parser.error(problem)
-    if opt.tensorboard:
-        from .training.tensorboard import tensorboard_problem
-
-        if tensorboard_problem() is not None:
-            parser.error(tensorboard_problem())
     if opt.name in ("", ".", "..") or "/" in opt.name or "\\" in opt.name:
         parser.error(f"--name {opt.name!r} must be a plain folder name (no slashes)")
-    from .training.guards import check_override_flags
-
     opt.override = sorted(set(opt.override))
-    problem = check_override_flags(opt.override, opt.continue_train)
-    if problem:
-        parser.error(problem)
     return opt
 
 

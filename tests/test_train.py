@@ -325,3 +325,32 @@ def test_a_state_written_by_the_previous_release_resumes_exactly(reference_run, 
     assert resumed.total_iters == 8
     assert state_equal(resumed.G.state_dict(), ref.G.state_dict())
     assert state_equal(resumed.D.state_dict(), ref.D.state_dict())
+
+
+def test_the_option_layer_imports_nothing_of_training_and_training_nothing_of_inference():
+    """Dependencies point one way: options.py is shared by every entry point, so it must not pull in the loop;
+    train.py matches pretrained weights through pix2pix_tr.models.checkpoint, not test.py's package."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pix2pix_tr.options; a = sorted(m for m in sys.modules if m.startswith('pix2pix_tr.training')); "
+            "import pix2pix_tr.training.cli, pix2pix_tr.training.loop; "
+            "b = sorted(m for m in sys.modules if m.startswith('pix2pix_tr.inference')); print(a, b)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}).stdout.strip()
+    assert out == "[] []"
+
+
+def test_training_checks_its_own_options_with_the_flag_named(capsys):
+    from pix2pix_tr.training import TrainConfig, TrainingError
+    from pix2pix_tr.training.cli import parse
+
+    opt = parse_train(["--dataroot", "x", "--override", "lr"])  # the option layer does not judge --override
+    with pytest.raises(TrainingError, match="--override only applies with --continue_train"):
+        TrainConfig.from_options(opt)
+    with pytest.raises(SystemExit) as info:  # train.py: argparse's usage line and exit status 2
+        parse(["--dataroot", "x", "--continue_train", "--override", "ngf"])
+    assert info.value.code == 2 and "--override ngf is not an option that can change on resume" in \
+        capsys.readouterr().err
+    cfg = parse(["--dataroot", "x", "--continue_train", "--override", "lr", "lr"])
+    assert cfg.override == ("lr",) and cfg.options["override"] == ["lr"] and cfg.run_dir.name == "experiment_name"

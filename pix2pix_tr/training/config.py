@@ -1,9 +1,10 @@
 """What a training run is: :class:`TrainConfig`, built once from train.py's parsed options.
 
 The loop reads fields of this frozen dataclass, never the argparse Namespace. :meth:`TrainConfig.from_options`
-takes every field from the Namespace :func:`pix2pix_tr.options.parse_train` returns (the parser defines them all)
-and keeps a copy of all the options in :attr:`TrainConfig.options`, for ``train_opt.txt``/``train_opt.json`` and
-the training state.
+takes every field from the Namespace :func:`pix2pix_tr.options.parse_train` returns (the parser defines them all),
+keeps a copy of all the options in :attr:`TrainConfig.options` (for ``train_opt.txt``/``train_opt.json`` and the
+training state) and checks what only training decides (:func:`training_option_problem`): the option layer
+(:mod:`pix2pix_tr.options`) checks the flags themselves and imports nothing of the training package.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import TrainingError
+from .guards import OVERRIDABLE
+from .tensorboard import tensorboard_problem
 
 
 class ConfigError(TrainingError):
@@ -93,7 +96,11 @@ class TrainConfig:
 
     @classmethod
     def from_options(cls, opt: argparse.Namespace) -> "TrainConfig":
-        """The config of ``opt`` (a Namespace of :func:`pix2pix_tr.options.parse_train`)."""
+        """The config of ``opt`` (a Namespace of :func:`pix2pix_tr.options.parse_train`); ConfigError (one sentence
+        naming the flag) for options training cannot run with."""
+        problem = training_option_problem(opt)
+        if problem:
+            raise ConfigError(problem)
         values = {f.name: getattr(opt, f.name) for f in fields(cls) if f.name != "options"}
         values["override"] = tuple(values["override"])
         return cls(**values, options=dict(vars(opt)))
@@ -106,3 +113,17 @@ class TrainConfig:
     @property
     def total_epochs(self) -> int:
         return self.n_epochs + self.n_epochs_decay
+
+
+def training_option_problem(opt: argparse.Namespace) -> str | None:
+    """What is wrong with ``opt`` for training, as one sentence naming the flag (None when nothing is)."""
+    overrides = list(opt.override)
+    unknown = [o for o in overrides if o not in OVERRIDABLE]
+    if unknown:
+        return (f"--override {unknown[0]} is not an option that can change on resume; allowed: "
+                f"{', '.join(OVERRIDABLE)}")
+    if overrides and not opt.continue_train:
+        return "--override only applies with --continue_train (a new run takes every option as given)"
+    if opt.tensorboard:
+        return tensorboard_problem()
+    return None
