@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from evaluation.common import FRAME_RE, EvaluationError, MissingFramesError
-from pix2pix_tr.results_folder import (ResultsFolderError, check_trusted, is_full_frame, read_results_json,
-                                       test_preprocess)
+from pix2pix_tr.results_folder import (RESULTS_JSON, ResultsFolderError, check_trusted, is_full_frame,
+                                       read_results_json, test_preprocess)
 
 FAKE_SUFFIXES = ("_fake_B.png", "_fake_B.jpg")
 
@@ -35,14 +35,18 @@ def find_fake_frames(result_dir: str | Path) -> dict[str, Path]:
         for suffix in FAKE_SUFFIXES:
             if path.name.endswith(suffix):
                 frames[path.name[: -len(suffix)]] = path
+    # test.py's folder is results/NAME/PHASE_EPOCH; its images/ passed directly is read with the same listing
+    run_dir = result_dir
+    if images == result_dir and result_dir.name == "images" and (result_dir.parent / RESULTS_JSON).is_file():
+        run_dir = result_dir.parent
     try:
-        meta = read_results_json(result_dir)
+        meta = read_results_json(run_dir)
     except ResultsFolderError as exc:
         raise EvaluationError(str(exc)) from None
     if meta is not None:
         stems = {str(stem) for stem in meta["stems"]}
         frames = {stem: path for stem, path in frames.items() if stem in stems}
-    check_results_folder(result_dir, meta, frames.values())
+    check_results_folder(run_dir, meta, frames.values())
     if not frames:
         raise EvaluationError(f"--result_dir {result_dir} holds no *_fake_B.png images (looked in {images}); "
                               f"pass the folder test.py wrote, e.g. results/NAME/val_latest")

@@ -78,6 +78,10 @@ def test_incomplete_results_folder_is_refused(synthetic_city, scorer, tmp_path, 
     rc, _, err = _cli(fcn_main, ["--result_dir", run, "--cityscapes_dir", synthetic_city, "--scorer", scorer,
                                  "--output_dir", tmp_path / "eval", "--device", "cpu", "--no_progress"], capsys)
     assert rc == 2 and len(err) == 1 and f"{run} is incomplete" in err[0] and "rerun test.py" in err[0]
+    # the same when its images/ folder is passed directly
+    rc, _, err = _cli(fcn_main, ["--result_dir", run / "images", "--cityscapes_dir", synthetic_city, "--scorer",
+                                 scorer, "--output_dir", tmp_path / "eval", "--device", "cpu", "--no_progress"], capsys)
+    assert rc == 2 and len(err) == 1 and f"{run} is incomplete" in err[0]
     assert not (tmp_path / "eval").exists()
 
 
