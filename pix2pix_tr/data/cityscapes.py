@@ -33,7 +33,7 @@ from PIL import Image
 
 from pix2pix_tr.cityscapes_labels import ids_to_color
 from pix2pix_tr.data.errors import DatasetError
-from pix2pix_tr.io import atomic_save_image
+from pix2pix_tr.io import atomic_save_image, read_image, read_label_ids
 from pix2pix_tr.paths import PathError, check_no_overlap
 
 _FRAME_RE = re.compile(r"^(?P<stem>[^/\\]+?_\d+_\d+)_(?P<kind>leftImg8bit|gtFine_color|gtFine_labelIds)\.png$")
@@ -94,22 +94,22 @@ def find_pairs(gtFine_dir, leftImg8bit_dir, split: str) -> list[tuple[str, Path,
     return [(stem, photos[stem], labels[stem]) for stem in sorted(photos)]
 
 
-def _read(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.copy()
-    except Exception as exc:
-        raise DatasetError(f"cannot read {path} ({type(exc).__name__}: {exc}): the file is corrupt; unpack the "
-                           "archive again") from None
-
-
 def make_pair(photo_path: Path, label_path: Path, size: int = 256, *, label_resize: str = "nearest") -> Image.Image:
-    """One A|B image: photo (bicubic) left, colour label (``label_resize``) right, each ``size x size``."""
-    photo = _read(photo_path).convert("RGB").resize((size, size), Image.BICUBIC)
-    label = _read(label_path)
+    """One A|B image: photo (bicubic) left, colour label (``label_resize``) right, each ``size x size``.
+
+    Images are read by :func:`pix2pix_tr.io.read_image` (EXIF orientation, 16-bit files scaled by one fixed
+    rule); a ``*_labelIds.png`` by :func:`pix2pix_tr.io.read_label_ids` (ids are values: a 16-bit file is not
+    scaled) and coloured with the official palette.
+    """
+    photo = read_image(photo_path, error=DatasetError).convert("RGB").resize((size, size), Image.BICUBIC)
     if label_path.name.endswith("_gtFine_labelIds.png"):
-        label = Image.fromarray(ids_to_color(np.asarray(label.convert("L"))))
+        ids = read_label_ids(label_path, error=DatasetError)
+        if ids.size and (ids.min() < 0 or ids.max() > 255):
+            raise DatasetError(f"{label_path} holds label ids outside 0..255 (up to {int(ids.max())}): a Cityscapes "
+                               "*_gtFine_labelIds.png holds ids 0..33; pass the labelIds files, not instance ids")
+        label = Image.fromarray(ids_to_color(ids.astype(np.uint8)))
+    else:
+        label = read_image(label_path, error=DatasetError)
     label = label.convert("RGB")  # the official *_color.png files are RGBA
     label = label.resize((size, size), Image.NEAREST if label_resize == "nearest" else Image.BICUBIC)
     pair = Image.new("RGB", (2 * size, size))

@@ -112,11 +112,14 @@ def combine_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", dest="image_format", choices=["png", "jpg"], default="png",
                         help="output format (default png)")
     parser.add_argument("--limit", type=non_negative_int, default=None, help="combine only the first N pairs")
+    parser.add_argument("--b_label_ids", action="store_true",
+                        help="B holds one-channel label-id maps (8- or 16-bit): copy the ids as they are, never "
+                             "scaled, and resize nearest-neighbour")
     args = parser.parse_args(argv)
     if args.size == 0 or args.limit == 0:
         parser.error("--size and --limit must be >= 1")
     written = combine_A_and_B(args.fold_A, args.fold_B, args.fold_AB, size=args.size, b_resize=args.b_resize,
-                              image_format=args.image_format, limit=args.limit)
+                              image_format=args.image_format, limit=args.limit, b_label_ids=args.b_label_ids)
     print(f"wrote {len(written)} A|B images to {args.fold_AB}")
     return 0
 
