@@ -328,11 +328,11 @@ def test_a_failed_combine_leaves_the_output_folder_as_it_was(tmp_path, ab_root, 
     last.write_bytes(last.read_bytes()[:200])  # the third pair is corrupt
     out = tmp_path / "AB"
     (out / "train").mkdir(parents=True)
-    (out / "train" / "keep.png").write_bytes(b"the user's file")
+    (out / "train" / "keep.txt").write_bytes(b"the user's file")
     assert run_cli(combine_main, ["--fold_A", str(fold_A), "--fold_B", str(fold_B), "--fold_AB", str(out)]) == 2
     assert last.name in capsys.readouterr().err
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["train", "train/keep.png"]
-    assert (out / "train" / "keep.png").read_bytes() == b"the user's file"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["train", "train/keep.txt"]
+    assert (out / "train" / "keep.txt").read_bytes() == b"the user's file"
 
 
 # ---------------------------------------------------------------------------------------------------- 9. link loops

@@ -8,7 +8,8 @@ Files are matched by their path relative to the folder *without the extension* (
 ``train/0001.png``), subfolders (``train/``, ``val/``, ``test/``, or anything else) are kept, and every pair is
 checked before anything is written. ``--fold_AB`` must not be (or lie inside) ``--fold_A`` or ``--fold_B``.
 The images are written into a hidden staging folder inside ``fold_AB`` and moved into place only when all of
-them succeeded, so a failure (a corrupt image, a full disk) leaves ``fold_AB`` as it was.
+them succeeded, so a failure (a corrupt image, a full disk) leaves ``fold_AB`` as it was. A rerun into the same
+``fold_AB`` with other settings is refused unless ``--overwrite`` (see :func:`combine_A_and_B`).
 """
 
 from __future__ import annotations
@@ -25,10 +26,14 @@ from PIL import Image
 from pix2pix_tr.data.aligned import open_image
 from pix2pix_tr.data.errors import DatasetError
 from pix2pix_tr.data.image_folder import list_images
+from pix2pix_tr.data.manifest import Part, claim, command_line, mark_complete
 from pix2pix_tr.io import atomic_save_image, read_label_ids
 from pix2pix_tr.paths import PathError, check_no_overlap
 
 _SHOW = 5
+COMBINE_TOOL = "combine_A_and_B.py"
+_COMBINE_FLAGS = {"fold_A": "--fold_A", "fold_B": "--fold_B", "size": "--size", "b_resize": "--b_resize",
+                  "image_format": "--format", "limit": "--limit", "b_label_ids": "--b_label_ids"}
 
 
 def _keyed(folder: Path, flag: str) -> dict[str, Path]:
@@ -47,7 +52,8 @@ def _listing(names) -> str:
 
 
 def combine_A_and_B(fold_A, fold_B, fold_AB, *, size: int | None = None, b_resize: str = "bicubic",
-                    image_format: str = "png", limit: int | None = None, b_label_ids: bool = False) -> list[str]:
+                    image_format: str = "png", limit: int | None = None, b_label_ids: bool = False,
+                    overwrite: bool = False) -> list[str]:
     """Write ``fold_AB/{name}.{image_format}`` = A | B for every name present in both folders.
 
     Args:
@@ -60,6 +66,12 @@ def combine_A_and_B(fold_A, fold_B, fold_AB, *, size: int | None = None, b_resiz
         limit: combine only the first N names (sorted).
         b_label_ids: B holds one-channel label-id maps: their values are copied as they are (8- or 16-bit, never
             scaled; ids above 255 are refused) and resized nearest-neighbour.
+        overwrite: replace what an earlier run with other settings wrote (``--overwrite``).
+
+    ``fold_AB``'s manifest (:mod:`pix2pix_tr.data.manifest`; one part per top-level subfolder, ``.`` for files
+    at the top) records the settings: a rerun with the same settings writes the pairs again, one with other
+    settings, or into a folder holding images no recorded run wrote, is refused unless ``overwrite`` (the old
+    images of the parts written are removed first, so no stale pair stays beside the new ones).
 
     Images are read as displayed (EXIF orientation applied) and 16-bit files are scaled by one fixed rule
     (:func:`pix2pix_tr.io.read_image`). A 16-bit grey file whose values all lie in 1..255 would come out nearly
@@ -93,15 +105,31 @@ def combine_A_and_B(fold_A, fold_B, fold_AB, *, size: int | None = None, b_resiz
     names = sorted(a)
     if limit is not None:
         names = names[: int(limit)]
+    settings = dict(fold_A=str(fold_A.resolve()), fold_B=str(fold_B.resolve()), size=None if size is None else int(size),
+                    b_resize=b_resize, image_format=image_format, limit=None if limit is None else int(limit),
+                    b_label_ids=bool(b_label_ids))
+    args = ["--fold_A", fold_A, "--fold_B", fold_B, "--fold_AB", fold_AB, "--b_resize", b_resize,
+            "--format", image_format] + (["--size", size] if size else []) + (["--limit", limit] if limit else []) \
+        + (["--b_label_ids"] if b_label_ids else [])
+    command = command_line("datasets/combine_A_and_B.py", args)
+    by_part: dict[str, list[str]] = {}
+    for name in names:
+        top = name.split("/")[0] if "/" in name else "."
+        by_part.setdefault(top, []).append(f"{name}.{image_format}")
+    parts = [Part(top, settings, files, [top], command, _COMBINE_FLAGS) for top, files in by_part.items()]
+    claim(fold_AB, COMBINE_TOOL, parts, overwrite=overwrite, flag="--fold_AB", check_only=True)  # before the work
     fold_AB.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".combine-", dir=fold_AB))
     try:
         written = _write_pairs(a, b, names, staging, size=size, b_resize=b_resize, image_format=image_format,
                                b_label_ids=b_label_ids)
+        claim(fold_AB, COMBINE_TOOL, parts, overwrite=overwrite, flag="--fold_AB")
         for name in written:  # all pairs are good: move them into place (same filesystem: renames)
             dest = fold_AB / f"{name}.{image_format}"
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / f"{name}.{image_format}", dest)
+        for part in parts:
+            mark_complete(fold_AB, part.name)
     finally:
         with contextlib.suppress(OSError):
             shutil.rmtree(staging)
