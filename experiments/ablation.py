@@ -52,7 +52,8 @@ import torch
 from torch import nn
 
 from experiments import stats
-from experiments.small_batch import _clean  # NaN -> None: strict JSON
+from experiments.common import make_optimizer
+from pix2pix_tr.cli import json_clean
 from pix2pix_tr.io import atomic_write_text
 
 ARMS = ("base", "matched", "tr", "prox", "decay", "reference")
@@ -156,22 +157,16 @@ class RunKey:
 
 
 def build_optimizer(key: RunKey, params, *, momentum: float = 0.9, weight_decay: float = 5e-4):
-    """The arm's optimizer. Plain ones use torch's fused kernel, the one TRSGD/TRAdam run on, so that S = 1
-    reproduces the base optimizer bit for bit."""
-    from pix2pix_tr.optim import TRAdam, TRSGD
-
-    params = list(params)
+    """The arm's optimizer (:func:`experiments.common.make_optimizer`). Plain ones use torch's fused kernel, the
+    one TRSGD/TRAdam run on, so that S = 1 reproduces the base optimizer bit for bit."""
     sgd = key.family == "sgd"
+    common = dict(momentum=momentum if sgd else 0.0, weight_decay=weight_decay)
     if key.arm in ("base", "matched"):
         lr = key.lr * (harmonic_mean_factor(key.period) if key.arm == "matched" else 1.0)
-        if sgd:
-            return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=True)
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
-    tr = dict(tr_lambda=key.tr_lambda if key.arm != "decay" else 0.0, tr_period=key.period,
-              tr_inner_decay=key.arm != "prox", tr_mode="reference" if key.arm == "reference" else "paper")
-    if sgd:
-        return TRSGD(params, lr=key.lr, momentum=momentum, weight_decay=weight_decay, **tr)
-    return TRAdam(params, lr=key.lr, weight_decay=weight_decay, **tr)
+        return make_optimizer("sgd" if sgd else "adam", params, lr=lr, fused=True, **common)
+    return make_optimizer("trsgd" if sgd else "tradam", params, lr=key.lr, **common,
+                          tr_lambda=key.tr_lambda if key.arm != "decay" else 0.0, tr_period=key.period,
+                          tr_inner_decay=key.arm != "prox", tr_mode="reference" if key.arm == "reference" else "paper")
 
 
 # ----------------------------------------------------------------------------------------------- a run
@@ -302,7 +297,8 @@ def check_period_one(runs: dict[str, dict], settings: Sequence[Setting]) -> list
 # ------------------------------------------------------------------------------------------- statistics
 
 def values(run: dict, metric: str) -> list[float]:
-    return [math.nan if v is None else v for v in run[metric]]
+    """Per-seed values of ``metric`` as floats (results.json holds NaN as null and inf as "inf")."""
+    return [math.nan if v is None else float(v) for v in run[metric]]
 
 
 def summarize(runs: dict[str, dict], settings: Sequence[Setting], metric: str = "final_test_acc") -> list[dict]:
@@ -519,16 +515,6 @@ def write_index(results: dict, rows: Sequence[dict], images: Sequence[str], out_
     atomic_write_text(out_dir / "index.html", "\n".join(parts) + "\n")
 
 
-def _round(value: Any) -> Any:
-    if isinstance(value, float) and math.isfinite(value):
-        return float(f"{value:.6g}")
-    if isinstance(value, dict):
-        return {k: _round(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_round(v) for v in value]
-    return value
-
-
 def write_reports(results: dict, out_dir: Path) -> None:
     cfg = results["config"]
     settings = plan_settings(cfg)
@@ -542,7 +528,8 @@ def write_reports(results: dict, out_dir: Path) -> None:
         "<p>(No conclusion written yet: put it in conclusion.html next to this page and rerun with --report_only.)</p>"
     write_index(results, rows, images, out_dir, text)
     # 6 significant digits and no indentation: ~1.5 MB instead of ~4 MB for the full preset
-    atomic_write_text(out_dir / "results.json", json.dumps(_clean(_round(results)), separators=(",", ":")) + "\n")
+    atomic_write_text(out_dir / "results.json", json.dumps(json_clean(results, significant=6), separators=(",", ":"))
+                      + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
@@ -619,8 +606,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         milestones=cfg["milestones"])
         results["runs"].append(run)
         # after every run, so an interrupted ablation resumes (the pages are written at the end)
-        atomic_write_text(out / "results.json", json.dumps(_clean(_round({**results, "meta": {
-            "wall_s": previous_s + time.perf_counter() - start}})), separators=(",", ":")) + "\n")
+        atomic_write_text(out / "results.json", json.dumps(json_clean({**results, "meta": {
+            "wall_s": previous_s + time.perf_counter() - start}}, significant=6), separators=(",", ":")) + "\n")
         acc = stats.bootstrap_ci(values(run, "final_test_acc"))
         print(f"[{i}/{len(todo)}] {run['key']}: test acc {stats.fmt_ci(acc, 2, 100)}, {run['steps']} steps, "
               f"{run['wall_s']:.1f}s", flush=True)

@@ -131,3 +131,26 @@ def test_small_batch_runs_on_digits_with_restarts(tmp_path):
     assert results["settings"]["tr_restart_each_epoch"] is True
     accs = [r["final_test_acc"] for r in results["runs"]]
     assert all(a > 0.3 for a in accs), accs  # real digits are learnable within 2 epochs (chance is 0.1)
+
+
+def test_one_json_rule_and_one_optimizer_factory_for_every_experiment():
+    """Issue 19.3: the experiments write JSON with pix2pix_tr.cli.json_clean (NaN -> null, inf -> "inf") and
+    build optimizers with experiments.common.make_optimizer; the ablation no longer imports small_batch (and with
+    it the CIFAR loader)."""
+    import subprocess
+    import sys
+
+    from experiments import common, small_batch, variance
+    from pix2pix_tr.cli import json_clean
+
+    assert json_clean({"a": [math.nan, math.inf, -math.inf, 0.1234567891], "b": (1, True, None)},
+                      significant=6) == {"a": [None, "inf", "-inf", 0.123457], "b": [1, True, None]}
+    assert json.loads(json.dumps(json_clean(float("nan")))) is None
+    w = torch.zeros(3, requires_grad=True)
+    for opt in (ablation.build_optimizer(ablation.RunKey.make("sgd", "base", 8, 0.1, 0.1, 10), [w]),
+                small_batch.build_optimizer("sgd", [w]), variance._optimizer("sgd", w, 0.1, 0.9, 0.1, 10)):
+        assert type(opt) is torch.optim.SGD and opt.param_groups[0]["momentum"] == 0.9
+    for module in (ablation, small_batch, variance):
+        assert module.make_optimizer is common.make_optimizer
+    code = "import sys, experiments.ablation; print('experiments.small_batch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
