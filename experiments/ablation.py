@@ -53,7 +53,7 @@ from torch import nn
 
 from experiments import stats
 from experiments.common import make_optimizer
-from pix2pix_tr.cli import json_clean
+from pix2pix_tr.cli import json_clean, positive_int
 from pix2pix_tr.io import atomic_write_text
 
 ARMS = ("base", "matched", "tr", "prox", "decay", "reference")
@@ -523,6 +523,10 @@ def write_reports(results: dict, out_dir: Path) -> None:
     results["summary"] = rows
     atomic_write_text(out_dir / "table.md", markdown_tables(rows, len(cfg["seeds"])))
     images = plot_sweeps(rows, out_dir) + plot_center_curves(runs, settings, out_dir)
+    for pattern in ("sweeps_*.png", "curves_*.png"):  # a plot of an earlier plan would sit beside the new ones
+        for old in out_dir.glob(pattern):
+            if old.name not in images:
+                old.unlink()
     conclusion = out_dir / "conclusion.html"
     text = conclusion.read_text(encoding="utf-8") if conclusion.is_file() else \
         "<p>(No conclusion written yet: put it in conclusion.html next to this page and rerun with --report_only.)</p>"
@@ -538,25 +542,47 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m experiments.ablation", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", choices=sorted(PRESETS), default="ablation")
     p.add_argument("--seeds", nargs="+", type=int, help="override the preset's seeds")
-    p.add_argument("--epochs", type=int, help="override the preset's epochs")
+    p.add_argument("--epochs", type=int, help="override the preset's epochs (at least 2)")
     p.add_argument("--out", default="experiments/results/ablation", help="output folder")
-    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch.set_num_threads (default 1)")
     p.add_argument("--report_only", action="store_true", help="rebuild table.md, plots and index.html from results.json")
+    p.add_argument("--fresh", action="store_true",
+                   help="replace an ablation with other settings in --out (its results and pages are removed first); "
+                        "without it such a rerun is refused, and one with the same settings adds only the new runs")
     return p
 
 
-def _resumable_runs(path: Path, cfg: dict) -> dict[str, dict]:
+class SweepError(ValueError):
+    """--out holds an ablation that this invocation must not mix with; the message says what to do."""
+
+
+#: What an ablation writes into --out (conclusion.html is the user's own text and is never removed).
+OUTPUT_GLOBS = ("results.json", "table.md", "index.html", "sweeps_*.png", "curves_*.png")
+
+
+def _resumable_runs(path: Path, cfg: dict, *, fresh: bool = False) -> dict[str, dict]:
     """Runs of an earlier invocation into the same --out with the same seeds, epochs, model and data: kept, so
-    adding a sweep runs only the new arm-runs. Anything else starts afresh."""
+    adding a sweep runs only the new arm-runs. An ablation with other settings (or a damaged results.json) is
+    refused unless ``fresh``; with ``fresh`` its outputs are removed, so nothing of it stays beside the new one."""
+    if fresh:
+        for pattern in OUTPUT_GLOBS:
+            for old in path.parent.glob(pattern):
+                old.unlink()
+        return {}
     if not path.is_file():
         return {}
     try:
         old = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return {}
+        config = old["config"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SweepError(f"--out {path.parent}: {path.name} is not an ablation's results ({type(exc).__name__}: "
+                         f"{exc}): pass --fresh to replace it, or choose another --out") from None
     same = ("seeds", "epochs", "hidden", "max_train", "milestones")
-    if any(old.get("config", {}).get(k) != cfg.get(k) for k in same):
-        return {}
+    changed = [f"{k} {config.get(k)} (now {cfg.get(k)})" for k in same if config.get(k) != cfg.get(k)]
+    if changed:
+        raise SweepError(f"--out {path.parent} holds an ablation with other settings ({'; '.join(changed)}): pass "
+                         f"--fresh to replace it (its results and pages are removed; conclusion.html is kept), or "
+                         f"choose another --out")
     return {r["key"]: r for r in old.get("runs", [])}
 
 
@@ -572,9 +598,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rebuilt {out / 'index.html'}")
         return 0
     cfg = json.loads(json.dumps(PRESETS[args.preset]))
-    if args.seeds:
+    if args.seeds is not None:  # "is not None": a flag given as 0 is a value to check, never "not given"
         cfg["seeds"] = args.seeds
-    if args.epochs:
+    if args.epochs is not None:
         if args.epochs < 2:
             p.error("--epochs must be at least 2 (the lr schedule cuts at 50% and 75%)")
         cfg["epochs"] = args.epochs
@@ -589,12 +615,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     settings = plan_settings(cfg)
     keys = unique_keys(settings)
+    try:
+        done = _resumable_runs(out / "results.json", cfg, fresh=args.fresh)
+    except SweepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
     command = "python -m experiments.ablation " + " ".join(argv if argv is not None else sys.argv[1:])
     if out.is_absolute():  # a committed page names no folder of the machine that made it
         command = command.replace(str(out), "$OUT")
     results: dict[str, Any] = dict(command=command, config=cfg, runs=[])
-    done = _resumable_runs(out / "results.json", cfg)
     results["runs"] = [done[k.text()] for k in keys if k.text() in done]
     todo = [k for k in keys if k.text() not in done]
     previous_s = json.loads((out / "results.json").read_text()).get("meta", {}).get("wall_s", 0.0) if done else 0.0

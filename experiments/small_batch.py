@@ -53,7 +53,7 @@ from torch import nn
 from experiments.common import base_of, check_optimizer_name, is_tr, make_optimizer, parse_optimizer
 from experiments.data import BatchLoader, DatasetError, ImageSet, load_dataset
 from experiments.models import MODELS, build_model
-from pix2pix_tr.cli import json_clean
+from pix2pix_tr.cli import device_problem, json_clean, non_negative_float, positive_float, positive_int
 from pix2pix_tr.io import atomic_open, atomic_write_text
 from pix2pix_tr.optim._tr import TR_MODES
 
@@ -258,6 +258,10 @@ def run_sweep(specs: Sequence[RunSpec], settings: Settings, out_dir: str | Path,
     if not settings_dict["tr_restart_each_epoch"]:  # sweeps recorded before the flag existed still resume
         del settings_dict["tr_restart_each_epoch"]
     runs: dict[str, dict] = {}
+    if fresh:  # replace cleanly: nothing of the old sweep stays beside the new one
+        for pattern in ("results.json", "table.md", "curves_*.png", "accuracy_vs_batch.png"):
+            for old in out_dir.glob(pattern):
+                old.unlink()
     if results_path.exists() and not fresh:
         try:
             old = json.loads(results_path.read_text())
@@ -388,7 +392,11 @@ def write_reports(results: dict[str, Any], out_dir: str | Path) -> None:
             "accuracy.", "",
             f"{len(runs)} runs, {total / 60:.1f} minutes of training in total.", ""]
     atomic_write_text(out_dir / "table.md", "\n".join(text))
-    plot_curves(results, out_dir)
+    written = {p.name for p in plot_curves(results, out_dir)}
+    for pattern in ("curves_*.png", "accuracy_vs_batch.png"):  # plots of rows this sweep no longer has
+        for old in out_dir.glob(pattern):
+            if old.name not in written:
+                old.unlink()
 
 
 def _save_figure(fig, path: Path) -> None:
@@ -485,51 +493,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizers", nargs="+", default=["sgd", "trsgd"],
                    help="sgd, trsgd, adam, tradam, any torch.optim name, tr-<name> (TrajectoryRegularized around "
                         "it); append @LR to override the learning rate, e.g. sgd@0.029")
-    p.add_argument("--batch_sizes", nargs="+", type=int, default=[8])
-    p.add_argument("--tr_periods", nargs="+", type=int, default=[10], help="S values for the TR optimizers")
+    p.add_argument("--batch_sizes", nargs="+", type=positive_int, default=[8])
+    p.add_argument("--tr_periods", nargs="+", type=positive_int, default=[10], help="S values for the TR optimizers")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--milestones", nargs="*", type=int, default=None,
+    p.add_argument("--epochs", type=positive_int, default=200)
+    p.add_argument("--milestones", nargs="*", type=positive_int, default=None,
                    help="epochs where lr is multiplied by --lr_gamma (default: 50%% and 75%% of --epochs)")
-    p.add_argument("--lr_gamma", type=float, default=0.1)
-    p.add_argument("--lr_sgd", type=float, default=0.1, help="initial lr of sgd/trsgd/tr-sgd")
-    p.add_argument("--lr_adaptive", type=float, default=1e-3, help="initial lr of adam/tradam and other bases")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight_decay", type=float, default=5e-4)
-    p.add_argument("--tr_lambda", type=float, default=0.1)
+    p.add_argument("--lr_gamma", type=positive_float, default=0.1)
+    p.add_argument("--lr_sgd", type=positive_float, default=0.1, help="initial lr of sgd/trsgd/tr-sgd")
+    p.add_argument("--lr_adaptive", type=positive_float, default=1e-3,
+                   help="initial lr of adam/tradam and other bases")
+    p.add_argument("--momentum", type=non_negative_float, default=0.9)
+    p.add_argument("--weight_decay", type=non_negative_float, default=5e-4)
+    p.add_argument("--tr_lambda", type=non_negative_float, default=0.1)
     p.add_argument("--tr_mode", choices=TR_MODES, default="paper")
     p.add_argument("--no_tr_inner_decay", action="store_true", help="inner step size lr instead of lr/(k+1)")
     p.add_argument("--tr_restart_each_epoch", action="store_true",
                    help="a new TR cycle (k = 0, new anchor) at every epoch start, as the authors' code does")
     p.add_argument("--augment", choices=["auto", "on", "off"], default="auto",
                    help="CIFAR crop+flip augmentation (auto: on for CIFAR, off for synthetic and digits)")
-    p.add_argument("--width", type=int, default=16, help="channel width of smallcnn")
-    p.add_argument("--synthetic_train", type=int, default=4000)
-    p.add_argument("--synthetic_test", type=int, default=2000)
-    p.add_argument("--synthetic_size", type=int, default=16)
+    p.add_argument("--width", type=positive_int, default=16, help="channel width of smallcnn")
+    p.add_argument("--synthetic_train", type=positive_int, default=4000)
+    p.add_argument("--synthetic_test", type=positive_int, default=2000)
+    p.add_argument("--synthetic_size", type=positive_int, default=16)
     p.add_argument("--data_seed", type=int, default=0, help="seed of the synthetic data set (not of the runs)")
-    p.add_argument("--max_train", type=int, help="use only the first N training images")
-    p.add_argument("--max_test", type=int, help="use only the first N test images")
+    p.add_argument("--max_train", type=positive_int, help="use only the first N training images")
+    p.add_argument("--max_test", type=positive_int, help="use only the first N test images")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--out", default="experiments/results/small_batch", help="output folder")
-    p.add_argument("--fresh", action="store_true", help="ignore an existing results.json in --out")
+    p.add_argument("--fresh", action="store_true",
+                   help="replace the sweep in --out (its results, table and curves are removed first); without it a "
+                        "rerun with the same settings resumes and one with other settings is refused")
     p.add_argument("--verbose", action="store_true", help="print every epoch")
     return p
 
 
 def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    for flag in ("batch_sizes", "tr_periods"):
-        bad = [v for v in getattr(args, flag) if v < 1]
+    """Everything a run could refuse is refused here, before anything is written (one sentence, exit 2): the
+    values that argparse's types do not cover, and every optimizer of the sweep built once with its settings."""
+    for flag in ("batch_sizes", "tr_periods", "epochs", "max_train", "max_test", "width", "synthetic_train",
+                 "synthetic_test", "synthetic_size", "threads"):  # the presets' values too, not only the flags'
+        values = getattr(args, flag)
+        bad = [v for v in (values if isinstance(values, list) else [values]) if v is not None and v < 1]
         if bad:
-            p.error(f"--{flag} must be positive integers, got {bad}")
-    if args.epochs < 1:
-        p.error(f"--epochs must be >= 1, got {args.epochs}")
+            p.error(f"--{flag} must be at least 1, got {' '.join(map(str, bad))}")
     for spec in args.optimizers:
         try:
             check_optimizer_name(spec)
         except ValueError as exc:
             p.error(f"--optimizers: {exc}")
+    probe = torch.zeros(1, requires_grad=True)
+    for spec in args.optimizers:
+        for period in (args.tr_periods if is_tr(spec) else [1]):
+            try:
+                build_optimizer(spec, [probe], lr_sgd=args.lr_sgd, lr_adaptive=args.lr_adaptive,
+                                momentum=args.momentum, weight_decay=args.weight_decay, tr_lambda=args.tr_lambda,
+                                tr_period=period, tr_mode=args.tr_mode, tr_inner_decay=not args.no_tr_inner_decay)
+            except (ValueError, TypeError) as exc:
+                p.error(f"--optimizers {spec} cannot be built with these settings: {exc}")
+    problem = device_problem(args.device)
+    if problem is not None:
+        p.error(problem)
     if args.dataset.startswith("cifar") and not args.data_dir:
         p.error(f"--dataset {args.dataset} needs --data_dir, the folder holding the python-pickle CIFAR files "
                 f"(nothing is downloaded); or use --dataset synthetic or digits")

@@ -154,3 +154,30 @@ def test_one_json_rule_and_one_optimizer_factory_for_every_experiment():
         assert module.make_optimizer is common.make_optimizer
     code = "import sys, experiments.ablation; print('experiments.small_batch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+@pytest.mark.parametrize("flags,named", [(["--epochs", "0"], "--epochs"), (["--epochs", "1"], "--epochs"),
+                                         (["--threads", "0"], "--threads"), (["--seeds", "1", "1"], "--seeds")])
+def test_a_bad_override_is_refused_not_replaced_by_the_preset(tmp_path, capsys, flags, named):
+    """Issue 21: 'ablation --epochs 0 is silently replaced by the preset's value'."""
+    with pytest.raises(SystemExit) as exit_info:
+        ablation.main(["--preset", "smoke", "--out", str(tmp_path / "out"), *flags])
+    assert exit_info.value.code == 2 and named in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_rerun_with_other_settings_is_refused_and_fresh_replaces_cleanly(tmp_path, capsys):
+    """Issue 21 #11's rule for every tool with an output folder: continue exactly, replace cleanly, or refuse."""
+    out = tmp_path / "out"
+    small = ["--preset", "smoke", "--out", str(out), "--seeds", "0", "--epochs", "2"]
+    assert ablation.main(small) == 0
+    (out / "curves_extra.png").write_bytes(b"a plot of an older plan")
+    (out / "conclusion.html").write_text("<p>mine</p>")
+    before = (out / "results.json").read_bytes()
+    assert ablation.main(small[:-1] + ["3"]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "epochs 2 (now 3)" in err and "--fresh" in err
+    assert (out / "results.json").read_bytes() == before
+    assert ablation.main(small[:-1] + ["3", "--fresh"]) == 0
+    assert json.loads((out / "results.json").read_text())["config"]["epochs"] == 3
+    assert not (out / "curves_extra.png").exists() and (out / "conclusion.html").read_text() == "<p>mine</p>"
