@@ -64,7 +64,7 @@ FAMILY_TITLES = {"sgd": "SGD family (momentum 0.9)", "adam": "Adam family"}
 SWEEPS = ("lambda", "S", "batch", "lr", "lr_b2", "lr_b1")  # lr_bN: the lr sweep again at batch N
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # experiments/results/ablation: 132 arm-runs x 16 seeds (the measured time is in its index.html).
+    # experiments/results/ablation: 156 arm-runs x 16 seeds (the measured time is in its index.html).
     "ablation": dict(seeds=list(range(16)), epochs=20, hidden=32, max_train=None,
                      center=dict(batch=8, tr_lambda=0.1, period=10, lr_sgd=0.1, lr_adam=1e-3),
                      lambdas=[0.01, 0.1, 1.0, 10.0], periods=[1, 5, 10, 20], batches=[1, 2, 8, 32, 128],
