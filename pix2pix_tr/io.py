@@ -6,6 +6,10 @@ on POSIX and Windows when both paths are on the same filesystem). A full disk (E
 ``torch.save`` wraps it in a RuntimeError) becomes :class:`NoSpaceError`, after the partial file is removed.
 Temporary files are named ``.{name}.XXXXXXXX.tmp`` (:data:`TMP_GLOB`) so that a tool owning a folder can
 remove the ones a killed process left behind.
+
+Reading images has one place too: :func:`read_image` (as a viewer displays the file: EXIF orientation applied,
+16-bit files scaled by one fixed rule), :func:`read_label_ids` (label maps as values, never scaled) and
+:func:`read_image_size` (the displayed size, from the header).
 """
 
 from __future__ import annotations
