@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from pix2pix_tr.report.compare import CompareError, compare_runs, main
-from test_report_training import assert_links_resolve, parse_page
+from conftest import assert_links_resolve, parse_page
 
 STEMS = [f"frankfurt_000000_{k:06d}" for k in range(5)]
 
@@ -144,7 +144,7 @@ def test_compare_cli_success(tmp_path, capsys):
     a = make_result(tmp_path / "a" / "val_latest", "a", STEMS, 1)
     b = make_result(tmp_path / "b" / "val_latest", "b", STEMS[:3], 2)
     assert main([str(a), str(b), "--output", str(tmp_path / "out")]) == 0
-    assert "compared 3 input(s) (2 dropped: not in every run) across 2 runs" in capsys.readouterr().out
+    assert "compared 3 input(s)" in (out := capsys.readouterr().out) and "2 dropped" in out
 
 
 def _set_meta(run_dir: Path, **changes):
