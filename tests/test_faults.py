@@ -236,8 +236,9 @@ def test_disk_full_in_test_py_and_the_data_scripts_exits_3(tmp_path, ab_root, ca
     assert inference_main(["--dataroot", str(ab_root), "--name", "ok", "--checkpoints_dir",
                            str(tmp_path / "checkpoints"), "--results_dir", str(tmp_path / "results")]) == 3
     err = capsys.readouterr().err
-    assert re.search(r"test.py: error: no space left on \S+images \([\d.]+ MB free\) while writing \S+\.png: free "
-                     r"space there and run test.py again", err), err
+    # (the first file test.py writes is results.json, marked "incomplete" before any image)
+    assert re.search(r"test.py: error: no space left on \S+val_latest \([\d.]+ MB free\) while writing results\.json: "
+                     r"free space there and run test.py again", err), err
     assert run_cli(combine_main, ["--fold_A", str(fold_A), "--fold_B", str(fold_B), "--fold_AB",
                                   str(tmp_path / "AB")]) == 3
     err = capsys.readouterr().err
