@@ -125,16 +125,33 @@ def test_transform(img: Image.Image, spec: TestPreprocess) -> Image.Image:
 
 
 # ------------------------------------------------------------------------------------------------ label maps
-def palette_fraction(rgb: np.ndarray, *, tolerance: int = 8, max_samples: int = 16384) -> float:
-    """Share of the pixels of an ``(H, W, 3)`` image within ``tolerance`` (per channel) of a Cityscapes palette
-    colour; a regular subsample of at most about ``max_samples`` pixels is looked at."""
+_NEAR_PALETTE: np.ndarray | None = None  # (128, 128, 128) bools, built on first use
+
+
+def _near_palette_table() -> np.ndarray:
+    """A lookup table over colours quantised to 7 bits per channel: True within about 8 levels (per channel) of a
+    Cityscapes palette colour. 2 MB, built once per process."""
+    global _NEAR_PALETTE
+    if _NEAR_PALETTE is None:
+        table = np.zeros((128, 128, 128), dtype=bool)
+        for r, g, b in _PALETTE.tolist():
+            lo = [max(0, c - 8) >> 1 for c in (r, g, b)]
+            hi = [min(255, c + 8) >> 1 for c in (r, g, b)]
+            table[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] = True
+        _NEAR_PALETTE = table
+    return _NEAR_PALETTE
+
+
+def palette_fraction(rgb: np.ndarray, *, max_samples: int = 16384) -> float:
+    """Share of the pixels of an ``(H, W, 3)`` uint8 image within about 8 levels (per channel) of a Cityscapes
+    palette colour (a JPEG-compressed or blended label map still scores high, a photo low); a regular subsample
+    of at most about ``max_samples`` pixels is looked at."""
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] < 3 or rgb.size == 0:
         return 0.0
-    step = max(1, int(math.sqrt(rgb.shape[0] * rgb.shape[1] / max_samples)))
-    pixels = rgb[::step, ::step, :3].reshape(-1, 1, 3).astype(np.int16)
-    nearest = np.abs(pixels - _PALETTE[None]).max(axis=2).min(axis=1)
-    return float((nearest <= tolerance).mean())
+    step = max(1, int(math.ceil(math.sqrt(rgb.shape[0] * rgb.shape[1] / max_samples))))
+    q = rgb[::step, ::step, :3].astype(np.uint8) >> 1
+    return float(_near_palette_table()[q[..., 0], q[..., 1], q[..., 2]].mean())
 
 
 def label_values_kind(values: np.ndarray) -> str | None:
@@ -165,7 +182,10 @@ def _single_channel_values(img: Image.Image) -> np.ndarray | None:
     if img.mode in ("L", "I", "I;16", "I;16B", "I;16L", "1"):
         return np.asarray(img).astype(np.int64)
     if img.mode in ("RGB", "RGBA", "P", "LA"):
-        rgb = np.asarray(img.convert("RGB"))
+        rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
+        probe = rgb[::7, ::7]  # a colour image is told apart on a subsample, without touching every pixel
+        if not ((probe[..., 0] == probe[..., 1]).all() and (probe[..., 1] == probe[..., 2]).all()):
+            return None
         if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
             return rgb[..., 0].astype(np.int64)
     return None
@@ -253,11 +273,17 @@ def _as_rgb_or_l(img: Image.Image) -> Image.Image:
 
 
 # ------------------------------------------------------------------------------------------------ pair or single?
-def _edges(rgb: np.ndarray) -> np.ndarray:
-    """Blurred gradient magnitude of an (H, W, C) image."""
-    a = rgb.astype(np.float32)
+def _small(rgb: np.ndarray, max_pixels: int) -> np.ndarray:
+    """``rgb`` as float32 ``(H, W, C)``, subsampled regularly to at most about ``max_pixels`` pixels."""
+    a = np.asarray(rgb)
     if a.ndim == 2:
         a = a[:, :, None]
+    step = max(1, int(math.ceil(math.sqrt(a.shape[0] * a.shape[1] / max_pixels))))
+    return a[::step, ::step].astype(np.float32)
+
+
+def _edges(a: np.ndarray) -> np.ndarray:
+    """Blurred gradient magnitude of a float (H, W, C) image."""
     e = np.abs(np.diff(a, axis=1)).sum(-1)[:-1, :] + np.abs(np.diff(a, axis=0)).sum(-1)[:, :-1]
     p = np.pad(e, 1, mode="edge")
     return sum(p[i:i + e.shape[0], j:j + e.shape[1]] for i in range(3) for j in range(3)) / 9.0
@@ -266,14 +292,13 @@ def _edges(rgb: np.ndarray) -> np.ndarray:
 def halves_alignment(rgb: np.ndarray) -> float:
     """Correlation of the edge maps of the left and right halves: high (0.3 and more on labels->photo pairs) when
     they show one scene (an A|B pair), near 0 for the two halves of one image."""
-    h, w = rgb.shape[:2]
+    h, w = np.asarray(rgb).shape[:2]
     half = w // 2
     if half < 4 or h < 4:
         return 0.0
-    step = max(1, int(math.sqrt(h * half / 65536)))
-    left, right = _edges(rgb[::step, :half:step]), _edges(rgb[::step, half:2 * half:step])
-    n = min(left.shape[1], right.shape[1])
-    left, right = left[:, :n].ravel(), right[:, :n].ravel()
+    left, right = (_edges(_small(part, 16384)) for part in (rgb[:, :half], rgb[:, half:2 * half]))
+    rows, cols = min(left.shape[0], right.shape[0]), min(left.shape[1], right.shape[1])
+    left, right = left[:rows, :cols].ravel(), right[:rows, :cols].ravel()
     left, right = left - left.mean(), right - right.mean()
     denom = math.sqrt(float((left * left).sum()) * float((right * right).sum()))
     return float((left * right).sum() / denom) if denom > 0 else 0.0
@@ -281,9 +306,10 @@ def halves_alignment(rgb: np.ndarray) -> float:
 
 def _seam_ratio(rgb: np.ndarray) -> float:
     """How much the two middle columns differ, relative to the typical difference of neighbouring columns."""
-    a = rgb.astype(np.float32)
+    a = np.asarray(rgb)
     if a.ndim == 2:
         a = a[:, :, None]
+    a = a[:: max(1, a.shape[0] // 128)].astype(np.float32)  # at most about 128 rows
     diffs = np.abs(np.diff(a, axis=1)).mean(axis=(0, 2))
     return float(diffs[a.shape[1] // 2 - 1] / max(float(np.median(diffs)), 1.0))
 
@@ -292,7 +318,7 @@ def pair_reason(img: Image.Image) -> str | None:
     """Why ``img`` looks like an A|B pair rather than one image (None: it does not). Two cues: one half is a
     colour label map and the other is not (a photo beside its labels); or the halves' edges coincide and the
     middle of the image is a hard seam."""
-    rgb = np.asarray(img.convert("RGB"))
+    rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
     h, w = rgb.shape[:2]
     if w % 2 or w < 8:
         return None
@@ -311,10 +337,11 @@ def single_reason(img: Image.Image) -> str | None:
     values = _single_channel_values(img)
     if values is not None and label_values_kind(values) is not None:
         return "it is a single-channel label map (Cityscapes label ids or train ids), not a photo beside a label map"
-    rgb = np.asarray(img.convert("RGB"))
+    rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
     w = rgb.shape[1]
-    if w >= 8 and min(palette_fraction(rgb[:, : w // 2]), palette_fraction(rgb[:, w // 2:])) >= 0.9 \
-            and halves_alignment(rgb) < 0.2:
+    # (two label maps of one scene, a label|label pair, have coinciding edges: alignment near 1)
+    if w >= 8 and palette_fraction(rgb[:, : w // 2]) >= 0.9 and palette_fraction(rgb[:, w // 2:]) >= 0.9 \
+            and halves_alignment(rgb) < 0.5:
         return "the whole image is one colour label map, not a photo beside a label map"
     return None
 
@@ -383,9 +410,9 @@ class SingleDataset(torch.utils.data.Dataset):
         if self.check_pairs and kind in ("image", "color"):
             reason = pair_reason(img)
             if reason is not None:
-                raise DatasetError(f"{path} looks like an A|B pair, not a single image ({reason}): run test.py on "
-                                   f"its folder with --dataset_mode aligned (the default; --dataroot DIR with the "
-                                   f"pairs in DIR/{{phase}}/)")
+                raise DatasetError(f"{path} looks like an A|B pair, not a single image ({reason}): run test.py "
+                                   f"with --dataset_mode aligned --dataroot {path.parent.parent} --phase "
+                                   f"{path.parent.name} (aligned mode reads the A|B pairs of DATAROOT/PHASE)")
         return img, kind
 
     def __getitem__(self, index) -> dict[str, Any]:

@@ -33,9 +33,9 @@ def _spread(n: int, k: int = 3) -> list[int]:
     return sorted({0, n // 2, n - 1}) if n >= k else list(range(n))
 
 
-def _single_advice(path: Path, reason: str) -> str:
+def _single_advice(path: Path, reason: str, folder: Path) -> str:
     return (f"{path} looks like a single image, not an A|B pair ({reason}): run test.py with --dataset_mode single "
-            f"--dataroot {path.parent} (single mode reads plain images: a folder, a list of paths, or one file)")
+            f"--dataroot {folder} (single mode reads plain images: a folder, a list of paths, or one file)")
 
 
 class AlignedTestDataset(torch.utils.data.Dataset):
@@ -55,7 +55,7 @@ class AlignedTestDataset(torch.utils.data.Dataset):
                 if w % 2 or (spec.preprocess == "resize_and_crop" and w // 2 != h):
                     reason = single_reason(_open(path)) if check else None
                     if reason is not None:
-                        raise DatasetError(_single_advice(path, reason))
+                        raise DatasetError(_single_advice(path, reason, folder))
                     raise DatasetError(
                         f"{path} is {w}x{h}, not an A|B pair of two square halves side by side, which test.py's "
                         f"aligned mode reads with --preprocess {spec.preprocess}: if the folder holds single images, "
@@ -76,7 +76,7 @@ class AlignedTestDataset(torch.utils.data.Dataset):
         whole = Image.fromarray(np.concatenate([np.asarray(left), np.asarray(right)], axis=1), left.mode)
         reason = single_reason(whole)
         if reason is not None:
-            raise DatasetError(_single_advice(self.paths[index], reason))
+            raise DatasetError(_single_advice(self.paths[index], reason, self.base.dir))
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -206,10 +206,18 @@ def _png_info(run_id: str):
     return info
 
 
-def _input_folders(dataroot: Path, mode: str, phase: str, paths: Sequence[Path]) -> list[Path]:
-    if mode == "aligned":
-        return [dataroot / phase]
-    return sorted({p.parent for p in paths} | ({dataroot} if dataroot.is_dir() else set()))
+def _check_inputs_and_outputs(run_dir: Path, root: Path, mode: str, phase: str, paths: Sequence[Path]) -> None:
+    """Outputs never overlap inputs: the results folder is not inside a folder test.py reads (aligned:
+    ``DATAROOT/PHASE``; single: the ``--dataroot`` folder, listed recursively), and no input lies inside the
+    results folder, whose earlier outputs test.py removes. (A list or one file is read file by file: outputs
+    beside them are never read back.)"""
+    folder = root / phase if mode == "aligned" else root if root.is_dir() else None
+    if folder is not None:
+        check_no_overlap(run_dir, {"the input folder": folder}, output_flag="--results_dir")
+    for item in ([folder] if folder is not None else []) + list(paths):
+        if is_within(item, run_dir):
+            raise PathError(f"the input {item} is inside the results folder {run_dir}, whose earlier outputs "
+                            f"test.py replaces: copy the inputs elsewhere, or pass another --results_dir or --phase")
 
 
 def resolve_mode(opt: argparse.Namespace) -> str:
@@ -282,11 +290,7 @@ def run_test(opt: argparse.Namespace, *, train_opt: Mapping[str, Any] | None = N
                                          pin_memory=device.type == "cuda")
 
     run_dir = join_name(opt.results_dir, opt.name) / f"{phase}_{opt.epoch}"
-    for folder in _input_folders(root, mode, phase, paths):
-        check_no_overlap(run_dir, {"the input folder": folder}, output_flag="--results_dir")
-        if is_within(folder, run_dir):
-            raise PathError(f"the input {folder} is inside the results folder {run_dir}, whose earlier outputs "
-                            f"test.py replaces: copy the inputs elsewhere, or pass another --results_dir or --phase")
+    _check_inputs_and_outputs(run_dir, root, mode, phase, paths)
     check_no_overlap(run_dir, {"the checkpoint folder": ckpt_dir}, output_flag="--results_dir")
     ensure_writable_dir(run_dir, flag="--results_dir")
     visuals = VISUALS if mode == "aligned" else ("real_A", "fake_B")
