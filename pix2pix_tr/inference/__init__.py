@@ -5,6 +5,8 @@
 * :mod:`pix2pix_tr.inference.translator`  :class:`Translator`: a trained generator in one call (what test.py uses)
 * :mod:`pix2pix_tr.inference.datasets`    what test.py reads: A|B pairs or single images, checked against the mode
 * :mod:`pix2pix_tr.inference.run`         the test run: images, HTML gallery, ``results.json``
+* :mod:`pix2pix_tr.inference.export`      ``pix2pix-tr-export``: the generator as ONNX, TorchScript or a
+                                          ``torch.export`` program
 
 ``python test.py ...``, ``python -m pix2pix_tr.inference ...`` and the installed ``pix2pix-tr-test`` are the
 same program (:func:`main`).
