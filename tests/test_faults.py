@@ -282,7 +282,7 @@ def test_disk_full_in_test_py_and_the_data_scripts_exits_3(tmp_path, ab_root, ca
     assert inference_main(["--dataroot", str(ab_root), "--name", "ok", "--checkpoints_dir",
                            str(tmp_path / "checkpoints"), "--results_dir", str(tmp_path / "results")]) == 3
     err = capsys.readouterr().err
-    assert "test.py: error: no space left on" in err and ".png" in err and re.search(r"[\d.]+ MB", err), err
+    assert "test.py: error: no space left on" in err and "results.json" in err and re.search(r"[\d.]+ MB", err), err
     assert run_cli(combine_main, ["--fold_A", str(fold_A), "--fold_B", str(fold_B), "--fold_AB",
                                   str(tmp_path / "AB")]) == 3
     err = capsys.readouterr().err
