@@ -377,3 +377,18 @@ def test_a_nan_between_log_rows_is_caught_before_the_next_save(ab_root, tmp_path
         run(ab_root, tmp_path, "n", "--print_freq", "4", "--save_latest_freq", "3")
     assert calls["n"] == 3  # it trained on (in memory) until the check
     assert not (tmp_path / "n/training_state.pth").exists() and not (tmp_path / "n/latest_net_G.pth").exists()
+
+
+def test_adam_and_sgd_baselines_run_the_kernels_tradam_and_trsgd_run():
+    """--optimizer adam/sgd take torch's fused kernels wherever TRAdam/TRSGD do (here, on the CPU, which has
+    them): without it, torch's default is the for-loop on a CPU, and a comparison would measure kernels too."""
+    from pix2pix_tr.training.optimizers import fused_like_tr
+
+    params = [torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(2, 3))]
+    for plain, tr in (("adam", "tradam"), ("sgd", "trsgd")):
+        base, ours = make_optimizer(plain, params, lr=0.1), make_optimizer(tr, params, lr=0.1)
+        assert base.param_groups[0]["fused"] is True and ours.param_groups[0]["fused"] is True
+        assert not base.param_groups[0]["foreach"]
+    # where TRAdam would not take the fused kernel, neither does the baseline: torch's default decides
+    assert fused_like_tr([torch.nn.Parameter(torch.zeros(3, dtype=torch.complex64))]) is None
+    assert make_optimizer("adam", params, lr=0.1, fused=True).param_groups[0]["fused"] is True  # --fused
