@@ -125,16 +125,7 @@ def run(cfg: TrainConfig, ctx: DistContext, run_dir: Path,
     saved, from_weights = _saved_run(cfg, ctx, run_dir)
     _print_configuration(cfg, ctx)
     dataset, sampler, loader = build_data(cfg, ctx)
-    data_info = {**data_fingerprint(dataset.dir, dataset.paths), "dataroot": str(cfg.dataroot)}
-    data_note = check_resume_data(saved.get("data") if saved else None, data_info, run_dir, cfg.override)
-    if data_note:
-        say(ctx, data_note)
-    if from_weights and ctx.is_main:
-        say(ctx, keep_pretrained(run_dir))
-    if ctx.is_main:  # after the data checks, so a typo in --dataroot leaves no folder behind
-        atomic_write_text(run_dir / "train_opt.txt", format_options(cfg.options))
-        atomic_write_text(run_dir / "train_opt.json",
-                          json.dumps(options_to_json_dict(cfg.options), indent=2, sort_keys=True) + "\n")
+    data_info = _start_run_folder(cfg, ctx, run_dir, dataset, saved, from_weights)
     torch.manual_seed(cfg.seed)  # the initial weights: identical on every rank
     G, D = build_networks(cfg)
     if from_weights:
@@ -242,14 +233,7 @@ def run(cfg: TrainConfig, ctx: DistContext, run_dir: Path,
             raise checkpointer.no_space(exc, state) from exc
 
     # -- finish
-    if status == "interrupted":
-        signal_name = stop_flag.signal_name or "a signal to another process"
-        say(ctx, f"stopped by {signal_name} at epoch {state.epoch}, iteration {state.epoch_iter}; the state is saved "
-                 f"in {run_dir}: resume with the same command plus --continue_train")
-    elif status == "stopped":
-        say(ctx, f"stopped after --max_iters {cfg.max_iters} iterations; resume with --continue_train")
-    else:
-        say(ctx, f"training finished: {run_dir}")
+    _say_how_it_ended(ctx, status, stop_flag.signal_name, state, cfg.max_iters, run_dir)
     ctx.barrier()
     return TrainResult(status, state.epoch, state.total_iters, run_dir, G, D)
 
@@ -282,6 +266,36 @@ def _saved_run(cfg: TrainConfig, ctx: DistContext, run_dir: Path) -> tuple[dict[
     if saved is not None:
         check_resume_options(saved["options"], options_to_json_dict(cfg.options), run_dir, overrides=cfg.override)
     return saved, from_weights
+
+
+def _start_run_folder(cfg: TrainConfig, ctx: DistContext, run_dir: Path, dataset, saved: dict[str, Any] | None,
+                      from_weights: bool) -> dict[str, Any]:
+    """Check the data against the saved run's, then (rank 0) keep pretrained weights aside and write
+    ``train_opt.txt``/``.json``: after the data checks, so a typo in --dataroot leaves no folder behind. Returns
+    the data fingerprint the training state records."""
+    data_info = {**data_fingerprint(dataset.dir, dataset.paths), "dataroot": str(cfg.dataroot)}
+    data_note = check_resume_data(saved.get("data") if saved else None, data_info, run_dir, cfg.override)
+    if data_note:
+        say(ctx, data_note)
+    if ctx.is_main:
+        if from_weights:
+            say(ctx, keep_pretrained(run_dir))
+        atomic_write_text(run_dir / "train_opt.txt", format_options(cfg.options))
+        atomic_write_text(run_dir / "train_opt.json",
+                          json.dumps(options_to_json_dict(cfg.options), indent=2, sort_keys=True) + "\n")
+    return data_info
+
+
+def _say_how_it_ended(ctx: DistContext, status: str, signal_name: str, state: TrainState, max_iters: int,
+                      run_dir: Path) -> None:
+    if status == "interrupted":
+        say(ctx, f"stopped by {signal_name or 'a signal to another process'} at epoch {state.epoch}, iteration "
+                 f"{state.epoch_iter}; the state is saved in {run_dir}: resume with the same command plus "
+                 f"--continue_train")
+    elif status == "stopped":
+        say(ctx, f"stopped after --max_iters {max_iters} iterations; resume with --continue_train")
+    else:
+        say(ctx, f"training finished: {run_dir}")
 
 
 def _print_configuration(cfg: TrainConfig, ctx: DistContext) -> None:
