@@ -133,9 +133,11 @@ def train_parser() -> argparse.ArgumentParser:
                    help="keep {epoch}_net_G/D.pth and add a gallery row every this many epochs")
     s.add_argument("--save_latest_freq", type=non_negative_int, default=5000,
                    help="also save the latest state every this many iterations (0 = only at epoch ends)")
-    s.add_argument("--print_freq", type=positive_int, default=100, help="iterations between loss-log rows")
+    s.add_argument("--print_freq", type=positive_int, default=100,
+                   help="iterations between loss-log rows; the losses and weights are checked for NaN/inf there "
+                        "(and before every save), the iterations in between never wait for the device")
     s.add_argument("--display_freq", type=positive_int, default=400,
-                   help="iterations between refreshes of the progress-bar losses")
+                   help="iterations between refreshes of the progress bar's losses (the last loss-log row's means)")
     s.add_argument("--tensorboard", action="store_true",
                    help="also log the losses, learning rates and gallery images to CHECKPOINTS_DIR/NAME/tb/ for "
                         "TensorBoard (needs: pip install 'pix2pix-tr[tensorboard]')")
