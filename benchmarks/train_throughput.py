@@ -182,8 +182,8 @@ def main(argv=None) -> dict:
         for i in range(args.warmup):
             torch.manual_seed(12345 + i)  # the same dropout masks for every eager configuration
             losses = runners[name][0]()[2]
-            if i == 0:
-                first_losses[name] = losses
+            if i == 0:  # the step returns device tensors (no host read inside the timed iterations)
+                first_losses[name] = {k: float(v) for k, v in losses.items()}
         runners[name][1].clear()
         warm_s[name] = time.perf_counter() - t
         print(f"  built and warmed up {name} ({warm_s[name]:.1f} s)", file=sys.stderr, flush=True)

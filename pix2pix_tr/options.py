@@ -98,7 +98,9 @@ def train_parser() -> argparse.ArgumentParser:
     o.add_argument("--n_epochs_decay", type=non_negative_int, default=100,
                    help="epochs to decay the learning rate linearly to zero (lr_policy linear)")
     o.add_argument("--optimizer", choices=OPTIMIZERS, default="tradam",
-                   help="tradam/trsgd = Trajectory Regularized Adam/SGD (the paper); adam/sgd = plain torch.optim")
+                   help="tradam/trsgd = Trajectory Regularized Adam/SGD (the paper); adam/sgd = plain torch.optim. "
+                        "All four run the same kernel family: torch's fused Adam/SGD kernels where the device has "
+                        "them (CPU, CUDA), so adam vs tradam compares the algorithms, not the kernels")
     o.add_argument("--lr", type=positive_float, default=0.0002, help="initial learning rate")
     o.add_argument("--beta1", type=non_negative_float, default=0.5, help="Adam beta1 (SGD: momentum)")
     o.add_argument("--beta2", type=non_negative_float, default=0.999, help="Adam beta2")
@@ -131,9 +133,11 @@ def train_parser() -> argparse.ArgumentParser:
                    help="keep {epoch}_net_G/D.pth and add a gallery row every this many epochs")
     s.add_argument("--save_latest_freq", type=non_negative_int, default=5000,
                    help="also save the latest state every this many iterations (0 = only at epoch ends)")
-    s.add_argument("--print_freq", type=positive_int, default=100, help="iterations between loss-log rows")
+    s.add_argument("--print_freq", type=positive_int, default=100,
+                   help="iterations between loss-log rows; the losses and weights are checked for NaN/inf there "
+                        "(and before every save), the iterations in between never wait for the device")
     s.add_argument("--display_freq", type=positive_int, default=400,
-                   help="iterations between refreshes of the progress-bar losses")
+                   help="iterations between refreshes of the progress bar's losses (the last loss-log row's means)")
     s.add_argument("--tensorboard", action="store_true",
                    help="also log the losses, learning rates and gallery images to CHECKPOINTS_DIR/NAME/tb/ for "
                         "TensorBoard (needs: pip install 'pix2pix-tr[tensorboard]')")
@@ -156,8 +160,8 @@ def train_parser() -> argparse.ArgumentParser:
                         "(the loader sends uint8 halves; identical batches); all pairs must have one size after "
                         "--preprocess")
     f.add_argument("--fused", action="store_true",
-                   help="torch's fused optimiser kernels for --optimizer adam/sgd (TRAdam/TRSGD already pick "
-                        "them when the device supports them; this makes them required)")
+                   help="require torch's fused optimiser kernels (every --optimizer already picks them where the "
+                        "device supports them; with this flag a device without them is an error)")
     f.add_argument("--no_pin_memory", action="store_true", help="do not pin host memory for the DataLoader")
     f.add_argument("--max_iters", type=non_negative_int, default=0,
                    help="stop after this many iterations in total, saving the state (0 = no limit); "

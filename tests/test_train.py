@@ -314,7 +314,8 @@ def test_the_option_layer_imports_nothing_of_training_and_training_nothing_of_in
     import subprocess
     import sys
 
-    code = ("import sys, pix2pix_tr.options; a = sorted(m for m in sys.modules if m.startswith('pix2pix_tr.training')); "
+    code = ("import sys, pix2pix_tr.options; "
+            "a = sorted(m for m in sys.modules if m.startswith('pix2pix_tr.training')); "
             "import pix2pix_tr.training.cli, pix2pix_tr.training.loop; "
             "b = sorted(m for m in sys.modules if m.startswith('pix2pix_tr.inference')); print(a, b)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -335,3 +336,40 @@ def test_training_checks_its_own_options_with_the_flag_named(capsys):
         capsys.readouterr().err
     cfg = parse(["--dataroot", "x", "--continue_train", "--override", "lr", "lr"])
     assert cfg.override == ("lr",) and cfg.options["override"] == ["lr"] and cfg.run_dir.name == "experiment_name"
+
+
+def test_a_nan_between_log_rows_is_caught_before_the_next_save(ab_root, tmp_path, monkeypatch):
+    """The losses are checked every --print_freq iterations *and before every save*: a NaN in iteration 2 with
+    --print_freq 4 is found by the save of iteration 3 (--save_latest_freq 3), which then writes nothing."""
+    import pix2pix_tr.models.pix2pix as step_module
+
+    calls = {"n": 0}
+    real_l1 = step_module.F.l1_loss
+
+    def l1_that_fails_on_second(*args, **kwargs):
+        calls["n"] += 1
+        value = real_l1(*args, **kwargs)
+        return value * float("nan") if calls["n"] == 2 else value
+
+    monkeypatch.setattr(step_module.F, "l1_loss", l1_that_fails_on_second)
+    with pytest.raises(TrainingDiverged, match=r"the G_L1 loss became nan at epoch 1, iteration 2 of the epoch \(2 in "
+                                               r"total; found by the check after iteration 3: .*no checkpoint had been "
+                                               r"saved yet: run the same command again with a lower learning rate"):
+        run(ab_root, tmp_path, "n", "--print_freq", "4", "--save_latest_freq", "3")
+    assert calls["n"] == 3  # it trained on (in memory) until the check
+    assert not (tmp_path / "n/training_state.pth").exists() and not (tmp_path / "n/latest_net_G.pth").exists()
+
+
+def test_adam_and_sgd_baselines_run_the_kernels_tradam_and_trsgd_run():
+    """--optimizer adam/sgd take torch's fused kernels wherever TRAdam/TRSGD do (here, on the CPU, which has
+    them): without it, torch's default is the for-loop on a CPU, and a comparison would measure kernels too."""
+    from pix2pix_tr.training.optimizers import fused_like_tr
+
+    params = [torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(2, 3))]
+    for plain, tr in (("adam", "tradam"), ("sgd", "trsgd")):
+        base, ours = make_optimizer(plain, params, lr=0.1), make_optimizer(tr, params, lr=0.1)
+        assert base.param_groups[0]["fused"] is True and ours.param_groups[0]["fused"] is True
+        assert not base.param_groups[0]["foreach"]
+    # where TRAdam would not take the fused kernel, neither does the baseline: torch's default decides
+    assert fused_like_tr([torch.nn.Parameter(torch.zeros(3, dtype=torch.complex64))]) is None
+    assert make_optimizer("adam", params, lr=0.1, fused=True).param_groups[0]["fused"] is True  # --fused

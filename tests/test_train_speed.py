@@ -47,3 +47,44 @@ def test_bad_compile_mode_is_named(capsys):
     with pytest.raises(SystemExit) as exc:
         parse_train(["--dataroot", "x", "--compile_mode", "fastest"])
     assert exc.value.code == 2 and "--compile_mode" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------- sync-free
+SYNC_FREE_CONFIGS = {
+    "tradam": (),
+    "trsgd": ("--optimizer", "trsgd"),
+    "adam": ("--optimizer", "adam"),
+    "bf16": ("--amp", "bf16"),
+    "fp16": ("--amp", "fp16"),
+    "cache_images+augment_on_device": ("--cache_images", "--augment_on_device"),
+}
+
+
+@pytest.mark.parametrize("config", list(SYNC_FREE_CONFIGS))
+@pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)`")  # fp16: the scaler skips step 1
+def test_no_host_read_between_log_rows(ab_root, tmp_path, monkeypatch, config):
+    """6 iterations (batch 1), a log row every 3: iterations 2, 4 and 5 must not read a tensor's value on the host
+    (on a GPU each read waits for the device), the progress bar refreshing at every one (--display_freq 1). The
+    one exception is the fp16 GradScaler's own: ``GradScaler.step`` reads whether the gradients overflowed
+    before it calls an optimiser that cannot skip the step on the device (TRAdam here), once per network."""
+    from host_reads import HostReads, host_step_counters
+
+    import pix2pix_tr.training.loop as loop_module
+
+    built = []
+    real_build = loop_module.build_optimizers
+    monkeypatch.setattr(loop_module, "build_optimizers", lambda *a, **k: built.append(real_build(*a, **k)) or built[-1])
+    with HostReads() as reads:
+        result = train(tiny(ab_root, tmp_path, config, "--num_threads", "0", "--batch_size", "1", "--max_dataset_size",
+                            "6", "--print_freq", "3", "--display_freq", "1", *SYNC_FREE_CONFIGS[config]),
+                       after_iteration=reads.next_iteration)
+    assert result.total_iters == 6
+    host = host_step_counters(*built[0][:2])  # torch's non-fused optimisers read their host step counters
+    for iteration in (2, 4, 5):
+        found = reads.at(iteration, host)
+        if config == "fp16":
+            scaler = [r for r in found if r.startswith("item at torch/amp/grad_scaler.py")]
+            assert len(scaler) == 2, found
+            found = [r for r in found if r not in scaler]
+        assert found == [], f"iteration {iteration} read tensors on the host:\n" + "\n".join(found)
+    assert any(r.startswith("tolist at") for r in reads.at(3, host))  # the log row's check: one transfer

@@ -12,8 +12,12 @@ Each network has its own optimiser and its own GradScaler (a disabled scaler is 
 serves fp32, bf16 and fp16). With fp16, a step whose gradients overflowed is skipped by the scaler, which
 then never calls the optimiser: a TR optimiser's step counter only counts updates that happened.
 
-Before each update the losses are checked: a NaN or inf raises :class:`NonFiniteLossError` *before* the
-weights are touched, so the networks stay at their last finite values.
+No host synchronisation. The losses stay on the device: nothing in a step reads a value back to the CPU (no
+``.item()``, ``float()``, ``bool()``), so the host can queue the next iteration while the device still runs this
+one. Whether the losses are finite is the caller's check (the training loop reads the running loss sums once per
+``--print_freq`` iterations, :mod:`pix2pix_tr.training.loss_log`). The one read left is the fp16 GradScaler's own:
+``GradScaler.step`` reads whether the gradients overflowed to decide whether to call an optimiser that cannot take
+that decision on the device (TRAdam, TRSGD, and torch's non-fused optimisers).
 
 Distributed training: pass the DistributedDataParallel wrappers as ``G`` and ``D`` and the plain module as
 ``D_local``. D runs through its DDP wrapper exactly once per D update (the real pair), so DDP reduces its
@@ -33,12 +37,8 @@ import torch.nn.functional as F
 from .losses import GANLoss, gradient_penalty
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or inf; ``name`` and ``value`` say which. Raised before the update it would feed."""
-
-    def __init__(self, name: str, value: float) -> None:
-        super().__init__(f"the {name} loss became {value}")
-        self.name, self.value = name, value
+#: the losses of one iteration in the order the step computes them (D's, then G's)
+COMPUTE_ORDER = ("D_real", "D_fake", "D_gp", "G_GAN", "G_L1")
 
 
 def set_requires_grad(net: nn.Module, flag: bool) -> None:
@@ -46,29 +46,15 @@ def set_requires_grad(net: nn.Module, flag: bool) -> None:
         p.requires_grad_(flag)
 
 
-def check_finite(losses: dict[str, torch.Tensor], agree: Callable[[bool], bool] | None = None) -> dict[str, float]:
-    """Return the losses as floats (one device sync); raise NonFiniteLossError if one is NaN/inf.
-
-    ``agree(flag) -> bool`` makes all DDP ranks take the same decision (any rank non-finite -> all raise)."""
-    values = torch.stack([v.detach().float() for v in losses.values()]).cpu().tolist()
-    bad = [(k, v) for k, v in zip(losses, values) if not (v == v and abs(v) != float("inf"))]
-    flag = bool(bad)
-    if agree is not None:
-        flag = agree(flag)
-    if flag:
-        name, value = bad[0] if bad else ("(another rank's)", float("nan"))
-        raise NonFiniteLossError(name, value)
-    return dict(zip(losses, values))
-
-
 def train_step(G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer,
                real_A: torch.Tensor, real_B: torch.Tensor, *, gan_loss: GANLoss, lambda_L1: float = 100.0,
                lambda_gp: float = 10.0, D_local: nn.Module | None = None,
                scaler_G: torch.amp.GradScaler | None = None, scaler_D: torch.amp.GradScaler | None = None,
-               autocast: Callable[[], ContextManager] = contextlib.nullcontext,
-               agree: Callable[[bool], bool] | None = None) -> tuple[dict[str, float], torch.Tensor]:
-    """One pix2pix iteration (D update, then G update). Returns ``(losses, fake_B)``: the losses as floats
-    (``G_GAN``, ``G_L1``, ``D_real``, ``D_fake``, plus ``D_gp`` for wgangp) and the detached fake_B."""
+               autocast: Callable[[], ContextManager] = contextlib.nullcontext
+               ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One pix2pix iteration (D update, then G update), without a host synchronisation. Returns ``(losses,
+    fake_B)``: the losses as detached 0-d float32 tensors on the device (``G_GAN``, ``G_L1``, ``D_real``,
+    ``D_fake``, plus ``D_gp`` for wgangp) and the detached fake_B."""
     D_local = D if D_local is None else D_local
     # 1. generate
     with autocast():
@@ -87,7 +73,6 @@ def train_step(G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, opt_D: 
         if gan_loss.gan_mode == "wgangp" and lambda_gp > 0:
             losses_D["D_gp"] = gradient_penalty(D_local, real_AB, fake_AB, lambda_gp=lambda_gp)
             loss_D = loss_D + losses_D["D_gp"]
-    values = check_finite(losses_D, agree)
     _backward_and_step(loss_D, opt_D, scaler_D)
 
     # 3. generator update against the updated, frozen D
@@ -96,10 +81,11 @@ def train_step(G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, opt_D: 
     with autocast():
         loss_G_GAN = gan_loss(D_local(fake_AB), True)
     loss_G_L1 = F.l1_loss(fake_B.float(), real_B.float()) * lambda_L1
-    values.update(check_finite({"G_GAN": loss_G_GAN, "G_L1": loss_G_L1}, agree))
     _backward_and_step(loss_G_GAN + loss_G_L1, opt_G, scaler_G)
     set_requires_grad(D_local, True)
-    return {k: values[k] for k in ("G_GAN", "G_L1", "D_real", "D_fake", "D_gp") if k in values}, fake_B.detach()
+    losses = {"G_GAN": loss_G_GAN, "G_L1": loss_G_L1, **losses_D}
+    return ({k: losses[k].detach().float() for k in ("G_GAN", "G_L1", "D_real", "D_fake", "D_gp") if k in losses},
+            fake_B.detach())
 
 
 def _backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,

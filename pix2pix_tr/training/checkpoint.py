@@ -18,14 +18,17 @@ are finite before anything is written, and knows what was saved last (for the ad
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
 from ..io import atomic_torch_save
+from ..models.pix2pix import COMPUTE_ORDER
 from ..safe_load import UnloadableCheckpointError, load_weights_only
 from .errors import NoSpaceLeft, TrainingDiverged, TrainingError
+from .guards import OVERRIDABLE, finite_check_tensors, no_space_message, nonfinite_message, tensor_bytes, tensor_norms
 
 STATE_FILE = "training_state.pth"
 FORMAT_VERSION = 1
@@ -92,8 +95,6 @@ def check_resume_options(saved: dict[str, Any], current: dict[str, Any], run_dir
                          overrides: Iterable[str] = ()) -> None:
     """Refuse to resume with options that change the networks or the optimiser (one sentence, names the flag),
     except those the user names in ``--override`` (see :data:`pix2pix_tr.training.guards.OVERRIDABLE`)."""
-    from .guards import OVERRIDABLE
-
     for key in RESUME_MUST_MATCH:
         if key in saved and key in current and saved[key] != current[key] and key not in overrides:
             hint = f", or add --override {key} to change it on purpose" if key in OVERRIDABLE else ""
@@ -105,8 +106,9 @@ def check_resume_options(saved: dict[str, Any], current: dict[str, Any], run_dir
 class Checkpointer:
     """The checkpoints of one run folder, in commit order.
 
-    * :meth:`check` -- the networks' weights and buffers are finite (else :class:`TrainingDiverged`, nothing
-      written); run before every save, and by the loop every ``--print_freq`` iterations;
+    * :meth:`check` -- the losses since the last check and the networks' weights and buffers are finite (else
+      :class:`TrainingDiverged`, nothing written); run before every save, and by the loop every ``--print_freq``
+      iterations and at the end of each epoch. It is the loop's only host synchronisation between saves;
     * :meth:`save_epoch` -- an epoch's own files ``{epoch}_net_G/D.pth`` (at an epoch end, before anything else);
     * :meth:`save_latest` -- ``latest_net_G/D.pth``, then ``training_state.pth`` last: writing the state commits
       the save, so a kill at any moment leaves a state whose files all exist.
@@ -122,16 +124,41 @@ class Checkpointer:
         self.last_saved = last_saved
         self._checked_at: int | None = None  # total_iters of the last passed check (weights change only in a step)
 
-    def check(self, state) -> None:
-        """TrainingDiverged when a weight or buffer of G or D holds NaN/inf, naming where and what is kept."""
-        from .guards import check_finite_networks
-
+    def check(self, state, agree: Callable[[bool], bool] | None = None) -> None:
+        """The running loss sums and every weight and buffer of G and D are finite, read back in one host
+        transfer; else TrainingDiverged naming the loss that went NaN/inf first and its iteration (or the
+        tensors), and what is kept on disk. ``agree(flag) -> bool`` makes the DDP ranks stop together."""
         if self._checked_at == state.total_iters:
             return
-        check_finite_networks({"G": state.G, "D": state.D},
-                              f"by epoch {state.epoch}, iteration {state.epoch_iter} of the epoch "
-                              f"({state.total_iters} in total)", self.advice())
+        names, tensors = finite_check_tensors({"G": state.G, "D": state.D})
+        losses = state.meter.device_values()
+        if losses is None:  # no iteration since the state was loaded: only the networks to check
+            weights = tensor_norms(tensors).tolist()
+        else:
+            values = torch.cat([losses, tensor_norms(tensors, losses.dtype).to(losses.device)]).tolist()
+            state.meter.keep(values[:len(losses)])  # the log row and the save that follow reuse them
+            weights = values[len(losses):]
+        loss = state.meter.first_nonfinite(COMPUTE_ORDER)
+        bad = [name for name, value in zip(names, weights) if not math.isfinite(value)]
+        where = f"by epoch {state.epoch}, iteration {state.epoch_iter} of the epoch ({state.total_iters} in total)"
+        if agree is not None and agree(bool(loss or bad)) and not (loss or bad):
+            raise TrainingDiverged(f"a loss, weight or buffer became NaN or inf in another process {where}, so "
+                                   f"nothing was saved; {self.advice()}")
+        if loss is not None:
+            raise TrainingDiverged(self._loss_message(state, *loss))
+        if bad:
+            raise TrainingDiverged(nonfinite_message(bad, where, self.advice()))
         self._checked_at = state.total_iters
+
+    def _loss_message(self, state, name: str, value: float, finite_steps: int) -> str:
+        """The loss went non-finite ``finite_steps`` iterations into the current loss-log window."""
+        first = state.total_iters - state.meter.window_n + finite_steps + 1
+        where = f"at epoch {state.epoch}, iteration {state.epoch_iter - (state.total_iters - first)} of the epoch"
+        found = "" if first == state.total_iters else (
+            f"; found by the check after iteration {state.total_iters}: losses and weights are checked every "
+            f"--print_freq iterations and before every save")
+        return f"the {name} loss became {value} {where} ({first} in total{found}), so nothing was saved after " \
+               f"it; {self.advice()}"
 
     def save_epoch(self, state, epoch: int) -> None:
         """``{epoch}_net_G.pth`` and ``{epoch}_net_D.pth`` (checked first)."""
@@ -162,12 +189,6 @@ class Checkpointer:
                 f"adding --continue_train --override lr --lr {lower} to the same command (or --amp none/bf16 "
                 f"instead of fp16, or check the data)")
 
-    def diverged(self, exc: BaseException, state) -> TrainingDiverged:
-        """The error for a NaN/inf loss in the iteration after ``state``'s position, raised before its update."""
-        where = (f"at epoch {state.epoch}, iteration {state.epoch_iter + 1} of the epoch ({state.total_iters + 1} "
-                 f"in total)")
-        return TrainingDiverged(f"{exc} {where}, so training stopped before that update; {self.advice()}")
-
     def data_error(self, exc: BaseException) -> TrainingError:
         """A training file that went bad during the run: what is kept and what to do."""
         if self.resumable:
@@ -179,8 +200,6 @@ class Checkpointer:
 
     def no_space(self, exc: BaseException, state=None) -> NoSpaceLeft:
         """A full disk: the folder and (with ``state``) about how much a checkpoint needs."""
-        from .guards import no_space_message, tensor_bytes
-
         needed = None
         if state is not None:
             needed = 3 * tensor_bytes([state.G.state_dict(), state.D.state_dict()]) + tensor_bytes(

@@ -16,10 +16,15 @@ would have done (on CPU; CUDA kernels may be non-deterministic).
 
 Stopping. Ctrl-C or SIGTERM sets a flag; the loop finishes the current iteration, saves the latest state
 (mid-epoch if need be) and returns ``status="interrupted"`` (a second Ctrl-C aborts at once). ``--max_iters``
-stops the same way, and a run resumed at its ``--max_iters`` stops before training. A NaN/inf loss raises
-:class:`TrainingDiverged` before the bad update, without saving: the last checkpoint on disk is the last good
-one. Weights and buffers are checked too (every ``--print_freq`` iterations and before every save), since they
-can run off to inf while the losses stay finite.
+stops the same way, and a run resumed at its ``--max_iters`` stops before training. Under torchrun the ranks
+agree on a signal at the next log row or epoch end.
+
+Divergence, without a host synchronisation per iteration. The losses stay on the device; their running sums
+(:class:`~pix2pix_tr.training.loss_log.LossMeter`) and the norms of every weight and buffer are read back in one
+transfer every ``--print_freq`` iterations, at each epoch end and before every save
+(:meth:`Checkpointer.check`). A NaN/inf raises :class:`TrainingDiverged` naming the loss and the iteration it
+first appeared in (or the tensors), without saving: the updates since then happened in memory only, and the
+last checkpoint on disk is the last good one.
 
 Nothing lost (docs/reliability.md). One process writes a run folder at a time (:class:`RunLock`); at an epoch
 end the epoch's files (``{epoch}_net_*.pth``, the gallery row) are written before the latest networks and the
@@ -47,7 +52,7 @@ import torch.nn as nn
 
 from ..io import atomic_write_text, is_no_space
 from ..models import GANLoss, define_D, define_G
-from ..models.pix2pix import NonFiniteLossError, train_step
+from ..models.pix2pix import train_step
 from ..options import format_options, non_default_options, options_to_json_dict
 from ..paths import PathError, check_no_overlap, ensure_writable_dir, join_name
 from .checkpoint import STATE_FILE, Checkpointer, check_resume_options, load_training_state
@@ -120,16 +125,7 @@ def run(cfg: TrainConfig, ctx: DistContext, run_dir: Path,
     saved, from_weights = _saved_run(cfg, ctx, run_dir)
     _print_configuration(cfg, ctx)
     dataset, sampler, loader = build_data(cfg, ctx)
-    data_info = {**data_fingerprint(dataset.dir, dataset.paths), "dataroot": str(cfg.dataroot)}
-    data_note = check_resume_data(saved.get("data") if saved else None, data_info, run_dir, cfg.override)
-    if data_note:
-        say(ctx, data_note)
-    if from_weights and ctx.is_main:
-        say(ctx, keep_pretrained(run_dir))
-    if ctx.is_main:  # after the data checks, so a typo in --dataroot leaves no folder behind
-        atomic_write_text(run_dir / "train_opt.txt", format_options(cfg.options))
-        atomic_write_text(run_dir / "train_opt.json",
-                          json.dumps(options_to_json_dict(cfg.options), indent=2, sort_keys=True) + "\n")
+    data_info = _start_run_folder(cfg, ctx, run_dir, dataset, saved, from_weights)
     torch.manual_seed(cfg.seed)  # the initial weights: identical on every rank
     G, D = build_networks(cfg)
     if from_weights:
@@ -155,8 +151,8 @@ def run(cfg: TrainConfig, ctx: DistContext, run_dir: Path,
     G_run, D_run, D_local = wrap_for_training(G, D, ctx, compile=cfg.compile, mode=cfg.compile_mode)
     step = partial(train_step, G_run, D_run, state.opt_G, state.opt_D, gan_loss=GANLoss(cfg.gan_mode).to(device),
                    lambda_L1=cfg.lambda_L1, lambda_gp=cfg.lambda_gp, D_local=D_local, scaler_G=state.scaler_G,
-                   scaler_D=state.scaler_D, autocast=autocast_factory(cfg.amp, device),
-                   agree=ctx.any if ctx.distributed else None)
+                   scaler_D=state.scaler_D, autocast=autocast_factory(cfg.amp, device))
+    agree = ctx.any if ctx.distributed else None  # the DDP ranks take every stop decision together
     cuda_graphs = cfg.compile and cfg.compile_mode == "reduce-overhead" and device.type == "cuda"
     checkpointer = Checkpointer(run_dir, is_main=ctx.is_main, lr=cfg.lr,
                                 last_saved=state.total_iters if saved is not None else None)
@@ -168,9 +164,10 @@ def run(cfg: TrainConfig, ctx: DistContext, run_dir: Path,
     observers = Observers(cfg, run_dir, active=ctx.is_main, resume_at=state.total_iters if saved else None,
                           notes=notes)
 
-    # -- epochs
+    # -- epochs: no host synchronisation between log rows (the losses stay on the device; checkpointer.check
+    #    reads them, and the weights, every --print_freq iterations)
     status, visuals = "finished", {}
-    with StopFlag() as stop_flag, observers:
+    with StopFlag(ctx) as stop_flag, observers:
         try:
             while state.epoch <= cfg.total_epochs:
                 sampler.set_epoch(state.epoch, start=state.sampler_start(sampler.num_samples))
@@ -184,22 +181,18 @@ def run(cfg: TrainConfig, ctx: DistContext, run_dir: Path,
                     if cuda_graphs:  # a new iteration: the previous one's graph outputs may be overwritten
                         torch.compiler.cudagraph_mark_step_begin()
                     real_A, real_B = dataset.to_device(batch, device, memory_format)
-                    try:
-                        losses, fake_B = step(real_A, real_B)
-                    except NonFiniteLossError as exc:
-                        raise checkpointer.diverged(exc, state) from exc
+                    losses, fake_B = step(real_A, real_B)
                     state.advance()
                     state.meter.add(losses)
-                    observers.iteration(state.total_iters, state.epoch_iter, losses)
-                    if state.total_iters % cfg.print_freq == 0:
-                        checkpointer.check(state)
+                    observers.iteration(state.total_iters, state.epoch_iter)
+                    if state.total_iters % cfg.print_freq == 0:  # a log row: check, log, (DDP) agree on a signal
+                        checkpointer.check(state, agree)
                         observers.log_row(state, state.meter.take_window())
+                        stop_flag.agree()
                     if after_iteration is not None:
                         after_iteration(state.total_iters)
                     visuals = {"real_A": real_A, "fake_B": fake_B, "real_B": real_B}  # the gallery shows the last
-                    stop = stop_flag.requested or bool(cfg.max_iters and state.total_iters >= cfg.max_iters)
-                    if ctx.distributed:
-                        stop = ctx.any(stop)
+                    stop = stop_flag.stop or bool(cfg.max_iters and state.total_iters >= cfg.max_iters)
                     if stop:
                         break
                     if (cfg.save_latest_freq and state.total_iters % cfg.save_latest_freq == 0
@@ -208,17 +201,20 @@ def run(cfg: TrainConfig, ctx: DistContext, run_dir: Path,
                 observers.close_bar()
                 if stop and state.epoch_iter < batches_per_epoch:
                     checkpointer.save_latest(state)  # mid-epoch
-                    status = "interrupted" if stop_flag.requested else "stopped"
+                    status = "interrupted" if stop_flag.stop else "stopped"
                     break
 
-                # -- end of epoch: log row and schedules; the epoch's files first, the state last (a kill in
-                #    between redoes this epoch end)
+                # -- end of epoch: check, log row and schedules; the epoch's files first, the state last (a kill
+                #    in between redoes this epoch end)
+                checkpointer.check(state, agree)
                 observers.log_row(state, state.meter.take_window())
                 metric = ctx.mean(state.meter.take_epoch_G())
                 step_scheduler(state.sched_G, metric)
                 step_scheduler(state.sched_D, metric)
+                if not stop:
+                    stop_flag.agree()
+                    stop = stop_flag.stop
                 finished = state.epoch
-                checkpointer.check(state)
                 if finished % cfg.save_epoch_freq == 0 or finished == cfg.total_epochs:
                     checkpointer.save_epoch(state, finished)
                     observers.epoch_visuals(finished, visuals, state)
@@ -227,7 +223,7 @@ def run(cfg: TrainConfig, ctx: DistContext, run_dir: Path,
                 checkpointer.save_latest(state)
                 observers.end_epoch(finished, state)
                 if stop:
-                    status = "interrupted" if stop_flag.requested else "stopped"
+                    status = "interrupted" if stop_flag.stop else "stopped"
                     break
         except DatasetError as exc:  # a file went bad during training: the last saved state is kept
             raise checkpointer.data_error(exc) from exc
@@ -237,13 +233,7 @@ def run(cfg: TrainConfig, ctx: DistContext, run_dir: Path,
             raise checkpointer.no_space(exc, state) from exc
 
     # -- finish
-    if status == "interrupted":
-        say(ctx, f"stopped by {stop_flag.signal_name} at epoch {state.epoch}, iteration {state.epoch_iter}; the "
-                 f"state is saved in {run_dir}: resume with the same command plus --continue_train")
-    elif status == "stopped":
-        say(ctx, f"stopped after --max_iters {cfg.max_iters} iterations; resume with --continue_train")
-    else:
-        say(ctx, f"training finished: {run_dir}")
+    _say_how_it_ended(ctx, status, stop_flag.signal_name, state, cfg.max_iters, run_dir)
     ctx.barrier()
     return TrainResult(status, state.epoch, state.total_iters, run_dir, G, D)
 
@@ -278,6 +268,36 @@ def _saved_run(cfg: TrainConfig, ctx: DistContext, run_dir: Path) -> tuple[dict[
     return saved, from_weights
 
 
+def _start_run_folder(cfg: TrainConfig, ctx: DistContext, run_dir: Path, dataset, saved: dict[str, Any] | None,
+                      from_weights: bool) -> dict[str, Any]:
+    """Check the data against the saved run's, then (rank 0) keep pretrained weights aside and write
+    ``train_opt.txt``/``.json``: after the data checks, so a typo in --dataroot leaves no folder behind. Returns
+    the data fingerprint the training state records."""
+    data_info = {**data_fingerprint(dataset.dir, dataset.paths), "dataroot": str(cfg.dataroot)}
+    data_note = check_resume_data(saved.get("data") if saved else None, data_info, run_dir, cfg.override)
+    if data_note:
+        say(ctx, data_note)
+    if ctx.is_main:
+        if from_weights:
+            say(ctx, keep_pretrained(run_dir))
+        atomic_write_text(run_dir / "train_opt.txt", format_options(cfg.options))
+        atomic_write_text(run_dir / "train_opt.json",
+                          json.dumps(options_to_json_dict(cfg.options), indent=2, sort_keys=True) + "\n")
+    return data_info
+
+
+def _say_how_it_ended(ctx: DistContext, status: str, signal_name: str, state: TrainState, max_iters: int,
+                      run_dir: Path) -> None:
+    if status == "interrupted":
+        say(ctx, f"stopped by {signal_name or 'a signal to another process'} at epoch {state.epoch}, iteration "
+                 f"{state.epoch_iter}; the state is saved in {run_dir}: resume with the same command plus "
+                 f"--continue_train")
+    elif status == "stopped":
+        say(ctx, f"stopped after --max_iters {max_iters} iterations; resume with --continue_train")
+    else:
+        say(ctx, f"training finished: {run_dir}")
+
+
 def _print_configuration(cfg: TrainConfig, ctx: DistContext) -> None:
     say(ctx, "effective configuration (options that differ from the defaults):")
     for key, value in non_default_options(cfg.options).items():
@@ -301,13 +321,28 @@ def _nothing_to_do(cfg: TrainConfig, ctx: DistContext, state: TrainState, run_di
 
 
 class StopFlag:
-    """Ctrl-C / SIGTERM -> ``requested``; the loop stops at the next iteration boundary. A second Ctrl-C
-    raises KeyboardInterrupt immediately. Handlers are installed only in the main thread and restored on exit."""
+    """Ctrl-C / SIGTERM -> ``requested``; the loop stops at the next iteration boundary (:attr:`stop`). A second
+    Ctrl-C raises KeyboardInterrupt immediately. Handlers are installed only in the main thread and restored on exit.
 
-    def __init__(self) -> None:
+    Under torchrun every rank must stop at the same iteration, and agreeing is a collective whose result the host
+    reads; so the ranks agree (:meth:`agree`) only where the loop synchronises anyway, at log rows and epoch ends,
+    and a signal to any rank stops them all at the next of those."""
+
+    def __init__(self, ctx: DistContext) -> None:
+        self.ctx = ctx
         self.requested = False
+        self.agreed = False
         self.signal_name = ""
         self._previous: dict[int, Any] = {}
+
+    @property
+    def stop(self) -> bool:
+        """Stop now: this process was signalled, or (distributed) the ranks agreed that one of them was."""
+        return self.agreed if self.ctx.distributed else self.requested
+
+    def agree(self) -> None:
+        if self.ctx.distributed:
+            self.agreed = self.ctx.any(self.requested)
 
     def _handler(self, signum, frame) -> None:
         if self.requested and signum == signal.SIGINT:

@@ -37,6 +37,7 @@ class Observers:
         self.total_epochs = cfg.total_epochs
         self.display_freq = cfg.display_freq
         self.pending_notes = list(notes)
+        self.last_means: dict[str, float] = {}
         self.t0 = time.time()
         self.bar = None
         self.log = self.gallery = self.tb = None
@@ -69,12 +70,14 @@ class Observers:
         self.bar = tqdm(total=total, initial=done, desc=f"epoch {epoch}/{self.total_epochs}", unit="it",
                         dynamic_ncols=True, leave=False, file=sys.stderr, mininterval=1.0)
 
-    def iteration(self, total_iters: int, epoch_iter: int, losses: Mapping[str, float]) -> None:
+    def iteration(self, total_iters: int, epoch_iter: int) -> None:
+        """One more iteration on the bar; every ``--display_freq`` iterations (and at an epoch's first) it shows the
+        means of the last loss-log row, which are on the host already (no read of this iteration's losses)."""
         if self.bar is None:
             return
         self.bar.update(1)
-        if total_iters % self.display_freq == 0 or epoch_iter == 1:
-            self.bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+        if self.last_means and (total_iters % self.display_freq == 0 or epoch_iter == 1):
+            self.bar.set_postfix({k: f"{v:.3f}" for k, v in self.last_means.items()}, refresh=False)
 
     def close_bar(self) -> None:
         if self.bar is not None:
@@ -85,6 +88,7 @@ class Observers:
         """One loss-log row (and TensorBoard scalars): the mean losses since the previous row."""
         if self.log is None or not means:
             return
+        self.last_means = dict(means)
         row = {"epoch": state.epoch, "epoch_iter": state.epoch_iter, "total_iters": state.total_iters, **means,
                "lr_G": state.opt_G.param_groups[0]["lr"], "lr_D": state.opt_D.param_groups[0]["lr"],
                "time": round(time.time() - self.t0, 3), "note": "; ".join(self.pending_notes)}

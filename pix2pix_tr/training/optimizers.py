@@ -4,6 +4,12 @@
 Trajectory Regularized optimisers from :mod:`pix2pix_tr.optim`, ``adam`` / ``sgd`` the plain torch ones
 (``adam`` with pix2pix's settings is the original recipe). ``--beta1`` is Adam's beta1 or SGD's momentum.
 
+Fair baselines: all four run the same kernel family. TRAdam and TRSGD run torch's fused Adam/SGD kernel when
+every parameter is a floating-point tensor on a device that has one (CPU and CUDA among them), and
+``adam``/``sgd`` follow the very same decision (:func:`fused_like_tr`), where torch's own default would be the
+for-loop on a CPU and the for-each kernels on CUDA. So an Adam-vs-TRAdam run compares the algorithms, not the
+kernels. ``--fused`` makes the fused kernels required (an error where the device has none).
+
 ``make_scheduler`` maps ``--lr_policy``; every schedule is stepped once at the *end* of each epoch, so epoch
 ``e`` (1-based) trains with the schedule's value at ``e - 1``:
 
@@ -32,9 +38,9 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], *, lr: float
     tr = dict(tr_lambda=tr_lambda, tr_period=tr_period, tr_inner_decay=tr_inner_decay, tr_mode=tr_mode,
               compiled=compiled)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), fused=True if fused else None)
+        return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), fused=True if fused else fused_like_tr(params))
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=beta1, fused=True if fused else None)
+        return torch.optim.SGD(params, lr=lr, momentum=beta1, fused=True if fused else fused_like_tr(params))
     if name in ("tradam", "trsgd"):
         from pix2pix_tr.optim import TRAdam, TRSGD
 
@@ -42,6 +48,17 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], *, lr: float
             return TRAdam(params, lr=lr, betas=(beta1, beta2), fused=True if fused else None, **tr)
         return TRSGD(params, lr=lr, momentum=beta1, fused=True if fused else None, **tr)
     raise TrainingError(f"unknown --optimizer {name!r}: choose tradam, adam, trsgd or sgd")
+
+
+def fused_like_tr(params: list[torch.nn.Parameter]) -> bool | None:
+    """``True`` when TRAdam/TRSGD would run torch's fused kernel on ``params`` (else None: torch's default). The
+    decision is read off a TRAdam built on them (nothing is allocated before a step), so the baselines follow
+    the TR optimisers' rule wherever :mod:`pix2pix_tr.optim` decides it."""
+    from pix2pix_tr.optim import TRAdam
+
+    if not params:
+        return None
+    return True if TRAdam(params, lr=1.0).param_groups[0].get("fused") else None
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, policy: str, *, n_epochs: int, n_epochs_decay: int,
