@@ -207,12 +207,15 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+CLOCK = time.perf_counter  # --cpu_time: time.process_time
+
+
 def cycle(opt, device, period):
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     for _ in range(period):
         opt.step()
     sync(device)
-    return (time.perf_counter() - t0) / period
+    return (CLOCK() - t0) / period
 
 
 def run_table(title, rows, baseline, params, device, args):
@@ -255,6 +258,35 @@ def run_table(title, rows, baseline, params, device, args):
     return results
 
 
+def run_versus(title, rows, params, device, args):
+    """This code's TR rows against their ``[against]`` twins, timed in alternation (paired cycles, the order swapped
+    every repeat): the median of (this / against) per row, the refactoring check of ``--against``."""
+    pairs = [(name, f"{name} [against]") for name in rows if f"{name} [against]" in rows]
+    out = {}
+    for name, twin in pairs:
+        new, old = rows[name](params), rows[twin](params)
+        for o in (new, old):
+            for _ in range(2 * args.period):
+                o.step()
+        sync(device)
+        ratios = []
+        for r in range(args.repeats):
+            first, second = (new, old) if r % 2 == 0 else (old, new)
+            t1, t2 = cycle(first, device, args.period), cycle(second, device, args.period)
+            ratios.append(t1 / t2 if first is new else t2 / t1)
+        out[name] = (statistics.median(ratios), min(ratios), max(ratios))
+        print(f"  [{title}] {name} vs against: {out[name][0]:.3f}x", file=sys.stderr, flush=True)
+        del new, old
+        gc.collect()
+    print(f"\n{title}: this code / --against, per-step, cycles of {args.period} steps, {args.repeats} alternated "
+          f"repeats per row")
+    print(f"| {'optimizer':36s} | {'this/against':>12s} | {'range':>11s} |")
+    print(f"|{'-' * 38}|{'-' * 14}|{'-' * 13}|")
+    for name, (ratio, lo, hi) in out.items():
+        print(f"| {name:36s} | {ratio:11.3f}x | {lo:.2f}-{hi:.2f} |")
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="ngf 16, 2 repeats: a smoke run")
@@ -271,6 +303,11 @@ def main(argv=None):
                     "slower than fused on a CPU) and the authors' loop")
     ap.add_argument("--against", default="", metavar="DIR", help="also time the TR rows of the optimizer package "
                     "in DIR (a copy of pix2pix_tr/optim, e.g. a previous release's), marked [against]")
+    ap.add_argument("--cpu_time", action="store_true", help="time with the CPU time of this process "
+                    "(time.process_time) instead of the wall clock: on a shared machine it leaves out the time other "
+                    "processes hold the core (CPU only, with --threads 1)")
+    ap.add_argument("--versus_only", action="store_true", help="with --against: only the direct comparison "
+                    "(this code's TR rows alternated with their [against] twins), not the tables against fused")
     args = ap.parse_args(argv)
     if args.quick:
         args.ngf, args.repeats = 16, 2
@@ -283,6 +320,11 @@ def main(argv=None):
         ap.error(f"--device {args.device}: not usable here ({str(exc).splitlines()[0]}); use --device cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.cpu_time:
+        if device.type != "cpu" or torch.get_num_threads() != 1:
+            ap.error("--cpu_time measures one CPU thread: use it with --device cpu --threads 1")
+        global CLOCK
+        CLOCK = time.process_time
     TR["tr_period"] = args.period
     shapes, origin = generator_shapes(args.ngf)
     gen = torch.Generator().manual_seed(0)
@@ -291,7 +333,8 @@ def main(argv=None):
         p.grad = (1e-3 * torch.randn(p.shape, generator=gen)).to(device)
     n = sum(p.numel() for p in params)
     print(f"# {origin}, ngf={args.ngf}: {n / 1e6:.1f}M params in {len(params)} tensors; device {device}; "
-          f"torch {torch.__version__}; {torch.get_num_threads()} threads")
+          f"torch {torch.__version__}; {torch.get_num_threads()} threads"
+          f"{'; CPU time (process_time)' if args.cpu_time else ''}")
     against = None
     if args.against:
         try:
@@ -309,15 +352,19 @@ def main(argv=None):
                 if not (args.skip_compiled and ("compiled" in k or "bound" in k))
                 and not (args.skip_slow and slow(k))}
 
-    if args.only in (None, "adam"):
-        rows, base = adam_rows(against)
+    if args.versus_only and against is None:
+        ap.error("--versus_only needs --against DIR")
+    versus = {}
+    for family, make_rows, title in (("adam", adam_rows, "Adam family (lr 2e-4, betas (0.5, 0.999))"),
+                                     ("sgd", sgd_rows, "SGD momentum 0.9")):
+        if args.only not in (None, family):
+            continue
+        rows, base = make_rows(against)
         rows = keep(rows)
-        results["adam"] = run_table("Adam family (lr 2e-4, betas (0.5, 0.999))", rows, base, params, device,
-                                    args)
-    if args.only in (None, "sgd"):
-        rows, base = sgd_rows(against)
-        rows = keep(rows)
-        results["sgd"] = run_table("SGD momentum 0.9", rows, base, params, device, args)
+        if not args.versus_only:
+            results[family] = run_table(title, rows, base, params, device, args)
+        if against is not None:
+            versus[family] = run_versus(title, rows, params, device, args)
     if args.json:
         from pix2pix_tr.io import atomic_write_text
 
@@ -326,7 +373,8 @@ def main(argv=None):
         atomic_write_text(Path(args.json), json.dumps(dict(
             header=f"{origin}, ngf={args.ngf}: {n / 1e6:.1f}M params in {len(params)} tensors; device {device}",
             device=str(device), torch=torch.__version__, period=args.period, repeats=args.repeats,
-            tables=table), indent=2) + "\n")
+            tables=table, versus={fam: {name: dict(this_over_against=r[0], lo=r[1], hi=r[2]) for name, r in v.items()}
+                                  for fam, v in versus.items()}), indent=2) + "\n")
     return results
 
 
