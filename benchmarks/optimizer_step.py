@@ -11,6 +11,12 @@ descheduled threads and the timings become meaningless.
     python benchmarks/optimizer_step.py --threads 1     # full size (about 2 GB of RAM)
     python benchmarks/optimizer_step.py --quick         # ngf 16 (3.4M params), 2 repeats: a smoke run
     python benchmarks/optimizer_step.py --device cuda   # same rows on a GPU
+    python benchmarks/optimizer_step.py --against /tmp/old/pix2pix_tr/optim   # + the TR rows of another copy
+
+``--against DIR`` loads a second copy of the optimizer package (e.g. the previous release's, exported with
+``git archive <commit> pix2pix_tr/optim | tar -x -C /tmp/old``) and adds its TR rows, marked ``[against]``, to the
+same tables: both versions are timed in the same process on the same tensors, each paired with the same fused
+baseline, so a refactoring can be shown not to slow the step.
 
 "Authors' loop" is a per-parameter Python loop in the style of the authors' release (TR-Adam /
 TR-SGD written with tensor ops per parameter, allocating the proximal gradient).
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import math
 import statistics
@@ -129,36 +136,70 @@ class FlatBound:
             self.call("_sgd", *self.flat, self.s, False, True, False)
 
 
-def adam_rows():
-    A = dict(lr=LR, betas=(0.5, 0.999))
+def load_optim_package(folder: str, name: str = "optim_against"):
+    """Import the optimizer package in ``folder`` (a copy of pix2pix_tr/optim) under another name."""
+    init = Path(folder) / "__init__.py"
+    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(Path(folder))])
+    if spec is None or not init.is_file():
+        raise FileNotFoundError(f"--against {folder}: no __init__.py there; give the folder of a copy of "
+                                f"pix2pix_tr/optim")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def tr_adam_rows(cls, A, suffix=""):
     return {
+        f"TRAdam (default){suffix}": lambda ps: cls(ps, **A, **TR),
+        f"TRAdam foreach=True{suffix}": lambda ps: cls(ps, foreach=True, **A, **TR),
+        f"TRAdam for-loop{suffix}": lambda ps: cls(ps, foreach=False, fused=False, **A, **TR),
+        f"TRAdam capturable=True{suffix}": lambda ps: cls(ps, capturable=True, **A, **TR),
+        f"TRAdam compiled=True{suffix}": lambda ps: cls(ps, compiled=True, **A, **TR),
+    }
+
+
+def tr_sgd_rows(cls, S, suffix=""):
+    return {
+        f"TRSGD (default){suffix}": lambda ps: cls(ps, **S, **TR),
+        f"TRSGD foreach=True{suffix}": lambda ps: cls(ps, foreach=True, **S, **TR),
+        f"TRSGD for-loop{suffix}": lambda ps: cls(ps, foreach=False, fused=False, **S, **TR),
+        f"TRSGD capturable=True{suffix}": lambda ps: cls(ps, capturable=True, **S, **TR),
+        f"TRSGD compiled=True{suffix}": lambda ps: cls(ps, compiled=True, **S, **TR),
+    }
+
+
+def adam_rows(against=None):
+    A = dict(lr=LR, betas=(0.5, 0.999))
+    rows = {
         "torch Adam (default)": lambda ps: torch.optim.Adam(ps, **A),
         "torch Adam foreach": lambda ps: torch.optim.Adam(ps, foreach=True, **A),
         "torch Adam fused": lambda ps: torch.optim.Adam(ps, fused=True, **A),
+        "torch Adam fused capturable": lambda ps: torch.optim.Adam(ps, fused=True, capturable=True, **A),
         "authors' loop (TR-Adam)": lambda ps: AuthorsLoop(ps, "adam"),
-        "TRAdam (default)": lambda ps: TRAdam(ps, **A, **TR),
-        "TRAdam foreach=True": lambda ps: TRAdam(ps, foreach=True, **A, **TR),
-        "TRAdam compiled=True": lambda ps: TRAdam(ps, compiled=True, **A, **TR),
+        **tr_adam_rows(TRAdam, A),
+        **(tr_adam_rows(against.TRAdam, A, " [against]") if against else {}),
         "TrajectoryRegularized(Adam fused)": lambda ps: TrajectoryRegularized(
             torch.optim.Adam(ps, fused=True, **A), **TR),
         "bound: compiled kernel, flat tensor": lambda ps: FlatBound(ps, "adam"),
-    }, "torch Adam fused"
+    }
+    return rows, "torch Adam fused"
 
 
-def sgd_rows():
+def sgd_rows(against=None):
     S = dict(lr=0.01, momentum=0.9)
-    return {
+    rows = {
         "torch SGD (default)": lambda ps: torch.optim.SGD(ps, **S),
         "torch SGD foreach": lambda ps: torch.optim.SGD(ps, foreach=True, **S),
         "torch SGD fused": lambda ps: torch.optim.SGD(ps, fused=True, **S),
         "authors' loop (TR-SGD)": lambda ps: AuthorsLoop(ps, "sgd"),
-        "TRSGD (default)": lambda ps: TRSGD(ps, **S, **TR),
-        "TRSGD foreach=True": lambda ps: TRSGD(ps, foreach=True, **S, **TR),
-        "TRSGD compiled=True": lambda ps: TRSGD(ps, compiled=True, **S, **TR),
+        **tr_sgd_rows(TRSGD, S),
+        **(tr_sgd_rows(against.TRSGD, S, " [against]") if against else {}),
         "TrajectoryRegularized(SGD fused)": lambda ps: TrajectoryRegularized(
             torch.optim.SGD(ps, fused=True, **S), **TR),
         "bound: compiled kernel, flat tensor": lambda ps: FlatBound(ps, "sgd"),
-    }, "torch SGD fused"
+    }
+    return rows, "torch SGD fused"
 
 
 def sync(device):
@@ -166,12 +207,15 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+CLOCK = time.perf_counter  # --cpu_time: time.process_time
+
+
 def cycle(opt, device, period):
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     for _ in range(period):
         opt.step()
     sync(device)
-    return (time.perf_counter() - t0) / period
+    return (CLOCK() - t0) / period
 
 
 def run_table(title, rows, baseline, params, device, args):
@@ -205,13 +249,42 @@ def run_table(title, rows, baseline, params, device, args):
         gc.collect()
     results[baseline] = (statistics.median(base_times), 1.0, 1.0, 1.0)
     print(f"\n{title}: per-step medians, cycles of {args.period} steps, {args.repeats} paired repeats per row")
-    print(f"| {'optimizer':36s} | {'ms/step':>8s} | {'vs fused':>8s} | {'range':>11s} |")
-    print(f"|{'-' * 38}|{'-' * 10}|{'-' * 10}|{'-' * 13}|")
+    print(f"| {'optimizer':46s} | {'ms/step':>8s} | {'vs fused':>8s} | {'range':>11s} |")
+    print(f"|{'-' * 48}|{'-' * 10}|{'-' * 10}|{'-' * 13}|")
     for name in rows:
         ms, ratio, lo, hi = results[name]
         rng = "" if name == baseline else f"{lo:.2f}-{hi:.2f}"
-        print(f"| {name:36s} | {ms * 1e3:8.1f} | {ratio:7.2f}x | {rng:>11s} |")
+        print(f"| {name:46s} | {ms * 1e3:8.1f} | {ratio:7.2f}x | {rng:>11s} |")
     return results
+
+
+def run_versus(title, rows, params, device, args):
+    """This code's TR rows against their ``[against]`` twins, timed in alternation (paired cycles, the order swapped
+    every repeat): the median of (this / against) per row, the refactoring check of ``--against``."""
+    pairs = [(name, f"{name} [against]") for name in rows if f"{name} [against]" in rows]
+    out = {}
+    for name, twin in pairs:
+        new, old = rows[name](params), rows[twin](params)
+        for o in (new, old):
+            for _ in range(2 * args.period):
+                o.step()
+        sync(device)
+        ratios = []
+        for r in range(args.repeats):
+            first, second = (new, old) if r % 2 == 0 else (old, new)
+            t1, t2 = cycle(first, device, args.period), cycle(second, device, args.period)
+            ratios.append(t1 / t2 if first is new else t2 / t1)
+        out[name] = (statistics.median(ratios), min(ratios), max(ratios))
+        print(f"  [{title}] {name} vs against: {out[name][0]:.3f}x", file=sys.stderr, flush=True)
+        del new, old
+        gc.collect()
+    print(f"\n{title}: this code / --against, per-step, cycles of {args.period} steps, {args.repeats} alternated "
+          f"repeats per row")
+    print(f"| {'optimizer':36s} | {'this/against':>12s} | {'range':>11s} |")
+    print(f"|{'-' * 38}|{'-' * 14}|{'-' * 13}|")
+    for name, (ratio, lo, hi) in out.items():
+        print(f"| {name:36s} | {ratio:11.3f}x | {lo:.2f}-{hi:.2f} |")
+    return out
 
 
 def main(argv=None):
@@ -226,6 +299,15 @@ def main(argv=None):
     ap.add_argument("--json", default="", help="also write the tables to this JSON file")
     ap.add_argument("--skip_compiled", action="store_true", help="leave out the compiled=True rows (their "
                     "compilation takes a minute or more on a CPU)")
+    ap.add_argument("--skip_slow", action="store_true", help="leave out the for-loop and foreach rows (5-10x "
+                    "slower than fused on a CPU) and the authors' loop")
+    ap.add_argument("--against", default="", metavar="DIR", help="also time the TR rows of the optimizer package "
+                    "in DIR (a copy of pix2pix_tr/optim, e.g. a previous release's), marked [against]")
+    ap.add_argument("--cpu_time", action="store_true", help="time with the CPU time of this process "
+                    "(time.process_time) instead of the wall clock: on a shared machine it leaves out the time other "
+                    "processes hold the core (CPU only, with --threads 1)")
+    ap.add_argument("--versus_only", action="store_true", help="with --against: only the direct comparison "
+                    "(this code's TR rows alternated with their [against] twins), not the tables against fused")
     args = ap.parse_args(argv)
     if args.quick:
         args.ngf, args.repeats = 16, 2
@@ -238,6 +320,11 @@ def main(argv=None):
         ap.error(f"--device {args.device}: not usable here ({str(exc).splitlines()[0]}); use --device cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.cpu_time:
+        if device.type != "cpu" or torch.get_num_threads() != 1:
+            ap.error("--cpu_time measures one CPU thread: use it with --device cpu --threads 1")
+        global CLOCK
+        CLOCK = time.process_time
     TR["tr_period"] = args.period
     shapes, origin = generator_shapes(args.ngf)
     gen = torch.Generator().manual_seed(0)
@@ -246,20 +333,38 @@ def main(argv=None):
         p.grad = (1e-3 * torch.randn(p.shape, generator=gen)).to(device)
     n = sum(p.numel() for p in params)
     print(f"# {origin}, ngf={args.ngf}: {n / 1e6:.1f}M params in {len(params)} tensors; device {device}; "
-          f"torch {torch.__version__}; {torch.get_num_threads()} threads")
+          f"torch {torch.__version__}; {torch.get_num_threads()} threads"
+          f"{'; CPU time (process_time)' if args.cpu_time else ''}")
+    against = None
+    if args.against:
+        try:
+            against = load_optim_package(args.against)
+        except (OSError, ImportError) as exc:
+            ap.error(str(exc))
     results = {}
-    def keep(rows):
-        return {k: v for k, v in rows.items() if not (args.skip_compiled and ("compiled" in k or "bound" in k))}
 
-    if args.only in (None, "adam"):
-        rows, base = adam_rows()
+    def slow(name):  # torch's non-fused kernels (torch's default is the for-loop on a CPU) and the authors' loop
+        return ("foreach" in name or "for-loop" in name or "authors'" in name
+                or (name.startswith("torch") and "(default)" in name))
+
+    def keep(rows):
+        return {k: v for k, v in rows.items()
+                if not (args.skip_compiled and ("compiled" in k or "bound" in k))
+                and not (args.skip_slow and slow(k))}
+
+    if args.versus_only and against is None:
+        ap.error("--versus_only needs --against DIR")
+    versus = {}
+    for family, make_rows, title in (("adam", adam_rows, "Adam family (lr 2e-4, betas (0.5, 0.999))"),
+                                     ("sgd", sgd_rows, "SGD momentum 0.9")):
+        if args.only not in (None, family):
+            continue
+        rows, base = make_rows(against)
         rows = keep(rows)
-        results["adam"] = run_table("Adam family (lr 2e-4, betas (0.5, 0.999))", rows, base, params, device,
-                                    args)
-    if args.only in (None, "sgd"):
-        rows, base = sgd_rows()
-        rows = keep(rows)
-        results["sgd"] = run_table("SGD momentum 0.9", rows, base, params, device, args)
+        if not args.versus_only:
+            results[family] = run_table(title, rows, base, params, device, args)
+        if against is not None:
+            versus[family] = run_versus(title, rows, params, device, args)
     if args.json:
         from pix2pix_tr.io import atomic_write_text
 
@@ -268,7 +373,8 @@ def main(argv=None):
         atomic_write_text(Path(args.json), json.dumps(dict(
             header=f"{origin}, ngf={args.ngf}: {n / 1e6:.1f}M params in {len(params)} tensors; device {device}",
             device=str(device), torch=torch.__version__, period=args.period, repeats=args.repeats,
-            tables=table), indent=2) + "\n")
+            tables=table, versus={fam: {name: dict(this_over_against=r[0], lo=r[1], hi=r[2]) for name, r in v.items()}
+                                  for fam, v in versus.items()}), indent=2) + "\n")
     return results
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
 import pytest
 import torch
@@ -472,3 +473,144 @@ def test_lr0_of_a_plain_torch_checkpoint_is_its_initial_lr_not_the_decayed_one()
     tr.load_state_dict(plain.state_dict())
     assert tr.param_groups[0]["lr"] == pytest.approx(1e-4)
     assert tr.param_groups[0]["tr_lr0"] == pytest.approx(1e-3)
+
+
+# ----------------------------------------------------------------------------- loading another optimizer's state
+def _stepped(opt, params):
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    return opt
+
+
+def _params(n=2):
+    return [torch.nn.Parameter(torch.full((3,), float(i + 1))) for i in range(n)]
+
+
+MAKERS = {
+    "TRAdam": lambda ps: TRAdam(ps, lr=0.01),
+    "TRSGD": lambda ps: TRSGD(ps, lr=0.01, momentum=0.9),
+    "TR(RMSprop)": lambda ps: TrajectoryRegularized(torch.optim.RMSprop(ps, lr=0.01)),
+    "TR(Adam)": lambda ps: TrajectoryRegularized(torch.optim.Adam(ps, lr=0.01)),
+    "Adam": lambda ps: torch.optim.Adam(ps, lr=0.01),
+    "AdamW": lambda ps: torch.optim.AdamW(ps, lr=0.01),
+    "SGD": lambda ps: torch.optim.SGD(ps, lr=0.01, momentum=0.9),
+}
+
+
+@pytest.mark.parametrize("writer,loader,says", [
+    ("TRAdam", "TRSGD", "written by TRAdam, not by a TRSGD (its param groups lack dampening, momentum)"),
+    ("TRSGD", "TRAdam", "written by TRSGD, not by a TRAdam (its param groups lack betas, eps)"),
+    ("TRAdam", "TR(RMSprop)", "written by TRAdam, not by a TrajectoryRegularized(RMSprop)"),
+    ("TR(RMSprop)", "TRAdam", "written by TrajectoryRegularized(RMSprop), not by a TRAdam"),
+    ("Adam", "TRSGD", "written by torch.optim.Adam, not by a TRSGD"),
+    ("SGD", "TRAdam", "written by torch.optim.SGD, not by a TRAdam"),
+])
+def test_loading_another_kind_of_optimizers_state_is_one_clear_sentence(writer, loader, says):
+    from pix2pix_tr.optim import OptimizerStateMismatch
+
+    saved = _stepped(MAKERS[writer](_params()), []).state_dict()
+    params = _params()
+    opt = _stepped(MAKERS[loader](params), params)
+    before = copy.deepcopy(opt.state_dict())
+    with pytest.raises(OptimizerStateMismatch, match=re.escape(says)) as info:
+        opt.load_state_dict(saved)
+    assert isinstance(info.value, ValueError)  # command-line tools turn it into exit 2
+    assert str(info.value).count(". ") == 0 and str(info.value).endswith("load it into the kind of optimizer "
+                                                                          "that saved it.")
+    after = opt.state_dict()  # refused before anything was replaced; the optimizer still steps
+    assert after["param_groups"] == before["param_groups"]
+    _stepped(opt, params)
+
+
+@pytest.mark.parametrize("writer,loader", [("Adam", "TRAdam"), ("AdamW", "TRAdam"), ("SGD", "TRSGD"),
+                                           ("TR(Adam)", "TRAdam"), ("TRAdam", "TR(Adam)"), ("Adam", "TR(Adam)")])
+def test_states_of_the_same_base_optimizer_still_load(writer, loader):
+    params = _params()
+    saved = _stepped(MAKERS[writer](params), params).state_dict()
+    params = _params()
+    opt = MAKERS[loader](params)
+    opt.load_state_dict(saved)
+    _stepped(opt, params)
+    assert opt.param_groups[0]["tr_step"] >= 1
+
+
+def test_load_state_dict_of_something_else_is_one_sentence():
+    from pix2pix_tr.optim import OptimizerStateMismatch
+
+    with pytest.raises(OptimizerStateMismatch, match="needs an optimizer state_dict"):
+        TRAdam(_params()).load_state_dict({"weight": torch.ones(1)})
+
+
+# ----------------------------------------------------------------------------- the plan of a group
+def test_a_groups_plan_is_made_once_and_remade_when_a_flag_it_depends_on_changes():
+    params = _params()
+    opt = TRAdam(params, lr=0.01, tr_period=3)
+    group = opt.param_groups[0]
+    _stepped(opt, params)
+    plan = opt._tr_plan(group)
+    assert plan.impl == "torch" and not plan.release_eps and not plan.decoupled
+    _stepped(opt, params)
+    assert opt._tr_plan(group) is plan  # the same decision, not remade per step
+    group["tr_mode"] = "reference"
+    assert opt._tr_plan(group).release_eps
+    group["decoupled_weight_decay"] = True
+    assert opt._tr_plan(group).decoupled
+    opt.load_state_dict(opt.state_dict())  # new group dicts: new plans
+    assert opt._tr_plan(opt.param_groups[0]) is not plan and opt.param_groups[0] is not group
+
+
+def test_a_failing_group_moves_no_weight_of_any_group():
+    first, second = _params(1), [torch.nn.Parameter(torch.ones(3))]
+    opt = TRSGD([{"params": first}, {"params": second, "lr": 0.1}], lr=0.1, tr_mode="reference", tr_period=2)
+    _stepped(opt, first + second)
+    opt.param_groups[1]["lr"] = 0.0
+    before = [p.detach().clone() for p in first + second]
+    with pytest.raises(ValueError, match="lr is 0; use tr_mode='paper'"):
+        _stepped(opt, first + second)
+    assert all(torch.equal(p.detach(), b) for p, b in zip(first + second, before))
+    assert [g["tr_step"] for g in opt.param_groups] == [1, 1]
+
+
+@pytest.mark.parametrize("name", ["TRAdam", "TRSGD"])
+def test_parameters_converted_after_the_state_exists_get_a_clear_error_whose_advice_works(name):
+    model = tiny_model()
+    opt = OPTIMIZERS[name](model.parameters())
+    for n in range(2):
+        opt.zero_grad()
+        loss_fn(model, n).backward()
+        opt.step()
+    model.double()  # the state (float32) no longer matches the parameters
+    opt.zero_grad()
+    model(batch(2)[0].double()).sum().backward()
+    with pytest.raises(RuntimeError, match=r"param group 0, parameter 0: its optimizer state .* is on cpu/torch.float32 "
+                                           r"but the parameter is on cpu/torch.float64.*optimizer.load_state_dict"
+                                           r"\(optimizer.state_dict\(\)\)"):
+        opt.step()
+    opt.load_state_dict(opt.state_dict())  # the advice, as written
+    opt.step()
+    assert opt.param_groups[0]["tr_step"] == 3
+    assert all(opt.state[p]["tr_anchor"].dtype == torch.float64 for p in model.parameters())
+
+
+def test_the_optim_folder_lifts_out_and_runs_on_its_own(tmp_path):
+    """DESIGN.md: optim/ imports nothing else from pix2pix_tr (its torch compat layer included), so a copy of the
+    folder under another name is a complete library."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pix2pix_tr.optim
+
+    shutil.copytree(Path(pix2pix_tr.optim.__file__).parent, tmp_path / "lifted_tr", ignore=shutil.ignore_patterns(
+        "__pycache__"))
+    code = ("import sys, torch, lifted_tr\n"
+            "p = torch.nn.Parameter(torch.ones(3)); p.grad = torch.ones(3)\n"
+            "opt = lifted_tr.TRAdam([p], lr=0.1, tr_mode='reference'); opt.step(); opt.step()\n"
+            "assert opt.param_groups[0]['tr_step'] == 2 and lifted_tr.TR_MODES == ('paper', 'reference')\n"
+            "print(sorted(m for m in sys.modules if m.startswith('pix2pix_tr')))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

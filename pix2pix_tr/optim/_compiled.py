@@ -154,37 +154,44 @@ def _scalars(values, like: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- per-group steps
-def adam_ready(group: dict, state, params) -> bool:
-    """Compiled Adam needs torch's Adam state to exist (the first step goes through torch)."""
-    if group.get("differentiable") or group.get("capturable") or group.get("decoupled_weight_decay"):
-        return False
+def adam_eligible(group: dict) -> bool:
+    """Whether a TRAdam group can ever take the compiled kernel (decided once per group, see tradam.GroupPlan): not
+    differentiable, not capturable (its own device-side path), not AdamW-style decay, not reference mode (the
+    kernel has torch's eps placement, reference mode the release's)."""
+    return not (group.get("differentiable") or group.get("capturable") or group.get("decoupled_weight_decay")
+                or group["tr_mode"] == "reference")
+
+
+def adam_state_ready(group: dict, state, params) -> bool:
+    """Per step: the compiled kernel needs torch's Adam state to exist (a parameter's first step goes through torch)."""
     return all("exp_avg" in state[p] and not torch.is_complex(p) for p in params)
 
 
-def _buckets(plan):
+def _buckets(inner):
     out: dict = {}
-    for p, g, a in zip(plan.params, plan.grads, plan.anchors):
+    for p, g, a in zip(inner.params, inner.grads, inner.anchors):
         out.setdefault((p.device, p.dtype), []).append((p, g, a))
     return out.values()
 
 
-def _refresh_in_loop(plan) -> bool:
+def _refresh_in_loop(inner) -> bool:
     """True at a cycle start (k == 0: every anchor is rewritten inside the loop, 6 values per element for SGD
     instead of 5 + 2 for a separate copy); otherwise anchors made lazily stale are copied first."""
-    if plan.k == 0:
-        plan.stale = ((), ())
+    if inner.k == 0:
+        inner.stale = ((), ())
         return True
-    plan.copy_stale()
+    inner.copy_stale()
     return False
 
 
-def adam_group_step(group: dict, state, plan) -> None:
+def adam_group_step(group: dict, state, inner) -> None:
+    """One TRAdam step of ``group`` on the compiled kernel (``inner``: the step's TR numbers and tensors)."""
     b1, b2 = group["betas"]
     sign = -1.0 if group["maximize"] else 1.0
     amsgrad = group["amsgrad"]
-    refresh = _refresh_in_loop(plan)
-    base = [1.0, plan.c, plan.c + group["weight_decay"], b1, b2, group["eps"], sign]
-    for bucket in _buckets(plan):
+    refresh = _refresh_in_loop(inner)
+    base = [1.0, inner.c, inner.c + group["weight_decay"], b1, b2, group["eps"], sign]
+    for bucket in _buckets(inner):
         steps = []
         for p, _, _ in bucket:
             step = state[p]["step"]
@@ -196,7 +203,7 @@ def adam_group_step(group: dict, state, plan) -> None:
         like = bucket[0][0]
         if all(step.device.type == "cpu" for step in steps):  # reading them is free
             ts = [float(step.item()) for step in steps]
-            scal = {t: _scalars(base + [float(plan.lr_eff) / (1 - b1 ** t), 1 / math.sqrt(1 - b2 ** t)], like)
+            scal = {t: _scalars(base + [float(inner.lr_eff) / (1 - b1 ** t), 1 / math.sqrt(1 - b2 ** t)], like)
                     for t in set(ts)}
             if len(scal) == 1 and not amsgrad:  # the usual case: one small tensor for the bucket
                 _call("_adam_shared", *cols, scal[ts[0]], refresh)
@@ -204,26 +211,31 @@ def adam_group_step(group: dict, state, plan) -> None:
             per_tensor = [scal[t].clone() for t in ts]  # distinct tensors: no aliasing for Dynamo to guard
         else:  # on an accelerator: compute them there, no host-device sync
             head = _scalars(base, like)
-            lr_eff = float(plan.lr_eff)
+            lr_eff = float(inner.lr_eff)
             per_tensor = [torch.cat([head, torch.stack([lr_eff / (1 - b1 ** t), (1 - b2 ** t).rsqrt()])])
                           for t in (step.to(head.dtype) for step in steps)]
         _call("_amsgrad" if amsgrad else "_adam", *cols, per_tensor, refresh)
 
 
-def sgd_ready(group: dict, state, params) -> bool:
-    if group.get("differentiable") or group.get("capturable"):
-        return False
+def sgd_eligible(group: dict) -> bool:
+    """Whether a TRSGD group can ever take the compiled kernel: not differentiable, not capturable."""
+    return not (group.get("differentiable") or group.get("capturable"))
+
+
+def sgd_state_ready(group: dict, state, params) -> bool:
+    """Per step: with momentum, every parameter needs its buffer (its first step goes through torch)."""
     if group["momentum"] == 0:
         return True
     return all(state[p].get("momentum_buffer") is not None for p in params)
 
 
-def sgd_group_step(group: dict, state, plan) -> None:
+def sgd_group_step(group: dict, state, inner) -> None:
+    """One TRSGD step of ``group`` on the compiled kernel (``inner``: the step's TR numbers and tensors)."""
     sign = -1.0 if group["maximize"] else 1.0
     has_momentum = group["momentum"] != 0
-    refresh = _refresh_in_loop(plan)
-    for bucket in _buckets(plan):
-        s = _scalars([float(plan.lr_eff), plan.c, plan.c + group["weight_decay"], group["momentum"],
+    refresh = _refresh_in_loop(inner)
+    for bucket in _buckets(inner):
+        s = _scalars([float(inner.lr_eff), inner.c, inner.c + group["weight_decay"], group["momentum"],
                       group["dampening"], sign, 1.0], bucket[0][0])
         cols: list = [[], [], [], []]
         for p, g, a in bucket:

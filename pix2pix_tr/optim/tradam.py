@@ -7,6 +7,25 @@ one in-place foreach op ``grad -= c * anchor`` and hand the kernel ``weight_deca
 foreach, for-loop; CPU, CUDA, ...) is reused as is. At ``k == 0`` the proximal term is zero: the
 anchor is refreshed with one foreach copy and the grad is left alone.
 
+How a step is dispatched, in one place: each param group has a :class:`GroupPlan` that says which implementation
+runs it (``"torch"``: torch's fused/foreach/for-loop kernel, as the group's ``fused``/``foreach`` flags say, with
+the proximal term folded in; ``"compiled"``: our torch.compile'd single pass; ``"capturable"``: the device-side
+bookkeeping for CUDA graphs), whether the proximal term is folded into the weight decay or, for AdamW-style
+decoupled decay, into the grads, and whether the kernel gets the released TRAdam's eps. :meth:`_TRMixin._tr_plan`
+makes it the first time a group is stepped after it was added or loaded, and remakes it when something it depends
+on has changed since: the group's flags (``fused``, ``foreach``, ``capturable``, ``differentiable``,
+``decoupled_weight_decay``, ``tr_mode``), its parameter list, or the device and dtype of its first parameter
+(``model.to(device)`` after the optimizer was built; parameters of one group share a device in practice, and
+torch's kernels refuse mixed ones). Those form a key compared at every step (a tuple of a few dict reads). What
+may change at every step is read at every step: the lr and TR hyper-parameters, k, and whether the Adam state that
+the compiled kernel needs exists yet.
+
+``step()`` is then thin, like torch.optim's: make every group's TR numbers first (so a bad lr is refused before
+any weight moves), run :meth:`_step_group` for each group, advance the counters. The functional pieces are in
+``_tr`` (counter, anchors, coefficient, fold), ``_compat`` (torch's kernel for one group, every private torch API),
+``_compiled`` and ``_reference``. Param groups are never modified during a step: the kernel is handed this
+step's lr, weight decay and eps as arguments.
+
 Side effect to know about: after ``step()`` the ``.grad`` of a stepped parameter holds
 ``g - c * anchor`` (``g + c * anchor`` with ``maximize=True``) instead of the raw gradient at inner
 steps ``k > 0``. Read gradients (norms, logging, clipping) before ``step()``, as usual.
@@ -14,21 +33,21 @@ steps ``k > 0``. Read gradients (norms, logging, clipping) before ``step()``, as
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 from torch.optim import SGD, Adam
-from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
-from . import _compiled, _reference, _tr
-from ._tr import no_dynamo as _no_dynamo
+from . import _compat, _compiled, _reference, _tr
 
 __all__ = ["TRAdam", "TRSGD"]
 
 
 def _fused_supported(params) -> bool:
     """True when torch's fused kernels accept every tensor (chosen by capability, not by device name)."""
-    devices = set(_get_fused_kernels_supported_devices())
+    devices = _compat.fused_kernel_devices()
     for p in params:
         if not torch.is_tensor(p) or not torch.is_floating_point(p) or p.device.type not in devices:
             return False
@@ -37,30 +56,39 @@ def _fused_supported(params) -> bool:
     return True
 
 
+def _plan_key(group: dict) -> tuple:
+    """What a :class:`GroupPlan` depends on (see the module docstring); compared at every step."""
+    params = group["params"]
+    first = params[0] if params else None
+    return (id(params), len(params), first.device if first is not None else None,
+            first.dtype if first is not None else None, group.get("fused"), group.get("foreach"),
+            group.get("capturable"), group.get("differentiable"), group.get("decoupled_weight_decay"),
+            group.get("tr_mode"))
+
+
+@dataclass(frozen=True, eq=False)
+class GroupPlan:
+    """How one param group steps, decided once for it (see the module docstring)."""
+
+    group: dict
+    key: tuple
+    impl: str  # "torch" | "compiled" | "capturable"
+    decoupled: bool  # AdamW-style decay: the proximal term goes into the grads, not into weight_decay
+    release_eps: bool  # TRAdam, reference mode, not capturable: the kernel gets eps / sqrt(1 - beta2^t)
+
+
 class _TRMixin:
-    """Shared step logic: plan every group, fold the proximal term, run the base step, finish."""
+    """What TRAdam and TRSGD share: the plan per group, the TR bookkeeping around the kernel, checkpoints."""
 
     _tr_name = "TR optimizer"
-    # The proximal term must be added to *unscaled* grads: GradScaler has to unscale and skip itself.
-    _step_supports_amp_scaling = False
 
-    def _tr_base_step(self) -> None:
-        """The base class's step (Adam's, SGD's) without torch's hook wrapper: torch wraps a class's ``step`` with
-        the pre/post-hook runner once an instance of that class exists, and our own ``step`` is wrapped already,
-        so going through ``super().step()`` would run this optimizer's hooks a second time, mid-step."""
-        mro = type(self).__mro__
-        for klass in mro[mro.index(_TRMixin) + 1:]:
-            if "step" in vars(klass):
-                step = vars(klass)["step"]
-                getattr(step, "__wrapped__", step)(self) if getattr(step, "hooked", False) else step(self)
-                return
-        raise TypeError(f"{type(self).__name__} has no base optimizer step")  # pragma: no cover
-
+    # ------------------------------------------------------------------------- construction and checkpoints
     def _tr_setup(self, tr_lambda, tr_period, tr_inner_decay, tr_mode, compiled, capturable=False):
         self._tr_defaults = _tr.check_tr_hparams(tr_lambda, tr_period, tr_inner_decay, tr_mode,
                                                  where=self._tr_name)
         self._tr_compiled = bool(compiled)
         self._tr_capturable = bool(capturable)
+        self._tr_plans: dict = {}  # id(group) -> GroupPlan
 
     def _tr_finish_init(self) -> None:
         """After the base ``__init__``: record the TR defaults (for ``add_param_group``) and undo torch's
@@ -68,7 +96,7 @@ class _TRMixin:
         it on inf/NaN (the fused kernel must never receive scaled grads with our proximal term)."""
         self.defaults.update(self._tr_defaults)
         self.defaults["capturable"] = self._tr_capturable
-        self._step_supports_amp_scaling = False
+        _compat.opt_out_of_amp_scaling(self)
 
     def __getstate__(self) -> dict:  # pickling / copy.deepcopy keep the TR settings
         state = super().__getstate__()  # type: ignore[misc]
@@ -77,17 +105,47 @@ class _TRMixin:
         state["_tr_capturable"] = self._tr_capturable
         return state
 
-    def _tr_choose_impl(self, group: dict) -> None:
-        # Default to torch's fused kernel when every tensor supports it (torch itself defaults to the
-        # for-loop on CPU); an explicit foreach=/fused= from the user is respected.
+    def __setstate__(self, state: dict) -> None:
+        # also called by torch's load_state_dict with the new groups and state: every plan is remade
+        super().__setstate__(state)  # type: ignore[misc]
+        self._tr_plans = {}
+        _compat.opt_out_of_amp_scaling(self)
+
+    def _tr_default_kernel(self, group: dict) -> None:
+        """A new group's kernel: torch's fused one when every tensor supports it (torch itself defaults to the
+        for-loop on CPU) and the user chose neither foreach nor fused; the choice is visible in the group."""
         if group.get("fused") is None and group.get("foreach") is None and not group.get("differentiable"):
             if _fused_supported(group["params"]):
                 group["fused"] = True
+        self._tr_check_group(group)
         if group.get("capturable"):
             _tr.make_capturable(group)
 
-    def _tr_adjust_group(self, group: dict, plan) -> None:
-        """Last-minute per-step adjustments of a group before the base step (restored afterwards)."""
+    def _tr_check_group(self, group: dict) -> None:
+        """Refuse a group whose flags this optimizer cannot run (at add time and whenever its plan is made)."""
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)  # type: ignore[misc]
+        group = self.param_groups[-1]  # type: ignore[attr-defined]
+        group.setdefault("capturable", self._tr_capturable)  # torch's SGD has no such entry
+        _tr.init_group(group, self._tr_defaults, where=self._tr_name)
+        self._tr_default_kernel(group)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """torch's ``load_state_dict`` (the state moves to the parameters' devices, as torch decides: tensors like the
+        parameter, Adam's ``step`` to the device for fused/capturable groups), then the TR entries: a plain torch
+        Adam/SGD checkpoint starts a fresh cycle; the counter lives on the device with ``capturable=True`` and on the
+        host otherwise, so either kind of checkpoint loads into either kind of optimizer. A state written by another
+        kind of optimizer is refused (:class:`OptimizerStateMismatch`, a ValueError)."""
+        _tr.check_state_kind(state_dict, self.defaults, loader=self._tr_name)  # type: ignore[attr-defined]
+        super().load_state_dict(state_dict)  # type: ignore[misc]
+        for group in self.param_groups:  # type: ignore[attr-defined]
+            group.setdefault("capturable", self._tr_capturable)
+            _tr.init_group(group, self._tr_defaults, where=self._tr_name)
+            if group["capturable"]:
+                _tr.make_capturable(group, self.state)  # type: ignore[attr-defined]
+            else:
+                _tr.make_host_counter(group, self.state)  # type: ignore[attr-defined]
 
     def tr_restart(self) -> None:
         """Start a new cycle at the next step (k = 0, a new anchor), e.g. at every epoch start as the
@@ -95,83 +153,99 @@ class _TRMixin:
         runs on."""
         _tr.restart(self.param_groups)  # type: ignore[attr-defined]
 
-    def add_param_group(self, param_group: dict) -> None:
-        super().add_param_group(param_group)  # type: ignore[misc]
-        group = self.param_groups[-1]  # type: ignore[attr-defined]
-        group.setdefault("capturable", self._tr_capturable)  # torch's SGD has no such entry
-        _tr.init_group(group, self._tr_defaults, where=self._tr_name)
-        self._tr_choose_impl(group)
+    # ------------------------------------------------------------------------- the plan
+    def _tr_plan(self, group: dict) -> GroupPlan:
+        """The group's plan, remade when its key changed (see the module docstring)."""
+        key = _plan_key(group)
+        plan = self._tr_plans.get(id(group))
+        if plan is not None and plan.group is group and plan.key == key:
+            return plan
+        plan = self._tr_decide(group, key, replacing=plan is not None and plan.group is group)
+        self._tr_plans[id(group)] = plan
+        return plan
 
-    def load_state_dict(self, state_dict: dict) -> None:
-        super().load_state_dict(state_dict)  # type: ignore[misc]
-        for group in self.param_groups:  # type: ignore[attr-defined]
-            # A plain torch Adam/SGD checkpoint has no TR entries: start a fresh cycle.
-            group.setdefault("capturable", self._tr_capturable)
-            _tr.init_group(group, self._tr_defaults, where=self._tr_name)
-            # the counter lives on the device with capturable=True, on the host otherwise: either
-            # checkpoint loads into either kind of optimizer
-            if group["capturable"]:
-                _tr.make_capturable(group)
-            else:
-                _tr.make_host_counter(group, self.state)  # type: ignore[attr-defined]
+    def _tr_decide(self, group: dict, key: tuple, replacing: bool) -> GroupPlan:
+        """The one place that decides how a group steps."""
+        state = self.state  # type: ignore[attr-defined]
+        capturable = bool(group.get("capturable"))
+        self._tr_check_group(group)
+        if capturable:
+            _tr.make_capturable(group, state)
+        misplaced = _tr.misplaced_state(group, state, step_on_host=not (capturable or group.get("fused")))
+        if misplaced:
+            index = next(i for i, g in enumerate(self.param_groups) if g is group)  # type: ignore[attr-defined]
+            i, name, where_state, where_param = misplaced
+            raise RuntimeError(
+                f"{self._tr_name}: param group {index}, parameter {i}: its optimizer state {name!r} is on "
+                f"{where_state} but the parameter is on {where_param} (the model was moved after the optimizer had "
+                f"state); build the optimizer after moving the model, as torch.optim requires, or move the state "
+                f"with optimizer.load_state_dict(optimizer.state_dict())."
+            )
+        if capturable:
+            impl = "capturable"
+        elif self._tr_compiled and self._tr_compiled_eligible(group):
+            impl = "compiled"
+        else:
+            impl = "torch"
+        plan = GroupPlan(group=group, key=key, impl=impl, decoupled=bool(group.get("decoupled_weight_decay")),
+                         release_eps=self._tr_release_eps and group["tr_mode"] == "reference" and not capturable)
+        if replacing:
+            self._tr_replanned(plan)
+        return plan
 
-    @_no_dynamo
+    _tr_release_eps = False  # TRAdam: reference mode hands the kernel the released TRAdam's eps
+
+    def _tr_compiled_eligible(self, group: dict) -> bool:  # pragma: no cover - both classes define it
+        return False
+
+    def _tr_replanned(self, plan: GroupPlan) -> None:
+        """A group's plan was remade while the optimizer has state (subclasses drop what the old plan cached)."""
+
+    # ------------------------------------------------------------------------- the step
+    @_compat.no_dynamo
     def step(self, closure: Callable[[], Any] | None = None):
         """One TRAlgo step (see the class docstring). ``closure`` as in torch.optim.
 
         Dynamo does not trace this method (a graph break in a compiled training step): the TR
         bookkeeping is Python control flow on counters, and the update itself runs torch's kernels.
         """
+        _compat.graph_capture_health_check(self)  # type: ignore[arg-type]
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        saved = []
         with torch.no_grad():
-            plans = [(_tr.plan_group_capturable(group, self.state, self._tr_defaults,  # type: ignore
-                                                where=self._tr_name) if group.get("capturable") else
-                      _tr.plan_group(group, self.state, self._tr_defaults, where=self._tr_name,  # type: ignore
-                                     copy_stale=False))  # the eager path copies them, a compiled loop writes them
-                     for group in self.param_groups]  # type: ignore[attr-defined]
-        compiled = [plan for plan in plans if self._tr_compiled and plan.params
-                    and self._tr_compiled_ready(plan.group, self.state, plan.params)]  # type: ignore
-        compiled_ids = {id(plan) for plan in compiled}
-        eager = [plan for plan in plans if id(plan) not in compiled_ids]
-        all_groups = self.param_groups  # type: ignore[has-type]
-        try:
-            with torch.no_grad():
-                for plan in eager:
-                    plan.copy_stale()
-                    group = plan.group
-                    saved.append((group, group["lr"], group["weight_decay"], group.get("fused"), group.get("eps")))
-                    self._tr_adjust_group(group, plan)
-                    if plan.c != 0.0 and plan.params:
-                        sign = 1.0 if group["maximize"] else -1.0
-                        _tr.foreach_add_(plan.grads, plan.anchors, alpha=sign * plan.c)
-                        if group.get("decoupled_weight_decay"):  # AdamW-style decay: the kernel's wd is not L2,
-                            _tr.foreach_add_(plan.grads, plan.params, alpha=-sign * plan.c)  # add c*w ourselves
-                        else:
-                            group["weight_decay"] = group["weight_decay"] + plan.c
-                    group["lr"] = plan.lr_eff
-                if compiled:
-                    for plan in compiled:
-                        self._tr_compiled_step(plan.group, self.state, plan)  # type: ignore
-                    self.param_groups = [plan.group for plan in eager]
-                    if any(plan.params for plan in eager):
-                        self._tr_base_step()
-            if not compiled:
-                self._tr_base_step()
-        finally:
-            self.param_groups = all_groups
-            for group, lr, wd, fused, eps in saved:
-                group["lr"] = lr
-                group["weight_decay"] = wd
-                group["fused"] = fused
-                if eps is not None:
-                    group["eps"] = eps
-        for plan in plans:
-            _tr.finish_group(plan, self.state)  # type: ignore[attr-defined]
+            work = [(plan, self._tr_begin(plan)) for plan in map(self._tr_plan, self.param_groups)]  # type: ignore
+            for plan, inner in work:
+                if inner.params:
+                    self._step_group(plan, inner)
+        state = self.state  # type: ignore[attr-defined]
+        for plan, inner in work:
+            _tr.finish_step(inner, state)
         return loss
+
+    def _tr_begin(self, plan: GroupPlan) -> _tr.InnerStep:
+        """This step's TR numbers and tensors for the group (no weight moves yet)."""
+        if plan.impl == "capturable":
+            return _tr.begin_step_capturable(plan.group, self.state, self._tr_defaults,  # type: ignore[attr-defined]
+                                             where=self._tr_name)
+        # stale anchors are copied by _step_group, or written by the compiled kernel inside its loop
+        return _tr.begin_step(plan.group, self.state, self._tr_defaults, where=self._tr_name,  # type: ignore
+                              copy_stale=False)
+
+    def _step_group(self, plan: GroupPlan, inner: _tr.InnerStep) -> None:  # pragma: no cover - both define it
+        raise NotImplementedError
+
+    def _tr_folded_weight_decay(self, plan: GroupPlan, inner: _tr.InnerStep) -> float:
+        """Make the anchors current and fold the proximal term in; the weight decay the kernel gets this step."""
+        inner.copy_stale()
+        extra = _tr.fold_proximal_(inner, decoupled=plan.decoupled)
+        wd = plan.group["weight_decay"]
+        return wd + extra if extra else wd
+
+    def _tr_kernel_grad_mode(self):
+        # torch.optim runs its kernels with grad enabled only for differentiable=True
+        return torch.enable_grad() if self.defaults.get("differentiable") else nullcontext()  # type: ignore
 
 
 class TRAdam(_TRMixin, Adam):
@@ -203,6 +277,7 @@ class TRAdam(_TRMixin, Adam):
     """
 
     _tr_name = "TRAdam"
+    _tr_release_eps = True
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, amsgrad: bool = False, *, tr_lambda: float = 0.1,
@@ -210,19 +285,51 @@ class TRAdam(_TRMixin, Adam):
                  foreach: bool | None = None, fused: bool | None = None, maximize: bool = False,
                  capturable: bool = False, differentiable: bool = False, compiled: bool = False):
         self._tr_setup(tr_lambda, tr_period, tr_inner_decay, tr_mode, compiled, capturable)
+        self._tr_host_steps = _reference.HostSteps()
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                          foreach=foreach, maximize=maximize, capturable=capturable,
                          differentiable=differentiable, fused=fused)
         self._tr_finish_init()
 
-    _tr_compiled_ready = staticmethod(_reference.not_reference(_compiled.adam_ready))
-    _tr_compiled_step = staticmethod(_compiled.adam_group_step)
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_tr_host_steps"] = self._tr_host_steps
+        return state
 
-    def _tr_adjust_group(self, group: dict, plan) -> None:
-        # the release's eps placement, on torch's own kernels; it needs the step count on the host, so a
-        # capturable group (no host reads) keeps torch's placement
-        if group["tr_mode"] == "reference" and not group.get("capturable"):
-            _reference.release_eps(group, self.state, plan.params, where=self._tr_name)
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if "_tr_host_steps" not in self.__dict__:
+            self._tr_host_steps = _reference.HostSteps()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        # reference mode's host copies of Adam's step counts, from the checkpoint (on the CPU, where it was loaded)
+        self._tr_host_steps.load(state_dict, self.param_groups)
+
+    def _tr_compiled_eligible(self, group: dict) -> bool:
+        return _compiled.adam_eligible(group)
+
+    def _tr_replanned(self, plan: GroupPlan) -> None:
+        self._tr_host_steps.forget(plan.group["params"])  # counts are re-read once from the state
+
+    def _tr_begin(self, plan: GroupPlan) -> _tr.InnerStep:
+        inner = super()._tr_begin(plan)
+        if plan.release_eps and inner.params:  # refused here, before any weight moves, if the steps differ
+            t = self._tr_host_steps.next_step(inner.params, self.state, where=self._tr_name)
+            inner.kernel_eps = (t, _reference.release_eps(plan.group["eps"], plan.group["betas"][1], t))
+        return inner
+
+    def _step_group(self, plan: GroupPlan, inner: _tr.InnerStep) -> None:
+        group = plan.group
+        if plan.impl == "compiled" and _compiled.adam_state_ready(group, self.state, inner.params):
+            _compiled.adam_group_step(group, self.state, inner)
+            return
+        wd = self._tr_folded_weight_decay(plan, inner)
+        eps = inner.kernel_eps[1] if inner.kernel_eps else group["eps"]
+        with self._tr_kernel_grad_mode():
+            _compat.adam_group_step(self, group, lr=inner.lr_eff, weight_decay=wd, eps=eps)
+        if inner.kernel_eps:
+            self._tr_host_steps.advance(inner.params, inner.kernel_eps[0])
 
 
 class TRSGD(_TRMixin, SGD):
@@ -247,11 +354,10 @@ class TRSGD(_TRMixin, SGD):
                          differentiable=differentiable, fused=fused)
         self._tr_finish_init()
 
-    _tr_compiled_ready = staticmethod(_compiled.sgd_ready)
-    _tr_compiled_step = staticmethod(_compiled.sgd_group_step)
+    def _tr_compiled_eligible(self, group: dict) -> bool:
+        return _compiled.sgd_eligible(group)
 
-    def _tr_choose_impl(self, group: dict) -> None:
-        super()._tr_choose_impl(group)
+    def _tr_check_group(self, group: dict) -> None:
         if group.get("capturable") and not group.get("fused"):
             raise ValueError(
                 "TRSGD: capturable=True runs torch's fused SGD kernel (the one that reads a tensor lr on the "
@@ -259,10 +365,18 @@ class TRSGD(_TRMixin, SGD):
                 "with fused SGD (CUDA, CPU)."
             )
 
-    def _tr_adjust_group(self, group: dict, plan) -> None:
-        # torch's fused SGD fails when some params of a group already have a momentum buffer and
-        # others (first grad this step) do not; take torch's non-fused path for that one step.
-        if group.get("fused") and group["momentum"] != 0:
-            has_buf = {self.state[p].get("momentum_buffer") is not None for p in plan.params}
+    def _step_group(self, plan: GroupPlan, inner: _tr.InnerStep) -> None:
+        group = plan.group
+        if plan.impl == "compiled" and _compiled.sgd_state_ready(group, self.state, inner.params):
+            _compiled.sgd_group_step(group, self.state, inner)
+            return
+        wd = self._tr_folded_weight_decay(plan, inner)
+        fused = group["fused"]
+        if fused and group["momentum"] != 0:
+            # torch's fused SGD fails when some params of a group already have a momentum buffer and others (first
+            # grad this step) do not: torch's non-fused path for that one step
+            has_buf = {self.state[p].get("momentum_buffer") is not None for p in inner.params}
             if len(has_buf) > 1:
-                group["fused"] = False
+                fused = False
+        with self._tr_kernel_grad_mode():
+            _compat.sgd_group_step(self, group, lr=inner.lr_eff, weight_decay=wd, fused=fused)

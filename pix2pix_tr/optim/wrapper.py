@@ -13,8 +13,7 @@ from typing import Any, Callable
 import torch
 from torch.optim import Optimizer
 
-from . import _tr
-from ._tr import no_dynamo as _no_dynamo
+from . import _compat, _tr
 
 __all__ = ["TrajectoryRegularized"]
 
@@ -37,8 +36,6 @@ class TrajectoryRegularized(Optimizer):
     """
 
     _tr_name = "TrajectoryRegularized"
-    # GradScaler must unscale the grads and skip step() itself (never pass it scaled grads).
-    _step_supports_amp_scaling = False
 
     def __init__(self, base_optimizer: Optimizer, tr_lambda: float = 0.1, tr_period: int = 10,
                  tr_inner_decay: bool = True, tr_mode: str = "paper"):
@@ -58,10 +55,15 @@ class TrajectoryRegularized(Optimizer):
                                                  where=self._tr_name)
         # Optimizer.__init__ sets up hooks and step patching; the group it is given is ignored (see
         # add_param_group) and param_groups/state are the base's (see the properties below).
-        super().__init__([{"params": []}], base_optimizer.defaults)
+        _compat.init_optimizer_shell(self, base_optimizer.defaults)
+        _compat.opt_out_of_amp_scaling(self)  # GradScaler unscales and skips itself: never pass it scaled grads
         self._tr_ready = True
         for group in base_optimizer.param_groups:
             _tr.init_group(group, self._tr_defaults, where=self._tr_name)
+
+    @property
+    def _tr_loader_name(self) -> str:
+        return f"TrajectoryRegularized({type(self.base_optimizer).__name__})"
 
     # The wrapper has no groups or state of its own: it reads and writes the base's.
     @property
@@ -96,6 +98,9 @@ class TrajectoryRegularized(Optimizer):
         return self.base_optimizer.state_dict()
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """The base's ``load_state_dict``; a state written by another kind of optimizer is refused
+        (:class:`OptimizerStateMismatch`, a ValueError)."""
+        _tr.check_state_kind(state_dict, self.base_optimizer.defaults, loader=self._tr_loader_name)
         self.base_optimizer.load_state_dict(state_dict)
         for group in self.base_optimizer.param_groups:
             _tr.init_group(group, self._tr_defaults, where=self._tr_name)
@@ -109,37 +114,39 @@ class TrajectoryRegularized(Optimizer):
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._tr_ready = False
-        Optimizer.__init__(self, [{"params": []}], self.base_optimizer.defaults)
+        _compat.init_optimizer_shell(self, self.base_optimizer.defaults)
+        _compat.opt_out_of_amp_scaling(self)
         self._tr_ready = True
 
     def __repr__(self) -> str:
         return f"TrajectoryRegularized({self.base_optimizer!r})"
 
-    @_no_dynamo
+    @_compat.no_dynamo
     def step(self, closure: Callable[[], Any] | None = None):
         """One TRAlgo step around ``base_optimizer.step()``. ``closure`` as in torch.optim."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        plans = []
+        # The base optimizer reads its lr from the group, so the inner lr is set there for its step and the
+        # scheduler's lr put back afterwards (even if the step raises).
+        steps = []
         saved = []
         try:
             with torch.no_grad():
                 for group in self.base_optimizer.param_groups:
-                    plan = _tr.plan_group(group, self.base_optimizer.state, self._tr_defaults,
-                                          where=self._tr_name)
-                    plans.append(plan)
+                    inner = _tr.begin_step(group, self.base_optimizer.state, self._tr_defaults, where=self._tr_name)
+                    steps.append(inner)
                     saved.append((group, group["lr"]))
-                    if plan.c != 0.0 and plan.params:
+                    if inner.c != 0.0 and inner.params:
                         sign = -1.0 if group.get("maximize", False) else 1.0
-                        _tr.add_prox_exact_(plan.grads, [p.detach() for p in plan.params], plan.anchors,
-                                            sign * plan.c)
-                    group["lr"] = plan.lr_eff
+                        _tr.add_prox_exact_(inner.grads, [p.detach() for p in inner.params], inner.anchors,
+                                            sign * inner.c)
+                    group["lr"] = inner.lr_eff
             self.base_optimizer.step()
         finally:
             for group, lr in saved:
                 group["lr"] = lr
-        for plan in plans:
-            _tr.finish_group(plan, self.base_optimizer.state)
+        for inner in steps:
+            _tr.finish_step(inner, self.base_optimizer.state)
         return loss

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
+from .._torch_compat import scheduler_lr_attributes
 from ..io import TMP_GLOB, NoSpaceError
 from .errors import TrainingError
 
@@ -122,7 +123,7 @@ def apply_overrides(overrides: Iterable[str], saved_options: Mapping[str, Any], 
                             value = group[key]
                             group[key] = value.mul_(ratio) if isinstance(value, torch.Tensor) else value * ratio
             for scheduler in schedulers:
-                for attr in ("base_lrs", "_last_lr"):
+                for attr in scheduler_lr_attributes():
                     if isinstance(getattr(scheduler, attr, None), list):
                         setattr(scheduler, attr, [v * ratio for v in getattr(scheduler, attr)])
                 if hasattr(scheduler, "min_lrs"):
