@@ -1,5 +1,7 @@
-"""Shared plumbing of the evaluator: errors, Cityscapes file discovery, image loading, devices, CLI exits and
-the installed commands."""
+"""Shared plumbing of the evaluator: errors, Cityscapes file discovery, image loading, devices and CLI exits.
+
+It imports no other evaluation module but :mod:`evaluation.labels`; each command's entry point lives in its own
+module (``evaluation.fcn_score:command``, ``evaluation.train_scorer:command``, ...)."""
 
 from __future__ import annotations
 
@@ -139,16 +141,3 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     """Run a CLI ``main``; an :class:`EvaluationError` becomes ``error: ...`` on stderr and exit status 2."""
     return _run_cli(main, argv, user_errors=EvaluationError)
 
-
-def fcn_score_command() -> int:
-    """The installed command ``pix2pix-tr-fcn-score`` (= ``python -m evaluation.fcn_score``)."""
-    from evaluation.fcn_score import main
-
-    return run_cli(main)
-
-
-def train_scorer_command() -> int:
-    """The installed command ``pix2pix-tr-train-scorer`` (= ``python -m evaluation.train_scorer``)."""
-    from evaluation.train_scorer import main
-
-    return run_cli(main)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from evaluation.common import EvaluationError, run_cli
-from evaluation.fcn_score import RESULTS_JSON
+from evaluation.reports import RESULTS_JSON
 from pix2pix_tr.io import atomic_write_text
 
 COLUMNS = (("per_pixel_acc", "Per-pixel acc."), ("per_class_acc", "Per-class acc."), ("class_iou", "Class IOU"))
@@ -46,8 +46,16 @@ def load_results(out_dir: str | Path) -> dict:
     return results
 
 
-def _cell(x) -> str:
-    return "" if x is None else f"{x:.3f}"
+def _cell(x, fmt: str = "{:.3f}") -> str:
+    return "" if x is None else fmt.format(x)
+
+
+#: Figures shown only when some row has them: ``(key that decides, ((title, key, format), ...))``. A new scorer's
+#: figure (another mIoU, FID) is one more entry here.
+OPTIONAL_COLUMNS = (
+    ("miou", (("mIoU (DRN)", "miou", "{:.2f}"),)),  # DRN-D-105 rows (GAN Compression's mIoU)
+    ("psnr_mean", (("PSNR (dB)", "psnr_mean", "{:.2f}"), ("SSIM", "ssim_mean", "{:.3f}"))),
+)
 
 
 def compare_table(out_dirs: Sequence[str | Path], labels: Sequence[str] | None = None) -> tuple[str, list[str]]:
@@ -58,24 +66,17 @@ def compare_table(out_dirs: Sequence[str | Path], labels: Sequence[str] | None =
         raise EvaluationError(f"--labels has {len(labels)} names for {len(out_dirs)} folders; give one per folder")
     runs = [load_results(d) for d in out_dirs]
     names = list(labels) if labels is not None else [r.get("label") or Path(d).name for r, d in zip(runs, out_dirs)]
-    with_psnr = any(r.get("psnr_mean") is not None for r in runs)
-    with_miou = any(r.get("miou") is not None for r in runs)  # DRN-D-105 rows (GAN Compression's mIoU)
-    header = (["Method"] + [title for _, title in COLUMNS] + (["mIoU (DRN)"] if with_miou else [])
-              + (["PSNR (dB)", "SSIM"] if with_psnr else []))
+    extra = [col for key, cols in OPTIONAL_COLUMNS if any(r.get(key) is not None for r in runs) for col in cols]
+    header = ["Method"] + [title for _, title in COLUMNS] + [title for title, _, _ in extra]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, r in zip(names, runs):
         cells = [name] + [_cell(r["scores"].get(key)) for key, _ in COLUMNS]
-        if with_miou:
-            cells.append("" if r.get("miou") is None else f"{r['miou']:.2f}")
-        if with_psnr:
-            psnr = r.get("psnr_mean")
-            cells += ["" if psnr is None else f"{psnr:.2f}", _cell(r.get("ssim_mean"))]
+        cells += [_cell(r.get(key), fmt) for _, key, fmt in extra]
         lines.append("| " + " | ".join(cells) + " |")
     base = runs[0].get("majority_baseline")
     if base:
         cells = [f"(majority class: {base['class_name']})"] + [_cell(base.get(k)) for k, _ in COLUMNS]
-        cells += [""] if with_miou else []
-        cells += ["", ""] if with_psnr else []
+        cells += [""] * len(extra)
         lines.append("| " + " | ".join(cells) + " |")
 
     return "\n".join(lines) + "\n", comparability_warnings(runs, names)
@@ -120,5 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def command() -> int:
+    """``python -m evaluation.compare_runs``: :func:`main` with our exits (one sentence and status 2 on bad input)."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    raise SystemExit(command())

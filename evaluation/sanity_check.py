@@ -26,7 +26,8 @@ from PIL import Image, ImageFilter
 
 from evaluation.common import list_label_frames, load_rgb, photo_path, require_cityscapes_split, resolve_device, run_cli
 from evaluation.compare_runs import compare_table
-from evaluation.fcn_score import PROTOCOLS, fcn_score
+from evaluation.fcn_score import fcn_score
+from evaluation.protocols import PROTOCOLS
 from evaluation.scorer import load_scorer
 from pix2pix_tr.io import atomic_save_image, atomic_write_text
 
@@ -96,5 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def command() -> int:
+    """``python -m evaluation.sanity_check``: :func:`main` with our exits (one sentence and status 2 on bad input)."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    raise SystemExit(command())

@@ -339,5 +339,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def command() -> int:
+    """The installed command ``pix2pix-tr-train-scorer`` (= ``python -m evaluation.train_scorer``)."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    raise SystemExit(command())

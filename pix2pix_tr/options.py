@@ -21,14 +21,14 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from .cli import (device_problem, int_or_inf, json_clean, non_negative_float, non_negative_int, positive_float,
                   positive_int)
 from .data.aligned import DIRECTIONS, PREPROCESS_MODES
 from .models.losses import GAN_MODES
 from .models.networks import DISCRIMINATORS, GENERATORS, INIT_TYPES, NORMS, required_multiple
-from .optim._tr import TR_MODES
+from .optim import TR_MODES
 
 OPTIMIZERS = ("tradam", "adam", "trsgd", "sgd")
 LR_POLICIES = ("linear", "step", "cosine", "plateau")
@@ -182,7 +182,9 @@ def test_parser() -> argparse.ArgumentParser:
 
 
 def check_train_options(opt: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """Check combinations argparse cannot; ``parser.error`` (exit 2) with one sentence on failure."""
+    """Check combinations argparse cannot; ``parser.error`` (exit 2) with one sentence on failure. What only
+    training decides (``--override``, ``--tensorboard``'s package) is checked by
+    :meth:`pix2pix_tr.training.TrainConfig.from_options`; train.py reports it the same way."""
     if opt.preprocess in ("resize_and_crop", "scale_width_and_crop") and opt.crop_size > opt.load_size:
         parser.error(f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}: "
                      f"crops are cut from the resized image, so use --crop_size <= --load_size")
@@ -201,19 +203,9 @@ def check_train_options(opt: argparse.Namespace, parser: argparse.ArgumentParser
     problem = device_problem(opt.device, check_available=False)  # whether CUDA is there is checked at run time
     if problem is not None:
         parser.error(problem)
-    if opt.tensorboard:
-        from .training.tensorboard import tensorboard_problem
-
-        if tensorboard_problem() is not None:
-            parser.error(tensorboard_problem())
     if opt.name in ("", ".", "..") or "/" in opt.name or "\\" in opt.name:
         parser.error(f"--name {opt.name!r} must be a plain folder name (no slashes)")
-    from .training.guards import check_override_flags
-
     opt.override = sorted(set(opt.override))
-    problem = check_override_flags(opt.override, opt.continue_train)
-    if problem:
-        parser.error(problem)
     return opt
 
 
@@ -238,22 +230,26 @@ def train_defaults() -> dict[str, Any]:
     return {a.dest: a.default for a in parser._actions if a.dest not in ("help", "dataroot")}
 
 
-def non_default_options(opt: argparse.Namespace) -> dict[str, Any]:
+def _as_dict(opt: argparse.Namespace | Mapping[str, Any]) -> dict[str, Any]:
+    return dict(opt) if isinstance(opt, Mapping) else vars(opt)
+
+
+def non_default_options(opt: argparse.Namespace | Mapping[str, Any]) -> dict[str, Any]:
     """The options whose value differs from the default (plus --dataroot): the run's "effective config"."""
     defaults = train_defaults()
-    return {k: v for k, v in vars(opt).items() if k == "dataroot" or k not in defaults or defaults[k] != v}
+    return {k: v for k, v in _as_dict(opt).items() if k == "dataroot" or k not in defaults or defaults[k] != v}
 
 
-def options_to_json_dict(opt: argparse.Namespace) -> dict[str, Any]:
-    """All options as JSON-safe values (``inf`` becomes the string "inf")."""
-    return json_clean(vars(opt))
+def options_to_json_dict(opt: argparse.Namespace | Mapping[str, Any]) -> dict[str, Any]:
+    """All options (a Namespace or a dict of them) as JSON-safe values (``inf`` becomes the string "inf")."""
+    return json_clean(_as_dict(opt))
 
 
-def format_options(opt: argparse.Namespace) -> str:
+def format_options(opt: argparse.Namespace | Mapping[str, Any]) -> str:
     """pix2pix's human-readable table: one ``name: value [default: d]`` line per option."""
     defaults = train_defaults()
     lines = ["----------------- Options ---------------"]
-    for k, v in sorted(vars(opt).items()):
+    for k, v in sorted(_as_dict(opt).items()):
         note = f"\t[default: {defaults[k]}]" if k in defaults and defaults[k] != v else ""
         lines.append(f"{k:>25}: {v!s:<30}{note}")
     lines.append("----------------- End -------------------")

@@ -53,3 +53,69 @@ def test_importing_the_metrics_loads_neither_torch_nor_opencv():
             "print(sorted(m for m in ('torch', 'cv2', 'torchvision') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------------------------- import layering
+#: What evaluation/ may use from pix2pix_tr: file, label, CLI and path helpers; never models/, training/, data/...
+ALLOWED_FROM_PIX2PIX_TR = {"pix2pix_tr.io", "pix2pix_tr.cityscapes_labels", "pix2pix_tr.cli", "pix2pix_tr.paths",
+                           "pix2pix_tr.safe_load", "pix2pix_tr.results_folder"}
+
+
+def _imports_of(path):
+    """Every module a file imports, at module level or inside functions (absolute names)."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _evaluation_graph():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "evaluation"
+    modules = {f"evaluation.{p.stem}": p for p in root.glob("*.py") if p.stem != "__init__"}
+    return {name: {m for m in _imports_of(path) if m in modules} for name, path in modules.items()}, modules
+
+
+def test_evaluation_imports_point_one_way():
+    """No import cycle inside evaluation/ (functions' lazy imports included), common.py imports only the labels,
+    and nothing from pix2pix_tr but the helpers listed above (DESIGN.md: evaluation depends on nothing else)."""
+    graph, modules = _evaluation_graph()
+    assert graph["evaluation.common"] <= {"evaluation.labels"}
+    state: dict[str, int] = {}
+
+    def visit(name, stack):
+        state[name] = 1
+        for dep in sorted(graph[name]):
+            assert state.get(dep) != 1, f"import cycle: {' -> '.join(stack + [name, dep])}"
+            if dep not in state:
+                visit(dep, stack + [name])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
+    for name, path in modules.items():
+        used = {m for m in _imports_of(path) if m.split(".")[0] == "pix2pix_tr"}
+        bad = {m for m in used if not any(m == a or m.startswith(a + ".") for a in ALLOWED_FROM_PIX2PIX_TR)}
+        assert not bad, f"{name} imports {sorted(bad)} from pix2pix_tr"
+
+
+def test_each_command_has_its_own_entry_point():
+    """pyproject's console scripts point at the command's own module, and ``python -m`` reaches the same code."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    scripts = dict(re.findall(r'^(pix2pix-tr-[\w-]+) = "([\w.:]+)"$', text, re.M))
+    assert scripts["pix2pix-tr-fcn-score"] == "evaluation.fcn_score:command"
+    assert scripts["pix2pix-tr-train-scorer"] == "evaluation.train_scorer:command"
+    for module in ("fcn_score", "train_scorer", "sanity_check", "compare_runs"):
+        proc = subprocess.run([sys.executable, "-m", f"evaluation.{module}", "--help"], capture_output=True, text=True)
+        assert proc.returncode == 0 and f"python -m evaluation.{module}" in proc.stdout, module

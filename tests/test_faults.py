@@ -111,6 +111,54 @@ def test_a_lock_left_by_a_killed_process_is_not_stale(ab_root, tmp_path):
     assert result.status == "finished"
 
 
+def test_cleanup_of_a_failed_run_never_hides_its_error(ab_root, tmp_path, monkeypatch):
+    """A run that fails its checks removes the folder it created; when a second process takes the folder in
+    between (here: its lock file appears before the rmdir), the rmdir fails and the first error must still be
+    the one reported."""
+    from pix2pix_tr.options import parse_train
+    from pix2pix_tr.training import TrainingError, train
+
+    real_rmdir = Path.rmdir
+    racer = []
+
+    def rmdir_after_a_second_process_locked(path):
+        racer.append(RunLock(path).acquire())  # the second process creates and locks a new .lock
+        return real_rmdir(path)
+
+    monkeypatch.setattr(Path, "rmdir", rmdir_after_a_second_process_locked)
+    with pytest.raises(TrainingError, match="does not exist"):  # not OSError(ENOTEMPTY) from the cleanup
+        train(parse_train(tiny_args(tmp_path / "nowhere", tmp_path, "race")))
+    assert racer, "the cleanup did not run"
+    # the second process holds a real lock on the file at the path: a third one is refused
+    with pytest.raises(Exception, match="is being written by another training process"):
+        RunLock(tmp_path / "race").acquire()
+    racer[0].release()
+
+
+def test_a_lock_taken_on_a_file_its_holder_deleted_is_dropped_and_retaken(tmp_path, monkeypatch):
+    """Between our open() and flock() the previous holder removes the lock file (a failed run cleaning up): the
+    lock we then get guards nothing, so acquire() must start over on the file now at the path."""
+    import pix2pix_tr.training.lock as lock_module
+
+    run_dir = tmp_path / "r"
+    real_flock = lock_module.fcntl.flock
+    calls = {"n": 0}
+
+    def flock_after_the_file_was_removed(fd, op):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            (run_dir / ".lock").unlink()
+        return real_flock(fd, op)
+
+    monkeypatch.setattr(lock_module.fcntl, "flock", flock_after_the_file_was_removed)
+    lock = RunLock(run_dir).acquire()
+    try:
+        assert calls["n"] == 2
+        assert os.path.samestat(os.fstat(lock._fd), os.stat(run_dir / ".lock"))
+    finally:
+        lock.release()
+
+
 # ---------------------------------------------------------------------------------------------------- 3-4. divergence
 def test_huge_lr_is_stopped_and_the_advised_command_works(ab_root, tmp_path, capsys):
     args = tiny_args(ab_root, tmp_path, "huge", "--lr", "1e10")

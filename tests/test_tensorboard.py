@@ -34,8 +34,10 @@ def test_tensorboard_missing_is_one_sentence(monkeypatch, capsys):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    from pix2pix_tr.training.cli import parse  # training checks its own options (the option layer cannot)
+
     with pytest.raises(SystemExit) as info:
-        parse_train(["--dataroot", "x", "--tensorboard"])
+        parse(["--dataroot", "x", "--tensorboard"])
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.endswith("--tensorboard needs the tensorboard package, which is not installed: "

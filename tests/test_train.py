@@ -288,3 +288,69 @@ def test_tr_restart_each_epoch_starts_a_cycle_at_every_epoch(ab_root, tmp_path):
     assert final_counter("restart", "--tr_restart_each_epoch") == {10}
     with pytest.raises(Exception, match="--tr_restart_each_epoch"):  # resume must keep the schedule
         run(ab_root, tmp_path, "restart", "--tr_period", "3", "--continue_train", "--n_epochs", "2")
+
+
+def test_resuming_a_run_already_at_max_iters_trains_nothing(ab_root, tmp_path, capsys):
+    first = run(ab_root, tmp_path, "m", "--max_iters", "3")
+    assert first.status == "stopped" and first.total_iters == 3
+    files = {p.name: p.read_bytes() for p in (tmp_path / "m").glob("*.pth")}
+    log = (tmp_path / "m/loss_log.csv").read_text()
+    capsys.readouterr()
+    again = run(ab_root, tmp_path, "m", "--max_iters", "3", "--continue_train")
+    assert again.status == "stopped" and again.total_iters == 3  # the limit is checked before a step
+    assert "is already at --max_iters 3" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in (tmp_path / "m").glob("*.pth")} == files  # nothing trained or saved
+    assert (tmp_path / "m/loss_log.csv").read_text() == log
+    assert state_equal(again.G.state_dict(), first.G.state_dict())
+
+
+#: The keys of training_state.pth as the release before the TrainState refactor wrote them (its
+#: ``current_position_state`` plus ``format``): the file format, which older runs on disk have.
+PREVIOUS_RELEASE_STATE_KEYS = ("epoch", "epoch_iter", "total_iters", "G", "D", "opt_G", "opt_D", "sched_G",
+                               "sched_D", "scaler_G", "scaler_D", "meter", "rng", "options", "world_size",
+                               "batch_size", "data", "overrides", "format")
+
+
+def test_a_state_written_by_the_previous_release_resumes_exactly(reference_run, ab_root, tmp_path):
+    _, ref = reference_run
+    run(ab_root, tmp_path, "old", "--max_iters", "3")
+    path = tmp_path / "old/training_state.pth"
+    state = torch.load(path, weights_only=True)
+    assert tuple(state) == PREVIOUS_RELEASE_STATE_KEYS  # same names, same order
+    assert set(state["meter"]) == {"window", "window_n", "epoch_G", "epoch_n"}
+    assert isinstance(state["meter"]["epoch_G"], float) and set(state["rng"]) == {"torch"}
+    # rewrite it key by key as the previous release's code built it, then resume
+    torch.save({key: state[key] for key in PREVIOUS_RELEASE_STATE_KEYS}, path)
+    resumed = run(ab_root, tmp_path, "old", "--continue_train")
+    assert resumed.total_iters == 8
+    assert state_equal(resumed.G.state_dict(), ref.G.state_dict())
+    assert state_equal(resumed.D.state_dict(), ref.D.state_dict())
+
+
+def test_the_option_layer_imports_nothing_of_training_and_training_nothing_of_inference():
+    """Dependencies point one way: options.py is shared by every entry point, so it must not pull in the loop;
+    train.py matches pretrained weights through pix2pix_tr.models.checkpoint, not test.py's package."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pix2pix_tr.options; a = sorted(m for m in sys.modules if m.startswith('pix2pix_tr.training')); "
+            "import pix2pix_tr.training.cli, pix2pix_tr.training.loop; "
+            "b = sorted(m for m in sys.modules if m.startswith('pix2pix_tr.inference')); print(a, b)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}).stdout.strip()
+    assert out == "[] []"
+
+
+def test_training_checks_its_own_options_with_the_flag_named(capsys):
+    from pix2pix_tr.training import TrainConfig, TrainingError
+    from pix2pix_tr.training.cli import parse
+
+    opt = parse_train(["--dataroot", "x", "--override", "lr"])  # the option layer does not judge --override
+    with pytest.raises(TrainingError, match="--override only applies with --continue_train"):
+        TrainConfig.from_options(opt)
+    with pytest.raises(SystemExit) as info:  # train.py: argparse's usage line and exit status 2
+        parse(["--dataroot", "x", "--continue_train", "--override", "ngf"])
+    assert info.value.code == 2 and "--override ngf is not an option that can change on resume" in \
+        capsys.readouterr().err
+    cfg = parse(["--dataroot", "x", "--continue_train", "--override", "lr", "lr"])
+    assert cfg.override == ("lr",) and cfg.options["override"] == ["lr"] and cfg.run_dir.name == "experiment_name"

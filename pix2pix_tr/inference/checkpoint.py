@@ -11,8 +11,9 @@ Where the network options come from, in order (:func:`network_options`):
    then ``--direction`` must be given, because a silent default would synthesize the wrong way round.
 
 Flags given on the command line always win over the file. When the checkpoint's keys or shapes disagree with
-the options, :func:`diagnose_mismatch` reads the architecture off the state dict itself (the first and last
-convolutions, the U-Net depth, the ResNet blocks, batch-norm statistics) and names the flags to change.
+the options, :func:`diagnose_mismatch` (:mod:`pix2pix_tr.models.checkpoint`, shared with train.py) reads the
+architecture off the state dict itself (the first and last convolutions, the U-Net depth, the ResNet blocks,
+batch-norm statistics) and names the flags to change.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from pix2pix_tr.safe_load import UnloadableCheckpointError, check_finite_state, load_weights_only
+# Checkpoint matching lives in pix2pix_tr.models.checkpoint (train.py uses it too); re-exported here under the
+# names this module always had.
+from pix2pix_tr.models.checkpoint import CheckpointError, diagnose_mismatch, generator_options
+from pix2pix_tr.models.checkpoint import load_state_dict as _load_state_dict
+from pix2pix_tr.models.checkpoint import state_fits as _fits
+from pix2pix_tr.models.checkpoint import state_shapes as _shapes
 
 __all__ = ["InferenceError", "CheckpointMismatchError", "generator_options", "checkpoint_path", "load_state_dict",
            "build_generator", "diagnose_mismatch", "read_options_txt", "network_options"]
@@ -47,21 +53,6 @@ class CheckpointMismatchError(InferenceError):
 
 
 # ------------------------------------------------------------------------------------------------ options
-def generator_options(opt: argparse.Namespace | Mapping[str, Any]) -> dict[str, Any]:
-    """The :func:`pix2pix_tr.models.define_G` arguments that decide the weights' keys and shapes."""
-    get = opt.get if isinstance(opt, Mapping) else (lambda k, d=None: getattr(opt, k, d))
-    norm = get("norm", "batch")
-    return {
-        "netG": get("netG", "unet_256"),
-        "input_nc": int(get("input_nc", 3)),
-        "output_nc": int(get("output_nc", 3)),
-        "ngf": int(get("ngf", 64)),
-        # SyncBatchNorm has the same parameters as BatchNorm; a single test process needs plain BatchNorm
-        "norm": "batch" if norm == "syncbatch" else norm,
-        "use_dropout": not bool(get("no_dropout", False)),
-    }
-
-
 def _txt_value(text: str) -> Any:
     text = text.strip()
     if text in ("True", "False"):
@@ -137,113 +128,11 @@ def checkpoint_path(checkpoint_dir: str | os.PathLike, epoch: str | int) -> Path
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load a plain generator state_dict with ``weights_only=True``, stripping DDP/compile prefixes."""
+    """:func:`pix2pix_tr.models.checkpoint.load_state_dict`, with its error as an InferenceError."""
     try:
-        state = load_weights_only(path, advice="test.py needs the plain netG.state_dict() that train.py saves as "
-                                               "{epoch}_net_G.pth")
-    except UnloadableCheckpointError as exc:
+        return _load_state_dict(path)
+    except CheckpointError as exc:
         raise InferenceError(str(exc)) from exc
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InferenceError(f"{path} is not a generator state_dict (a dict of tensors); test.py needs the "
-                             f"{{epoch}}_net_G.pth files train.py saves, not training_state.pth")
-    out = {}
-    for key, value in state.items():
-        for prefix in ("module.", "_orig_mod."):
-            while key.startswith(prefix):
-                key = key[len(prefix):]
-        out[key] = value
-    check_finite_state(out, path)  # a diverged run's weights would give blank images with exit status 0
-    return out
-
-
-def _shapes(module_or_state) -> dict[str, tuple[int, ...]]:
-    items = module_or_state.state_dict().items() if isinstance(module_or_state, nn.Module) else module_or_state.items()
-    return {k: tuple(v.shape) for k, v in items}
-
-
-def _fits(state_shapes: Mapping[str, tuple], net_shapes: Mapping[str, tuple]) -> bool:
-    """Keys and shapes agree. A BatchNorm ``num_batches_tracked`` counter may be missing from the checkpoint
-    (PyTorch < 0.4.1 saved none; many published pix2pix models lack it): ``load_state_dict(strict=True)`` then
-    fills it in itself."""
-    wanted = {k: v for k, v in net_shapes.items()
-              if k in state_shapes or not k.endswith(".num_batches_tracked")}
-    return dict(state_shapes) == wanted
-
-
-def _read_architecture(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:
-    """What a generator state dict says about its options, read off its keys and shapes (nothing is built).
-
-    Keys as :mod:`pix2pix_tr.models.networks` (and the official pix2pix) name them: a U-Net nests
-    ``model.model.1.model...`` once per level (6, 7, 8 levels = unet_64/128/256); a ResNet generator has
-    ``model.N.conv_block...`` per block, whose second convolution moves from index 5 to 6 with dropout."""
-    convs = [(k, s) for k, s in shapes.items() if len(s) == 4 and k.endswith(".weight")]
-    if not convs:
-        return {}
-    found: dict[str, Any] = {}
-    first_key, first = convs[0]
-    last = convs[-1][1]
-    found["ngf"], found["input_nc"] = first[0], first[1]
-    blocks = {m.group(1) for k in shapes for m in [re.match(r"^model\.(\d+)\.conv_block\.", k)] if m}
-    if blocks:
-        found["netG"] = f"resnet_{len(blocks)}blocks"
-        found["output_nc"] = last[0]
-        second = {m.group(1) for k, _ in convs for m in [re.search(r"\.conv_block\.(\d+)\.weight$", k)] if m}
-        if second & {"5", "6"}:
-            found["use_dropout"] = "6" in second
-    elif first_key.startswith("model.model."):
-        levels = max(k.split(".").count("model") for k in shapes) - 1
-        found["netG"] = f"unet_{2 ** levels}"
-        found["output_nc"] = last[1]  # the outermost ConvTranspose2d: (in, out, k, k)
-    found["norm"] = "batch" if any(k.endswith(".running_mean") for k in shapes) else "instance"
-    return found
-
-
-def _flag(key: str, value: Any) -> str:
-    if key == "use_dropout":
-        return "--no_dropout" if not value else "(dropout on)"
-    return f"--{key} {value}"
-
-
-def diagnose_mismatch(state: Mapping[str, torch.Tensor], gen: Mapping[str, Any], *, source: str = "",
-                      tool: str = "test.py") -> str:
-    """Explain why ``state`` does not fit ``define_G(**gen)``: which options to change, else which keys differ.
-
-    The checkpoint's options are read off its own keys and shapes (:func:`_read_architecture`) and compared
-    with ``gen`` option by option; ``source`` names where ``gen`` came from (for the dropout advice), ``tool``
-    the command the flags are for."""
-    from pix2pix_tr.models import define_G
-
-    ckpt = _shapes(state)
-    try:
-        with torch.device("meta"):
-            net = _shapes(define_G(**gen))
-    except Exception:  # noqa: BLE001 - an options set that cannot be built has no shapes to compare
-        net = {}
-    found = _read_architecture(ckpt)
-    diff = {k: found[k] for k in ("netG", "ngf", "norm", "input_nc", "output_nc", "use_dropout")
-            if k in found and gen[k] != found[k] and not (k == "norm" and (gen[k], found[k]) == ("none", "instance"))}
-    built = ", ".join(_flag(k, gen[k]) for k in ("netG", "ngf", "norm", "input_nc", "output_nc"))
-    missing = [k for k in net if k not in ckpt and not k.endswith(".num_batches_tracked")]
-    unexpected = [k for k in ckpt if k not in net]
-    wrong = [f"{k} {ckpt[k]} vs {net[k]}" for k in net if k in ckpt and ckpt[k] != net[k]]
-    detail = "; ".join(
-        f"{label}: {len(items)} (e.g. {', '.join(items[:2])})"
-        for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong))
-        if items)
-    if diff:
-        changes = ", ".join(f"{k} {gen[k]} -> {v}" for k, v in diff.items())
-        flags = " ".join(_flag(k, v) for k, v in diff.items() if k != "use_dropout" or not v)
-        todo = [f"pass {flags} to {tool}"] if flags else []
-        if diff.get("use_dropout") and tool == "test.py":
-            todo.append(f'set "no_dropout": false in {source or "train_opt.json"} (the checkpoint has dropout)')
-        elif diff.get("use_dropout"):
-            todo.append("drop --no_dropout (the checkpoint has dropout)")
-        note = " (the checkpoint has no batch-norm statistics: --norm instance or none)" \
-            if diff.get("norm") == "instance" else ""
-        return (f"the checkpoint was trained with different generator options ({changes}){note}; "
-                f"{' and '.join(todo)}; built {built}; {detail}")
-    return (f"the checkpoint does not fit the generator built with {built}, and its keys and shapes do not say "
-            f"which option differs; check --name/--epoch ({detail})")
 
 
 def build_generator(gen: Mapping[str, Any], state: Mapping[str, torch.Tensor], *,

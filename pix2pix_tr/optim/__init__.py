@@ -5,7 +5,8 @@ torch.optim optimizer. This package imports nothing else from pix2pix_tr: lift i
 See docs/optimizers.md.
 """
 
+from ._tr import TR_MODES
 from .tradam import TRAdam, TRSGD
 from .wrapper import TrajectoryRegularized
 
-__all__ = ["TRAdam", "TRSGD", "TrajectoryRegularized"]
+__all__ = ["TRAdam", "TRSGD", "TrajectoryRegularized", "TR_MODES"]

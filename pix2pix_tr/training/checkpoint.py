@@ -12,6 +12,8 @@
 Every file is written to a temporary name and renamed (:mod:`pix2pix_tr.io`), the networks first and the
 training state last (at an epoch end: the epoch's files, then ``latest_*``, then the state), so an interruption
 at any moment leaves a consistent set: at worst the previous state, from which a resume redoes what followed.
+:class:`Checkpointer` is the one writer of these files in a run: it keeps that order, checks that the networks
+are finite before anything is written, and knows what was saved last (for the advice after a divergence).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 
 from ..io import atomic_torch_save
 from ..safe_load import UnloadableCheckpointError, load_weights_only
-from .errors import TrainingError
+from .errors import NoSpaceLeft, TrainingDiverged, TrainingError
 
 STATE_FILE = "training_state.pth"
 FORMAT_VERSION = 1
@@ -98,3 +100,89 @@ def check_resume_options(saved: dict[str, Any], current: dict[str, Any], run_dir
             raise TrainingError(
                 f"--continue_train: --{key} is {current[key]!r} but the run in {run_dir} was trained with "
                 f"{saved[key]!r}; pass the original run's options (see {Path(run_dir) / 'train_opt.txt'}){hint}")
+
+
+class Checkpointer:
+    """The checkpoints of one run folder, in commit order.
+
+    * :meth:`check` -- the networks' weights and buffers are finite (else :class:`TrainingDiverged`, nothing
+      written); run before every save, and by the loop every ``--print_freq`` iterations;
+    * :meth:`save_epoch` -- an epoch's own files ``{epoch}_net_G/D.pth`` (at an epoch end, before anything else);
+    * :meth:`save_latest` -- ``latest_net_G/D.pth``, then ``training_state.pth`` last: writing the state commits
+      the save, so a kill at any moment leaves a state whose files all exist.
+
+    Only the main process (``is_main``) writes; every process checks. ``last_saved`` is the ``total_iters`` of the
+    last committed state of this run (None before the first), which the advice after a divergence names.
+    """
+
+    def __init__(self, run_dir: Path, *, is_main: bool, lr: float, last_saved: int | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.is_main = is_main
+        self.lr = lr
+        self.last_saved = last_saved
+        self._checked_at: int | None = None  # total_iters of the last passed check (weights change only in a step)
+
+    def check(self, state) -> None:
+        """TrainingDiverged when a weight or buffer of G or D holds NaN/inf, naming where and what is kept."""
+        from .guards import check_finite_networks
+
+        if self._checked_at == state.total_iters:
+            return
+        check_finite_networks({"G": state.G, "D": state.D},
+                              f"by epoch {state.epoch}, iteration {state.epoch_iter} of the epoch "
+                              f"({state.total_iters} in total)", self.advice())
+        self._checked_at = state.total_iters
+
+    def save_epoch(self, state, epoch: int) -> None:
+        """``{epoch}_net_G.pth`` and ``{epoch}_net_D.pth`` (checked first)."""
+        self.check(state)
+        if self.is_main:
+            save_networks(self.run_dir, epoch, state.G, state.D)
+
+    def save_latest(self, state) -> None:
+        """``latest_net_*.pth``, then the training state (checked first)."""
+        self.check(state)
+        if self.is_main:
+            save_networks(self.run_dir, "latest", state.G, state.D)
+            save_training_state(self.run_dir, state.state_dict())  # last: it commits the save
+        self.last_saved = state.total_iters
+
+    @property
+    def resumable(self) -> bool:
+        return (self.run_dir / STATE_FILE).is_file()
+
+    def advice(self) -> str:
+        """What is on disk after a divergence and the command that goes on from there (each one tested)."""
+        lower = f"{self.lr / 10:g}"
+        if self.last_saved is None and not self.resumable:
+            return (f"no checkpoint had been saved yet: run the same command again with a lower learning rate, "
+                    f"e.g. --lr {lower} (or --amp none/bf16 instead of fp16, or check the data)")
+        after = f", saved after {self.last_saved} iterations," if self.last_saved is not None else ""
+        return (f"the last good checkpoint{after} is kept in {self.run_dir}: resume it with a lower learning rate by "
+                f"adding --continue_train --override lr --lr {lower} to the same command (or --amp none/bf16 "
+                f"instead of fp16, or check the data)")
+
+    def diverged(self, exc: BaseException, state) -> TrainingDiverged:
+        """The error for a NaN/inf loss in the iteration after ``state``'s position, raised before its update."""
+        where = (f"at epoch {state.epoch}, iteration {state.epoch_iter + 1} of the epoch ({state.total_iters + 1} "
+                 f"in total)")
+        return TrainingDiverged(f"{exc} {where}, so training stopped before that update; {self.advice()}")
+
+    def data_error(self, exc: BaseException) -> TrainingError:
+        """A training file that went bad during the run: what is kept and what to do."""
+        if self.resumable:
+            then = (f"the last saved state in {self.run_dir} is kept; fix the file and resume with the same command "
+                    f"plus --continue_train")
+        else:
+            then = "nothing had been saved yet; fix the file and run the same command again"
+        return TrainingError(f"{exc} ({then})")
+
+    def no_space(self, exc: BaseException, state=None) -> NoSpaceLeft:
+        """A full disk: the folder and (with ``state``) about how much a checkpoint needs."""
+        from .guards import no_space_message, tensor_bytes
+
+        needed = None
+        if state is not None:
+            needed = 3 * tensor_bytes([state.G.state_dict(), state.D.state_dict()]) + tensor_bytes(
+                [state.opt_G.state_dict(), state.opt_D.state_dict()])
+        return NoSpaceLeft(no_space_message(exc, self.run_dir, needed, resumable=self.resumable))

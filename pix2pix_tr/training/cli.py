@@ -12,18 +12,30 @@ import sys
 from typing import Sequence
 
 from ..cli import run_cli
-from ..options import parse_train
+from ..options import check_train_options, train_parser
+from .config import ConfigError, TrainConfig
 from .errors import NoSpaceLeft, TrainingDiverged, TrainingError
 
 EXIT_OK, EXIT_DIVERGED, EXIT_BAD_INPUT, EXIT_NO_SPACE, EXIT_ABORTED = 0, 1, 2, 3, 130
 
 
+def parse(argv: Sequence[str] | None = None) -> TrainConfig:
+    """train.py's arguments (``sys.argv[1:]`` when None) as a checked :class:`TrainConfig`. A bad flag, or a
+    combination training cannot run with, exits 2 with argparse's usage line and one sentence naming the flag."""
+    parser = train_parser()
+    opt = check_train_options(parser.parse_args(argv), parser)
+    try:
+        return TrainConfig.from_options(opt)
+    except ConfigError as exc:
+        parser.error(str(exc))
+
+
 def _train(argv: Sequence[str] | None) -> int:
-    opt = parse_train(argv)  # argparse errors exit 2 with a usage line
+    cfg = parse(argv)
     from .loop import train
 
     try:
-        train(opt)
+        train(cfg)
     except NoSpaceLeft as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return EXIT_NO_SPACE

@@ -4,7 +4,8 @@
 * :func:`data_fingerprint` / :func:`check_resume_data`: the training state records the data set's size and a
   fingerprint (relative file names and sizes); a resume on other data is refused unless ``--override dataroot``.
 * :data:`OVERRIDABLE` / :func:`apply_overrides`: ``--continue_train --override lr --lr X`` changes the learning
-  rate of a saved run (optimisers, schedules and the TR reference lr rescaled by the same factor).
+  rate of a saved run (optimisers, schedules and the TR reference lr rescaled by the same factor); which
+  ``--override`` values a run accepts is checked by :class:`~pix2pix_tr.training.config.TrainConfig`.
 * :func:`check_finite_networks`: weights *and* buffers must be finite (a loss can stay finite while the weights
   run off to inf); a non-finite network stops the run like a NaN loss, before anything is saved.
 * :func:`no_space_message`: a full disk becomes one sentence with the space to free.
@@ -130,18 +131,6 @@ def apply_overrides(overrides: Iterable[str], saved_options: Mapping[str, Any], 
     if "dataroot" in overrides and saved_options.get("dataroot") != opt.dataroot:
         notes.append(f"override dataroot {saved_options.get('dataroot')} -> {opt.dataroot}")
     return notes
-
-
-def check_override_flags(overrides: Iterable[str], continue_train: bool) -> str | None:
-    """The problem with ``--override`` values, as a parser error sentence (None when fine)."""
-    overrides = list(overrides)
-    unknown = [o for o in overrides if o not in OVERRIDABLE]
-    if unknown:
-        return (f"--override {unknown[0]} is not an option that can change on resume; allowed: "
-                f"{', '.join(OVERRIDABLE)}")
-    if overrides and not continue_train:
-        return "--override only applies with --continue_train (a new run takes every option as given)"
-    return None
 
 
 # ------------------------------------------------------------------------------------------------ divergence

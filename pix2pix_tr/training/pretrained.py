@@ -14,9 +14,13 @@ The official pix2pix saves only ``{epoch}_net_G.pth`` / ``{epoch}_net_D.pth`` (p
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Mapping
 
 import torch.nn as nn
 
+from ..models.checkpoint import (CheckpointError, diagnose_mismatch, generator_options, load_state_dict,
+                                 state_fits, state_shapes)
+from ..safe_load import NonFiniteStateError
 from .checkpoint import STATE_FILE
 from .errors import TrainingError
 
@@ -53,18 +57,14 @@ def keep_pretrained(run_dir: Path) -> str:
            f"none of it"
 
 
-def _load(net: nn.Module, path: Path, which: str, opt) -> None:
-    from pix2pix_tr.inference.checkpoint import _fits, _shapes, diagnose_mismatch, load_state_dict
-
+def _load(net: nn.Module, path: Path, which: str, options: Mapping[str, Any]) -> None:
     try:
         state = load_state_dict(path)
-    except Exception as exc:  # InferenceError: one sentence naming the file
+    except (CheckpointError, NonFiniteStateError) as exc:  # one sentence naming the file
         raise TrainingError(f"--continue_train: {exc}") from exc
-    if not _fits(_shapes(state), _shapes(net)):
+    if not state_fits(state_shapes(state), state_shapes(net)):
         if which == "G":
-            from pix2pix_tr.inference.checkpoint import generator_options
-
-            detail = diagnose_mismatch(state, generator_options(opt), tool="train.py")
+            detail = diagnose_mismatch(state, generator_options(options), tool="train.py")
         else:
             detail = "check --netD, --ndf, --n_layers_D, --norm and --input_nc/--output_nc against the run that " \
                      "saved it"
@@ -72,13 +72,14 @@ def _load(net: nn.Module, path: Path, which: str, opt) -> None:
     net.load_state_dict(state, strict=True)
 
 
-def load_pretrained(run_dir: Path, G: nn.Module, D: nn.Module, opt) -> str:
-    """Load ``pretrained/latest_net_G.pth`` (and ``_D`` when present) into ``G`` and ``D``; returns the note."""
+def load_pretrained(run_dir: Path, G: nn.Module, D: nn.Module, options: Mapping[str, Any]) -> str:
+    """Load ``pretrained/latest_net_G.pth`` (and ``_D`` when present) into ``G`` and ``D``, built with the network
+    ``options`` (a dict of train.py's options); returns the note."""
     folder = Path(run_dir) / PRETRAINED_DIR
-    _load(G, _weights(folder, "G"), "G", opt)
+    _load(G, _weights(folder, "G"), "G", options)
     d_path = _weights(folder, "D")
     if d_path.is_file():
-        _load(D, d_path, "D", opt)
+        _load(D, d_path, "D", options)
         loaded = "G and D"
     else:
         loaded = "G (no latest_net_D.pth there: D starts from its random initialisation)"
