@@ -116,7 +116,11 @@ def test_the_fixtures_exercise_every_supported_op():
 def test_frames_in_one_call_equal_frames_one_by_one(static_model):
     record = np.load(FIXTURES / "deeplab_static.npz")
     frames = [MK.synthetic_frame(64, 128, seed=s) for s in (1, 7, 8)]
-    together = static_model(torch.from_numpy(np.stack(frames)))
+    static_model.frames_per_run = 3  # the three frames through the graph in one run
+    try:
+        together = static_model(torch.from_numpy(np.stack(frames)))
+    finally:
+        static_model.frames_per_run = None
     assert together.shape == (3, 64, 128)
     _labels_agree(together[0].numpy(), record["labels_64x128"], "frame 0 of 3")
     for i, frame in enumerate(frames):
@@ -325,3 +329,149 @@ def test_the_deeplab_module_moves_and_reports_its_device(static_model):
     assert "SpaceToBatchND" in static_model.ops and "FusedBatchNorm" in static_model.ops
     with pytest.raises(ValueError, match="uint8 frames"):
         static_model(torch.zeros(1, 8, 8, 3))
+
+
+# ---------------------------------------------------------------------------------------------- as an FCN-score scorer
+def _val_frames(city):
+    return sorted(p.name[: -len("_gtFine_labelIds.png")] for p in (city / "gtFine" / "val").rglob("*_labelIds.png"))
+
+
+def _fake_results(city, root, size=(64, 64)):
+    from PIL import Image
+
+    images = root / "images"
+    images.mkdir(parents=True)
+    for frame in _val_frames(city):
+        photo = city / "leftImg8bit" / "val" / frame.split("_")[0] / f"{frame}_leftImg8bit.png"
+        Image.open(photo).convert("RGB").resize(size, Image.BICUBIC).save(images / f"{frame}_fake_B.png")
+    return root
+
+
+def _expected_confusion(model, city, photos):
+    """Labels of each photo by the graph directly, against the ground truth resized (nearest) to the photo."""
+    from PIL import Image
+
+    from evaluation.labels import ids_to_train_ids
+    from evaluation.metrics import confusion_matrix
+
+    conf = np.zeros((19, 19), dtype=np.int64)
+    for frame, photo in photos.items():
+        label = city / "gtFine" / "val" / frame.split("_")[0] / f"{frame}_gtFine_labelIds.png"
+        gt = ids_to_train_ids(np.asarray(Image.open(label).resize(photo.size, Image.NEAREST)))
+        pred = model(torch.from_numpy(np.array(photo))[None])[0]
+        conf += confusion_matrix(torch.from_numpy(gt), pred, 19)
+    return conf
+
+
+def test_load_scorer_reads_the_tarball_and_the_pb_as_the_dpc_scorer(static_bytes, tmp_path):
+    from evaluation import protocols as P
+    from evaluation.scorer import load_scorer
+
+    pb = tmp_path / "frozen_inference_graph.pb"
+    pb.write_bytes(static_bytes)
+    for path in (FIXTURES / "deeplab_static.tar.gz", pb):
+        scorer = load_scorer(path)
+        assert scorer.kind == "deeplab_dpc" and P.default_protocol(scorer) == "dpc"
+        assert scorer.input_convention == "uint8_rgb" and scorer.image_size == 256
+        assert scorer.describe()["arch_kwargs"]["crop_size"] == [129, 161]
+        frame = torch.from_numpy(MK.synthetic_frame(33, 47, seed=2))[None]
+        record = np.load(FIXTURES / "deeplab_static.npz")
+        assert np.array_equal(scorer.predict(frame)[0].numpy(), record["labels_33x47"])
+    for other in ("pix2pix", "256", "drn"):
+        with pytest.raises(Exception, match=f"--protocol {other} does not fit .*use --protocol dpc"):
+            P.check_protocol(scorer, other, False)
+
+
+def test_dpc_protocol_end_to_end_and_the_gt_row(synthetic_city, tmp_path):
+    """fcn_score --protocol dpc counts what the graph says at the photo's size; --real feeds the real photos
+    resized (bicubic) to 256x256, "the resized 256x256 version of original images" of the paper."""
+    from PIL import Image
+
+    from evaluation.fcn_score import fcn_score
+
+    city = synthetic_city
+    scorer_file = FIXTURES / "deeplab_dynamic.tar.gz"  # pads to at least 33x33, so 256x256 frames fit
+    model = load_deeplab(scorer_file)
+    results = _fake_results(city, tmp_path / "results" / "adam" / "val_latest")
+    out = fcn_score(results, city, scorer_file, tmp_path / "adam", device="cpu", progress=False)
+    assert out["protocol"] == "dpc" and out["synthesized_size"] == [64, 64] and out["num_frames"] == 4
+    photos = {f: Image.open(results / "images" / f"{f}_fake_B.png").convert("RGB") for f in _val_frames(city)}
+    assert np.array_equal(np.array(out["confusion_matrix"]), _expected_confusion(model, city, photos))
+    assert "crop size 33x33" in out["protocol_detail"]
+    gt = fcn_score(None, city, scorer_file, tmp_path / "gt", real=True, device="cpu", progress=False)
+    assert gt["label"] == "GT" and gt["synthesized_size"] == [256, 256] and gt["real_size"] == 256
+    reals = {f: Image.open(city / "leftImg8bit" / "val" / f.split("_")[0] / f"{f}_leftImg8bit.png").convert("RGB")
+             .resize((256, 256), Image.BICUBIC) for f in _val_frames(city)}
+    assert np.array_equal(np.array(gt["confusion_matrix"]), _expected_confusion(model, city, reals))
+    text = (tmp_path / "gt" / "evaluation_results.txt").read_text()
+    assert "protocol: dpc" in text and "deeplab_dpc" in text
+
+
+def test_frames_larger_than_the_crop_are_one_sentence_from_fcn_score(synthetic_city, tmp_path, capsys):
+    from evaluation.common import run_cli
+    from evaluation.fcn_score import main
+
+    results = _fake_results(synthetic_city, tmp_path / "r", size=(256, 256))
+    code = run_cli(main, ["--result_dir", str(results), "--cityscapes_dir", str(synthetic_city), "--scorer",
+                          str(FIXTURES / "deeplab_static.tar.gz"), "--output_dir", str(tmp_path / "o"),
+                          "--device", "cpu", "--no_progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "cannot label a 256x256 frame" in err and "crop size 129x161" in err
+
+
+# ---------------------------------------------------------------------------------------------- compare_runs
+def _write_results(folder, kind, sha, protocol, label, scores=None, **extra):
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    body = {"label": label, "scores": scores or {"per_pixel_acc": 0.5, "per_class_acc": 0.25, "class_iou": 0.125},
+            "protocol": protocol, "convention": "cityscapes", "num_frames": 500, "synthesized_size": [256, 256],
+            "scorer": {"kind": kind, "sha256": sha * 32, "arch": kind}, **extra}
+    (folder / "evaluation_results.json").write_text(json.dumps(body))
+
+
+def test_compare_runs_prints_every_scorer_of_every_run_with_the_published_numbers(tmp_path, capsys):
+    import json
+
+    from evaluation import compare_runs
+    from evaluation.common import run_cli
+
+    for run, label, acc in (("gt", "GT", 0.8), ("adam", "adam", 0.6)):
+        root = tmp_path / run
+        _write_results(root / "fcn8s", "caffe_fcn8s", "aa", "pix2pix", label,
+                       {"per_pixel_acc": acc, "per_class_acc": 0.3, "class_iou": 0.2})
+        _write_results(root / "dpc", "deeplab_dpc", "bb", "dpc", label,
+                       {"per_pixel_acc": acc + 0.05, "per_class_acc": 0.35, "class_iou": 0.25})
+        _write_results(root / "drn", "drn_d_105", "cc", "drn", label, miou=30.0 + acc)
+    (tmp_path / "adam" / "fid.json").write_text(json.dumps({"fid": 55.5, "kid_mean": 0.0421, "kid_std": 0.0,
+                                                            "weights_sha256": "6726825d" + "0" * 56}))
+    table, warnings = compare_runs.runs_table([tmp_path / "gt", tmp_path / "adam"], ["GT", "Adam"])
+    lines = table.splitlines()
+    header = lines[0]
+    for title in ("FCN-8s aaaaaaaa, pix2pix: per-pixel acc.", "DPC-Xception71 bbbbbbbb, dpc: class IOU",
+                  "DRN-D-105 cccccccc, drn: mIoU", "FID: Inception 6726825d, folders: FID"):
+        assert title in header
+    assert lines[2].startswith("| GT | ") and lines[3].startswith("| Adam | ")
+    assert "| 55.50 | 0.0421 |" in lines[3] and lines[2].endswith("|  |  |")  # the GT run has no FID
+    published = [line for line in lines if "(published)" in line]
+    assert any(line.startswith("| TRAdam paper, Table 2: TRAdam (published) |") and "0.660" in line
+               for line in published)
+    assert any("GAN Compression: original pix2pix (published)" in line and "42.06" in line for line in published)
+    assert any("Table 3 (DPC)" in w for w in warnings)
+    _write_results(tmp_path / "adam" / "dpc", "deeplab_dpc", "bb", "dpc", "adam", num_frames=100)
+    assert any("DPC-Xception71 bbbbbbbb, dpc: rows differ in number of frames" in w
+               for w in compare_runs.runs_table([tmp_path / "gt", tmp_path / "adam"])[1])
+    assert run_cli(compare_runs.main, ["--runs", str(tmp_path / "gt"), str(tmp_path / "adam")]) == 0
+    assert "| adam |" in capsys.readouterr().out
+    assert run_cli(compare_runs.main, ["--runs", str(tmp_path / "gt" / "fcn8s" / "nothing")]) == 2
+
+
+def test_compare_table_names_the_scorer_and_adds_the_published_rows(tmp_path):
+    from evaluation import compare_runs
+
+    _write_results(tmp_path / "a", "caffe_fcn8s", "ab", "pix2pix", "A")
+    _write_results(tmp_path / "b", "caffe_fcn8s", "ab", "pix2pix", "B")
+    table, warnings = compare_runs.compare_table([tmp_path / "a", tmp_path / "b"])
+    assert "| TRAdam paper, Table 2: GT (published) | 0.700 | 0.260 | 0.190 |" in table
+    assert "Scorer (kind, sha256 prefix, protocol): FCN-8s abababab, pix2pix." in table and warnings == []

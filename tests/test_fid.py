@@ -228,3 +228,87 @@ def test_without_pytorch_fid_the_message_says_how_to_install(monkeypatch, fid_we
     monkeypatch.setitem(sys.modules, "pytorch_fid", None)
     with pytest.raises(EvaluationError, match="pip install pytorch-fid"):
         F.load_fid_inception(fid_weights)
+
+
+# ---------------------------------------------------------------------------------------------- in fcn_score
+def _small_scorer(path):
+    from evaluation.scorer import build_scorer, scorer_checkpoint
+
+    torch.manual_seed(0)
+    model = build_scorer("fcn8s_small", base=4)
+    torch.save(scorer_checkpoint(model.eval(), arch="fcn8s_small", arch_kwargs={"base": 4}, image_size=64), path)
+    return path
+
+
+def _synthesized(city, tmp_path):
+    images = tmp_path / "results" / "run" / "val_latest" / "images"
+    images.mkdir(parents=True)
+    frames = sorted(p.name[: -len("_gtFine_labelIds.png")] for p in (city / "gtFine" / "val").rglob("*_labelIds.png"))
+    reals = [city / "leftImg8bit" / "val" / f.split("_")[0] / f"{f}_leftImg8bit.png" for f in frames]
+    for frame, real in zip(frames, reals):  # a shrunk, rotated copy of the real photo as the "synthesized" one
+        img = Image.open(real).convert("RGB").resize((48, 48), Image.BICUBIC).rotate(7)
+        img.save(images / f"{frame}_fake_B.png")
+    return images, frames, reals
+
+
+def test_fcn_score_measures_fid_on_the_scored_frames_real_photos_resized(synthetic_city, tmp_path, monkeypatch):
+    """The wiring (which files, which sizes, what lands in the JSON), with evaluation.fid.fid_kid stubbed out."""
+    from evaluation.fcn_score import fcn_score
+
+    images, frames, reals = _synthesized(synthetic_city, tmp_path)
+    weights = tmp_path / "w.pth"
+    torch.save({"a": torch.zeros(1)}, weights)
+    calls = []
+
+    def fake_fid_kid(real, fake, w, **kw):
+        calls.append((list(real), list(fake), w, kw))
+        return {"fid": 12.5, "kid_mean": 0.01, "kid_std": 0.002, "n_real": len(real), "n_fake": len(fake),
+                "weights_sha256": "f" * 64}
+    monkeypatch.setattr(F, "fid_kid", fake_fid_kid)
+    scorer = _small_scorer(tmp_path / "scorer.pth")
+    for protocol, size in (("gan_compression", (48, 48)), ("native", None)):
+        out = fcn_score(images.parent, synthetic_city, scorer, tmp_path / protocol, protocol="256", device="cpu",
+                        progress=False, fid_weights=weights, fid_protocol=protocol)
+        real, fake, w, kw = calls[-1]
+        assert real == reals and fake == [images / f"{f}_fake_B.png" for f in frames] and w == weights
+        assert kw["real_size"] == size
+        assert (out["fid"], out["kid_mean"], out["kid_std"]) == (12.5, 0.01, 0.002)
+        assert out["fid_details"]["fid_protocol"] == protocol and out["fid_details"]["n_real"] == 4
+
+
+@pytest.mark.slow
+def test_fcn_score_adds_fid_and_kid_of_the_scored_frames(fid_weights, synthetic_city, tmp_path):
+    from evaluation import compare_runs
+    from evaluation.fcn_score import fcn_score
+
+    city = synthetic_city
+    scorer = _small_scorer(tmp_path / "scorer.pth")
+    images, frames, reals = _synthesized(city, tmp_path)
+    with pytest.warns(UserWarning, match="not the published weights"):
+        out = fcn_score(images.parent, city, scorer, tmp_path / "eval", protocol="256", device="cpu",
+                        progress=False, fid_weights=fid_weights)
+    fakes = [images / f"{f}_fake_B.png" for f in frames]
+    with pytest.warns(UserWarning):
+        direct = F.fid_kid(reals, fakes, fid_weights, device="cpu", real_size=(48, 48))
+    assert out["fid"] == pytest.approx(direct["fid"], rel=1e-9) and out["kid_mean"] == pytest.approx(direct["kid_mean"])
+    details = out["fid_details"]
+    assert details["fid_protocol"] == "gan_compression" and details["real_resize"] == "48x48 bicubic"
+    assert details["n_real"] == details["n_fake"] == 4
+    assert "FID " in (tmp_path / "eval" / "evaluation_results.txt").read_text()
+    table, _ = compare_runs.compare_table([tmp_path / "eval"], ["run"])
+    assert "| FID | KID |" in table.splitlines()[0] and f"{out['fid']:.2f}" in table
+    assert "FID/KID: Inception " in table
+
+
+def test_fid_flags_that_cannot_work_are_refused_before_scoring(synthetic_city, tmp_path, capsys):
+    """The GT row has no FID, and a missing weights file is refused before any frame is scored."""
+    from evaluation.fcn_score import main
+
+    images, _, _ = _synthesized(synthetic_city, tmp_path)
+    scorer = _small_scorer(tmp_path / "scorer.pth")
+    base = ["--cityscapes_dir", str(synthetic_city), "--scorer", str(scorer), "--output_dir", str(tmp_path / "x"),
+            "--device", "cpu", "--no_progress"]
+    assert run_cli(main, base + ["--real", "--fid_weights", str(tmp_path / "w.pth")]) == 2
+    assert "drop --fid_weights" in capsys.readouterr().err
+    assert run_cli(main, base + ["--result_dir", str(images.parent), "--fid_weights", str(tmp_path / "no.pth")]) == 2
+    assert F.FID_WEIGHTS_URL in capsys.readouterr().err and not (tmp_path / "x").exists()
