@@ -61,6 +61,8 @@ def is_deeplab_file(path: str | Path) -> bool:
             head = handle.read(_HEAD)
     except OSError:
         return False
+    if head[257:262] == b"ustar" and head[:8] == b"sys_info":
+        return False  # PyTorch's legacy tar checkpoint format (its first member is sys_info), not an archive of ours
     return looks_like_graph_def(head) or _is_archive(head)
 
 

@@ -248,6 +248,12 @@ def test_the_pb_inside_the_tarball_is_found_by_content(static_bytes, tmp_path):
     assert from_tar.source.endswith(":a/blob")
     assert torch.equal(from_pb(frame), from_tar(frame))
     assert is_deeplab_file(pb) and is_deeplab_file(archive) and is_deeplab_file(FIXTURES / "deeplab_static.tar.gz")
+    legacy = tmp_path / "legacy.pth"  # PyTorch's legacy tar checkpoint layout is not taken for an archive of ours
+    with tarfile.open(legacy, "w", format=tarfile.USTAR_FORMAT) as tar:
+        info = tarfile.TarInfo("sys_info")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    assert not is_deeplab_file(legacy)
 
 
 def test_an_archive_without_a_graph_is_one_sentence(tmp_path):
