@@ -1186,6 +1186,8 @@ def _resize_nearest(node, program):
 
 #: Every op the interpreter runs.
 SUPPORTED_OPS = frozenset(_COMPILERS)
+#: Running out of GPU memory is not a property of the graph: it reaches the caller as it is.
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 # ---------------------------------------------------------------------------------------------- the program
@@ -1340,7 +1342,7 @@ class GraphProgram(nn.Module):
             args = [env[ref] for ref in step.inputs]
             try:
                 results = step.run(ctx, args)
-            except GraphError:
+            except (GraphError, _OUT_OF_MEMORY):
                 raise
             except (RuntimeError, ValueError, IndexError) as exc:
                 raise GraphError(f"cannot run node {step.name!r} ({step.op}) on this input: "
