@@ -29,6 +29,9 @@ of its sha256 and the protocol: the three FCN-scores (the pix2pix FCN-8s: Table 
 trained scorer), DRN-D-105's mIoU, and FID/KID (titled with the Inception weights' sha256 prefix and the FID
 protocol; from ``fcn_score --fid_weights`` or ``evaluation.fid --json``). The published numbers are rows of their
 own, in the columns of the scorer and protocol they were measured with.
+
+``--output`` never replaces an input: a file inside one of the OUT folders (their ``evaluation_results.json``
+included) or in another tool's output folder is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from evaluation.common import EvaluationError, run_cli
+from evaluation.common import EvaluationError, check_output_apart, run_cli
 from evaluation.reports import RESULTS_JSON
 from pix2pix_tr.io import atomic_write_text
 
@@ -277,8 +280,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_output_file(output: str | Path, out_dirs: Sequence[str | Path]) -> None:
+    """``--output`` must not be an input (an ``evaluation_results.json`` or anything inside an input folder) nor go
+    into another tool's output folder; one sentence before anything is written."""
+    folders, files = {}, {}
+    for i, given in enumerate(out_dirs):
+        path = Path(given)
+        folder = path if path.is_dir() else path.parent
+        folders[f"the input folder {given}"] = folder
+        files[f"the input {RESULTS_JSON} of {given}"] = folder / RESULTS_JSON if path.is_dir() else path
+    check_output_apart(output, flag="--output", input_dirs=folders, input_files=files, folder=False)
+    if Path(output).is_dir():
+        raise EvaluationError(f"--output {output} is a folder; give a file name such as {Path(output) / 'table.md'}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.output:
+        check_output_file(args.output, args.out_dirs)
     table, warnings = (runs_table if args.runs else compare_table)(args.out_dirs, args.labels)
     text = table + "".join(f"\nWarning: {w}" for w in warnings) + ("\n" if warnings else "")
     print(text, end="")

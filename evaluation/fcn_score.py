@@ -64,7 +64,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from evaluation.common import EvaluationError, photo_path, run_cli
+from evaluation.common import EvaluationError, check_output_apart, check_output_dir_usable, photo_path, run_cli
 from evaluation.frames import FAKE_SUFFIXES, find_fake_frames, match_frames  # noqa: F401  (public names)
 from evaluation.protocols import PROTOCOLS
 from evaluation.reports import RESULTS_JSON, RESULTS_TXT, fid_line, fmt3, results_text, write_reports  # noqa: F401
@@ -89,7 +89,17 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
     default ``GT`` for real photos, else the name of the run folder), then
     :func:`evaluation.reports.write_reports` into ``output_dir``. ``fid_weights`` adds FID and KID under
     ``fid_protocol`` (see the module docstring). Returns the dict written to ``evaluation_results.json``.
+
+    ``output_dir`` must be apart from every input (not one of them, not inside one, not holding one) and must not
+    hold another tool's outputs (test.py's ``results.json``, a training run...); that is checked before anything
+    is scored or written. An earlier report in ``output_dir`` is replaced as a whole (its sample images too).
     """
+    check_output_apart(output_dir, flag="--output_dir",
+                       input_dirs={"--result_dir": result_dir, "--cityscapes_dir": cityscapes_dir},
+                       input_files={"--scorer": scorer.path if isinstance(scorer, Scorer) else scorer,
+                                    "--fid_weights": fid_weights},
+                       own=(RESULTS_JSON,))
+    check_output_dir_usable(output_dir, flag="--output_dir")
     if fid_weights is not None:
         if real:
             raise EvaluationError("--fid_weights measures synthesized photos against the real ones; the GT row "

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from evaluation.common import EvaluationError, resolve_device, run_cli, sha256_file
+from evaluation.common import EvaluationError, check_output_apart, resolve_device, run_cli, sha256_file
 
 FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{FID_WEIGHTS_NAME}"
@@ -340,6 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise EvaluationError(f"{flag} {value} is too small; use 16 or more (256 for GAN Compression's protocol)")
     real = list_images(args.real_dir, args.real_glob, flag="REAL_DIR")
     fake = list_images(args.fake_dir, args.fake_glob, flag="FAKE_DIR")
+    if args.json:  # never written into an image folder or onto the weights, checked before any work
+        check_output_apart(args.json, flag="--json", input_dirs={"REAL_DIR": args.real_dir, "FAKE_DIR": args.fake_dir},
+                           input_files={"--weights": args.weights}, folder=False)
     result = fid_kid(real, fake, args.weights, device=args.device, batch_size=args.batch_size,
                      real_size=args.real_size, fake_size=args.fake_size, kid_subsets=args.kid_subsets,
                      kid_subset_size=args.kid_subset_size, seed=args.seed, dims=args.dims,

@@ -185,6 +185,12 @@ def test_cli_writes_the_json(fid_weights, tmp_path, capsys, no_network):
     assert f"FID {result['fid']:.4f}" in capsys.readouterr().out
 
 
+def test_the_json_never_goes_into_an_image_folder(fid_weights, tmp_path, capsys):
+    real, fake = _images(tmp_path / "real", 3, seed=11), _images(tmp_path / "fake", 3, seed=12)
+    code = run_cli(F.main, [str(real), str(fake), "--weights", str(fid_weights), "--json", str(fake / "fid.json")])
+    assert code == 2 and "--json" in capsys.readouterr().err and not (fake / "fid.json").exists()
+
+
 def test_missing_or_wrong_weights_say_where_the_file_is_published(tmp_path, capsys, folders):
     real, fake = folders
     wrong = tmp_path / "wrong.pth"
