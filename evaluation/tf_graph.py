@@ -31,6 +31,11 @@ Semantics follow TensorFlow's CPU kernels where they matter for bit-level agreem
   TensorFlow does (block offsets outermost in the batch axis).
 * Integer ``Div`` truncates, ``FloorDiv``/``FloorMod`` floor; ``Cast`` from float to integer truncates.
 
+Three things run differently from a node-by-node reading, for speed, with the same values: a ReLU that is the only
+reader of a batch norm runs in place on its output; a bilinear resize to the same size returns its (finite) input,
+whose every weight would be 0; and a 1x1 convolution with stride 1 runs as one matrix product over the channels (a
+different summation order from TensorFlow's kernel, as any PyTorch convolution has).
+
 A graph that uses any other op is refused in one sentence naming the op and the node (:data:`SUPPORTED_OPS`).
 """
 
