@@ -19,6 +19,15 @@ or fyu/drn's ``drn-d-105_ms_cityscapes.pth`` (:mod:`evaluation.scorer`). Protoco
   nearest-neighbour to the same size. Cheaper; it is also what ``train_scorer`` reports for its GT row.
 * ``drn`` (default for DRN-D-105, GAN Compression's): DRN at the photo's size, log-probabilities resized to the
   label size, argmax; the results add ``miou`` (x100).
+* ``dpc`` (the only one for DeepLab's DPC-Xception71 graph, the TRAdam paper's Table 3): the uint8 photo at its
+  own size through the exported graph (which pads it to its crop size and cuts the labels back out), compared
+  with the ground truth resized (nearest) to the photo's size.
+
+``--fid_weights pt_inception-2015-12-05-6726825d.pth`` adds the FID and KID of the synthesized photos against the
+real val photos of the same frames (:mod:`evaluation.fid`; ``fid``, ``kid_mean``, ``kid_std`` and ``fid_details`` in
+the JSON). ``--fid_protocol gan_compression`` (default) resizes the real photos (bicubic) to the synthesized size
+first, as GAN Compression's real statistics come from its 256x256 prepared val photos; ``native`` takes them at
+their own size (2048x1024), as pytorch-fid on the original files would.
 
 The synthesized photos must share one size that a generator run produces (see
 :func:`evaluation.protocols.check_synthesized_sizes`; ``--allow_any_size`` overrides with a warning); it is
@@ -45,7 +54,8 @@ command line.
 Command line::
 
     python -m evaluation.fcn_score --result_dir results/NAME/val_latest --cityscapes_dir DIR \\
-        --scorer scorer.pth --output_dir eval/NAME [--protocol pix2pix|256|drn] [--real]
+        --scorer scorer.pth --output_dir eval/NAME [--protocol pix2pix|256|drn|dpc] [--real] \\
+        [--fid_weights pt_inception-2015-12-05-6726825d.pth]
 """
 
 from __future__ import annotations
@@ -54,13 +64,15 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from evaluation.common import check_output_apart, check_output_dir_usable, run_cli
+from evaluation.common import EvaluationError, check_output_apart, check_output_dir_usable, photo_path, run_cli
 from evaluation.frames import FAKE_SUFFIXES, find_fake_frames, match_frames  # noqa: F401  (public names)
 from evaluation.protocols import PROTOCOLS
-from evaluation.reports import RESULTS_JSON, RESULTS_TXT, fmt3, results_text, write_reports  # noqa: F401
+from evaluation.reports import RESULTS_JSON, RESULTS_TXT, fid_line, fmt3, results_text, write_reports  # noqa: F401
 from evaluation.scorer import Scorer
-from evaluation.scoring import PSNR_CAP, photo_similarity, score  # noqa: F401  (public names)
+from evaluation.scoring import PSNR_CAP, Scored, photo_similarity, score  # noqa: F401  (public names)
 from evaluation.summary import summarize
+
+FID_PROTOCOLS = ("gan_compression", "native")
 
 
 def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer: str | Path | Scorer,
@@ -68,14 +80,15 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
               eval_size: int | None = None, real_size: int | None = None, batch_size: int = 4,
               device: str | None = "auto",
               num_workers: int = 0, allow_subset: bool = False, num_samples: int = 8, pix2pix_compat: bool = False,
-              label: str | None = None, progress: bool = True, allow_any_size: bool = False) -> dict:
+              label: str | None = None, progress: bool = True, allow_any_size: bool = False,
+              fid_weights: str | Path | None = None, fid_protocol: str = "gan_compression") -> dict:
     """Score synthesized (or, with ``real=True``, real) val photos; write the reports; return the results dict.
 
     :func:`evaluation.scoring.score` (every argument but ``output_dir`` and ``label``, see there), then
     :func:`evaluation.summary.summarize` (``pix2pix_compat``, ``label``: the row's name in ``compare_runs``,
     default ``GT`` for real photos, else the name of the run folder), then
-    :func:`evaluation.reports.write_reports` into ``output_dir``. Returns the dict written to
-    ``evaluation_results.json``.
+    :func:`evaluation.reports.write_reports` into ``output_dir``. ``fid_weights`` adds FID and KID under
+    ``fid_protocol`` (see the module docstring). Returns the dict written to ``evaluation_results.json``.
 
     ``output_dir`` must be apart from every input (not one of them, not inside one, not holding one) and must not
     hold another tool's outputs (test.py's ``results.json``, a training run...); that is checked before anything
@@ -83,16 +96,47 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
     """
     check_output_apart(output_dir, flag="--output_dir",
                        input_dirs={"--result_dir": result_dir, "--cityscapes_dir": cityscapes_dir},
-                       input_files={"--scorer": scorer.path if isinstance(scorer, Scorer) else scorer},
+                       input_files={"--scorer": scorer.path if isinstance(scorer, Scorer) else scorer,
+                                    "--fid_weights": fid_weights},
                        own=(RESULTS_JSON,))
     check_output_dir_usable(output_dir, flag="--output_dir")
+    if fid_weights is not None:
+        if real:
+            raise EvaluationError("--fid_weights measures synthesized photos against the real ones; the GT row "
+                                  "(--real) has none: drop --fid_weights there")
+        if fid_protocol not in FID_PROTOCOLS:
+            raise EvaluationError(f"--fid_protocol {fid_protocol!r} is not one of {', '.join(FID_PROTOCOLS)}")
+        from evaluation.fid import read_fid_weights
+
+        read_fid_weights(fid_weights)  # a missing or unreadable file is refused before any frame is scored
     scored = score(result_dir, cityscapes_dir, scorer, protocol=protocol, real=real, split=split,
                    eval_size=eval_size, real_size=real_size, batch_size=batch_size, device=device,
                    num_workers=num_workers, allow_subset=allow_subset, num_samples=num_samples,
                    allow_any_size=allow_any_size, pix2pix_compat=pix2pix_compat, progress=progress)
-    results = summarize(scored, pix2pix_compat=pix2pix_compat, label=label)
+    fid = None
+    if fid_weights is not None:
+        fid = fid_of(scored, fid_weights, fid_protocol=fid_protocol, device=device, progress=progress)
+    results = summarize(scored, pix2pix_compat=pix2pix_compat, label=label, fid=fid)
     write_reports(results, scored.samples, output_dir)
     return results
+
+
+def fid_of(scored: Scored, weights: str | Path, *, fid_protocol: str = "gan_compression", device: str | None = "auto",
+           progress: bool = False) -> dict:
+    """FID and KID of the photos :func:`score` scored against the real val photos of the same frames."""
+    from evaluation.fid import fid_kid
+
+    fake_paths = find_fake_frames(scored.result_dir)
+    fakes = [fake_paths[f] for f in scored.frame_ids]
+    reals = [photo_path(scored.cityscapes_dir, scored.split, f) for f in scored.frame_ids]
+    missing = [str(p) for p in reals if not p.is_file()]
+    if missing:
+        raise EvaluationError(f"--fid_weights needs the real photos of the scored frames, and {len(missing)} are "
+                              f"missing (e.g. {missing[0]}); point --cityscapes_dir at a folder with leftImg8bit/")
+    size = tuple(scored.synthesized_size) if fid_protocol == "gan_compression" else None
+    result = fid_kid(reals, fakes, weights, device=device, real_size=size, progress=progress)
+    result["fid_protocol"] = fid_protocol
+    return result
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -103,12 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cityscapes_dir", required=True, help="Cityscapes root with gtFine/ (and leftImg8bit/)")
     p.add_argument("--scorer", required=True,
                    help="a checkpoint of python -m evaluation.train_scorer, the pix2pix authors' "
-                        "fcn-8s-cityscapes.caffemodel, or fyu/drn's drn-d-105_ms_cityscapes.pth")
+                        "fcn-8s-cityscapes.caffemodel, fyu/drn's drn-d-105_ms_cityscapes.pth, or DeepLab's "
+                        "deeplab_cityscapes_xception71_trainfine_2018_09_08.tar.gz (or its frozen_inference_graph.pb)")
     p.add_argument("--output_dir", required=True, help="where the JSON, text and HTML reports go")
     p.add_argument("--protocol", choices=PROTOCOLS, default=None,
                    help="pix2pix: compare at label resolution (the official pix2pix evaluator); 256: compare at "
-                        "--eval_size (trained scorers); drn: GAN Compression's DRN-D-105 mIoU. Default: drn for "
-                        "DRN-D-105, else pix2pix")
+                        "--eval_size (trained scorers); drn: GAN Compression's DRN-D-105 mIoU; dpc: DeepLab's "
+                        "DPC graph at the photo's size (the TRAdam paper's Table 3). Default: drn for DRN-D-105, "
+                        "dpc for DeepLab's graph, else pix2pix")
     p.add_argument("--eval_size", type=int, default=None,
                    help="comparison size of --protocol 256 (default: the scorer's training size, 256 normally)")
     p.add_argument("--real", action="store_true", help="score the real val photos (the GT row)")
@@ -126,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score synthesized photos of a size no generator run produces (not square, not the label "
                         "aspect, or under 32 pixels), with a warning")
     p.add_argument("--label", default=None, help="row name for compare_runs (default: GT or the run's name)")
+    p.add_argument("--fid_weights", default=None,
+                   help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth: add the FID and KID of the synthesized "
+                        "photos against the real ones (needs pip install pytorch-fid)")
+    p.add_argument("--fid_protocol", choices=FID_PROTOCOLS, default="gan_compression",
+                   help="gan_compression: real photos resized (bicubic) to the synthesized size first (default); "
+                        "native: real photos at their own size")
     p.add_argument("--batch_size", type=int, default=4)
     p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes for image loading")
     p.add_argument("--num_samples", type=int, default=8, help="frames shown in the HTML report")
@@ -141,7 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         batch_size=args.batch_size, device=args.device, num_workers=args.num_workers,
                         allow_subset=args.allow_subset, num_samples=args.num_samples,
                         pix2pix_compat=args.pix2pix_compat, label=args.label, progress=not args.no_progress,
-                        allow_any_size=args.allow_any_size)
+                        allow_any_size=args.allow_any_size, fid_weights=args.fid_weights,
+                        fid_protocol=args.fid_protocol)
     s, b = results["scores"], results["majority_baseline"]
     print(f"{results['label']}: per-pixel acc {fmt3(s['per_pixel_acc'])}, per-class acc "
           f"{fmt3(s['per_class_acc'])}, class IoU {fmt3(s['class_iou'])} ({results['num_frames']} frames, "
@@ -151,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mIoU (GAN Compression's, x100): {results['miou']:.2f}")
     if results["psnr_mean"] is not None:
         print(f"PSNR {results['psnr_mean']:.2f} dB, SSIM {results['ssim_mean']:.3f}")
+    if results.get("fid") is not None:
+        print(fid_line(results))
     print(f"reports in {Path(args.output_dir) / 'index.html'}")
     return 0
 

@@ -13,6 +13,11 @@ the synthesized-size checks, and the published evaluators' arithmetic.
                      resized per channel (bilinear) to the label size (2048x1024 on real Cityscapes), argmax;
                      mIoU = nanmean over classes of ``tp / (gt + pred - tp)`` (a class with no GT and no
                      prediction is NaN and left out), x100.
+``dpc``              The TRAdam paper's Table 3, with DeepLab's DPC-Xception71 graph: the uint8 RGB photo at
+                     its own size into the graph, which does what its export does (pads with the mean pixel
+                     at the bottom and right to its crop size, runs, cuts the photo's labels back out); the
+                     labels are compared at the photo's size with the ground truth resized nearest-neighbour
+                     to it (256x256 for pix2pix's photos and for the GT row's resized real photos).
 ==================== ===================================================================================
 
 The FCN-8s' 20th channel (index 19, a class the 19 train ids do not have) can win the argmax. The official
@@ -37,16 +42,17 @@ from PIL import Image
 
 from evaluation.common import EvaluationError
 
-PROTOCOLS = ("pix2pix", "256", "drn")
+PROTOCOLS = ("pix2pix", "256", "drn", "dpc")
 #: The smallest side a synthesized photo may have without ``--allow_any_size``.
 MIN_SIDE = 32
 
-_ALLOWED = {"trained": ("pix2pix", "256"), "caffe_fcn8s": ("pix2pix",), "drn_d_105": ("drn",)}
+_ALLOWED = {"trained": ("pix2pix", "256"), "caffe_fcn8s": ("pix2pix",), "drn_d_105": ("drn",),
+            "deeplab_dpc": ("dpc",)}
 
 
 def default_protocol(scorer) -> str:
-    """The protocol a scorer is published with: ``drn`` for DRN-D-105, ``pix2pix`` otherwise."""
-    return "drn" if scorer.kind == "drn_d_105" else "pix2pix"
+    """The protocol a scorer is published with: ``drn`` for DRN-D-105, ``dpc`` for DeepLab's graph, else ``pix2pix``."""
+    return {"drn_d_105": "drn", "deeplab_dpc": "dpc"}.get(scorer.kind, "pix2pix")
 
 
 def check_protocol(scorer, protocol: str, pix2pix_compat: bool) -> None:
@@ -54,7 +60,7 @@ def check_protocol(scorer, protocol: str, pix2pix_compat: bool) -> None:
     allowed = _ALLOWED[scorer.kind]
     if protocol not in allowed:
         what = {"trained": "a scorer trained by evaluation.train_scorer", "caffe_fcn8s": "the pix2pix FCN-8s",
-                "drn_d_105": "DRN-D-105"}[scorer.kind]
+                "drn_d_105": "DRN-D-105", "deeplab_dpc": "DeepLab's DPC-Xception71 graph"}[scorer.kind]
         raise EvaluationError(f"--protocol {protocol} does not fit --scorer {scorer.path} ({what}); use --protocol "
                               f"{' or '.join(allowed)}")
     if pix2pix_compat and protocol == "drn":
@@ -63,6 +69,11 @@ def check_protocol(scorer, protocol: str, pix2pix_compat: bool) -> None:
 
 
 def describe(protocol: str, scorer, eval_size: int) -> str:
+    if protocol == "dpc":
+        crop = (scorer.arch_kwargs or {}).get("crop_size")
+        pad = f" (pads it to its crop size {crop[0]}x{crop[1]})" if crop else ""
+        return (f"DeepLab's exported graph on the uint8 photo at its own size{pad}, its labels compared with the "
+                f"ground truth resized (nearest) to the photo size")
     if protocol == "drn":
         return ("DRN on the photo at its own size, log-probabilities resized (bilinear, per channel) to the label "
                 "map size, argmax; mIoU = nanmean of per-class IoU x100 (GAN Compression)")
@@ -79,8 +90,11 @@ def scorer_input(photo: Image.Image | np.ndarray, convention: str, mean: Sequenc
     """uint8 RGB (H, W, 3) -> the network's float (3, H, W) input.
 
     ``rgb01``: ``(rgb / 255 - mean) / std``. ``bgr255``: the channels reversed to BGR, then ``- mean`` (mean in BGR
-    order, 0-255), as the pix2pix evaluator's ``cityscapes.preprocess`` does for Caffe.
+    order, 0-255), as the pix2pix evaluator's ``cityscapes.preprocess`` does for Caffe. ``uint8_rgb``: the uint8
+    ``(H, W, 3)`` photo unchanged (DeepLab's graph takes it so).
     """
+    if convention == "uint8_rgb":
+        return torch.from_numpy(np.array(photo, dtype=np.uint8))  # a writable copy
     arr = np.asarray(photo, dtype=np.float32)
     if convention == "bgr255":
         arr = arr[:, :, ::-1] - np.asarray(mean, dtype=np.float32)
@@ -94,7 +108,7 @@ def scorer_input(photo: Image.Image | np.ndarray, convention: str, mean: Sequenc
 def protocol_input_size(protocol: str, photo_size: tuple[int, int], label_size: tuple[int, int],
                         eval_size: int) -> tuple[int, int]:
     """The (width, height) the photo is resized to before the scorer sees it."""
-    if protocol == "drn":
+    if protocol in ("drn", "dpc"):
         return photo_size
     if protocol == "pix2pix":
         return label_size
@@ -136,11 +150,14 @@ def predict(scorer, protocol: str, batch: torch.Tensor, label_size: tuple[int, i
 
     ``drn``: the log-probabilities are resized to the label size ``(W, H)`` with bilinear interpolation (half-pixel
     centres, antialiased when shrinking: Pillow's ``BILINEAR`` on each float channel, which GAN Compression's
-    ``resize_4d_tensor`` runs), then the argmax. Otherwise the argmax over every output channel. The published
-    scorers run with TF32 off (:func:`full_fp32`). Non-finite class scores are refused (:func:`check_finite_scores`).
+    ``resize_4d_tensor`` runs), then the argmax. ``dpc``: DeepLab's graph takes uint8 ``(N, H, W, 3)`` frames and
+    gives the labels itself. Otherwise the argmax over every output channel. The published scorers run with TF32
+    off (:func:`full_fp32`). Non-finite class scores are refused (:func:`check_finite_scores`).
     """
     with full_fp32(scorer.kind != "trained"):
         out = scorer.model(batch.to(scorer.device, non_blocking=True))
+    if scorer.kind == "deeplab_dpc":
+        return out  # labels, not class scores
     check_finite_scores(scorer, out)
     if protocol == "drn":
         w, h = label_size

@@ -57,7 +57,17 @@ def results_text(results: dict) -> str:
                      f"{len(extra['official_dropped_frames'])}")
     if results["psnr_mean"] is not None:
         lines.append(f"PSNR vs real photo: {results['psnr_mean']:.3f} dB; SSIM: {results['ssim_mean']:.4f}")
+    if results.get("fid") is not None:
+        lines.append(fid_line(results))
     return "\n".join(lines) + "\n"
+
+
+def fid_line(results: dict) -> str:
+    """One line on the FID and KID of a results dict that has them."""
+    d = results.get("fid_details", {})
+    return (f"FID {results['fid']:.3f}, KID {results['kid_mean']:.5f} +- {results['kid_std']:.5f} "
+            f"({d.get('n_fake')} synthesized vs {d.get('n_real')} real photos, {d.get('fid_protocol')} protocol; "
+            f"Inception weights sha256 {str(d.get('weights_sha256'))[:16]}...)")
 
 
 _CSS = """
@@ -145,6 +155,8 @@ def write_reports(results: dict, samples: list[dict], output_dir: str | Path) ->
         if results["psnr_mean"] is not None:
             tags.p(f"PSNR against the real photo: {results['psnr_mean']:.2f} dB, SSIM: {results['ssim_mean']:.3f} "
                    f"(mean over frames; real photo resized to the synthesized size).")
+        if results.get("fid") is not None:
+            tags.p(fid_line(results) + ".")
         tags.h2("Per class")
         with tags.table():
             tags.tr(tags.th("class"), tags.th("GT pixels"), tags.th("accuracy"), tags.th(""), tags.th("IoU"),

@@ -1,9 +1,11 @@
 """Scorer networks for the FCN-score, and their self-describing checkpoints.
 
 The paper scores its GANs with FCN-8s (Long, Shelhamer & Darrell, CVPR 2015) trained on Cityscapes, as the
-pix2pix authors did (their Caffe model). :func:`load_scorer` reads three kinds of file, told apart by content:
+pix2pix authors did (their Caffe model). :func:`load_scorer` reads four kinds of file, told apart by content:
 
 * the pix2pix authors' ``fcn-8s-cityscapes.caffemodel`` (:mod:`evaluation.caffe_fcn8s`; ``kind="caffe_fcn8s"``);
+* DeepLab's Cityscapes DPC-Xception71 ``frozen_inference_graph.pb`` or the model-zoo tarball holding it
+  (:mod:`evaluation.deeplab`; ``"deeplab_dpc"``, the TRAdam paper's Table 3 scorer);
 * fyu/drn's ``drn-d-105_ms_cityscapes.pth``, a ``DRNSeg`` state dict (:mod:`evaluation.drn`; ``"drn_d_105"``);
 * a checkpoint of a scorer trained by :mod:`evaluation.train_scorer` from the user's photos (``"trained"``),
   of the architectures below.
@@ -58,6 +60,7 @@ from torch import nn
 
 from evaluation.caffe_fcn8s import PIX2PIX_BGR_MEAN, load_caffe_fcn8s, looks_like_caffemodel
 from evaluation.common import ScorerCheckpointError, sha256_file
+from evaluation.deeplab import is_deeplab_file, load_deeplab
 from evaluation.drn import DRN_MEAN, DRN_STD, drn_from_state_dict, is_drn_state_dict
 from evaluation.labels import NUM_CLASSES, TRAIN_CLASS_NAMES
 
@@ -237,9 +240,11 @@ class Scorer:
     path: str
     sha256: str
     train: dict
-    #: "trained" (a train_scorer checkpoint), "caffe_fcn8s" (the pix2pix authors' .caffemodel) or "drn_d_105".
+    #: "trained" (a train_scorer checkpoint), "caffe_fcn8s" (the pix2pix authors' .caffemodel), "drn_d_105" or
+    #: "deeplab_dpc" (DeepLab's frozen DPC-Xception71 graph).
     kind: str = "trained"
-    #: How the network wants its input: "rgb01" = ``(rgb / 255 - mean) / std``; "bgr255" = ``bgr - mean`` (Caffe).
+    #: How the network wants its input: "rgb01" = ``(rgb / 255 - mean) / std``; "bgr255" = ``bgr - mean`` (Caffe);
+    #: "uint8_rgb" = the uint8 (H, W, 3) frame itself (DeepLab's graph normalises inside).
     input_convention: str = "rgb01"
     #: Output channels when the network has more than ``class_names`` (the FCN-8s' 20th channel), else None.
     num_outputs: int | None = None
@@ -255,8 +260,10 @@ class Scorer:
 
     @torch.inference_mode()
     def predict(self, photos: torch.Tensor) -> torch.Tensor:
-        """Normalized (N, 3, H, W) photos -> (N, H, W) int64 train ids (argmax of the logits)."""
-        return self.model(photos.to(self.device, non_blocking=True)).argmax(dim=1)
+        """Normalized (N, 3, H, W) photos -> (N, H, W) int64 train ids (argmax of the logits); for DeepLab's graph,
+        uint8 (N, H, W, 3) frames -> the graph's labels."""
+        out = self.model(photos.to(self.device, non_blocking=True))
+        return out if self.kind == "deeplab_dpc" else out.argmax(dim=1)
 
     def describe(self) -> dict:
         return {"path": self.path, "sha256": self.sha256, "kind": self.kind, "arch": self.arch,
@@ -278,8 +285,9 @@ def _fail(path: Path, why: str) -> ScorerCheckpointError:
 def _require_file(path: Path) -> None:
     if not path.is_file():
         raise _fail(path, "does not exist; train one with python -m evaluation.train_scorer --cityscapes_dir DIR "
-                          "--output scorer.pth, or pass the published fcn-8s-cityscapes.caffemodel or "
-                          "drn-d-105_ms_cityscapes.pth (docs/evaluation.md says where to get them)")
+                          "--output scorer.pth, or pass the published fcn-8s-cityscapes.caffemodel, "
+                          "drn-d-105_ms_cityscapes.pth or deeplab_cityscapes_xception71_trainfine_2018_09_08.tar.gz "
+                          "(docs/evaluation.md says where to get them)")
 
 
 def _torch_load(path: Path):
@@ -357,8 +365,9 @@ def load_scorer(path: str | Path, device: str | torch.device = "cpu", *,
                 class_names: Sequence[str] | None = TRAIN_CLASS_NAMES) -> Scorer:
     """Load a scorer for inference and check it predicts ``class_names`` (default: Cityscapes' 19).
 
-    ``path``: a ``train_scorer`` checkpoint, the pix2pix authors' FCN-8s ``.caffemodel`` or a DRN-D-105 ``DRNSeg``
-    state dict (with or without the ``module.`` prefix). ``Scorer.model(x)`` returns what the original network
+    ``path``: a ``train_scorer`` checkpoint, the pix2pix authors' FCN-8s ``.caffemodel``, a DRN-D-105 ``DRNSeg``
+    state dict (with or without the ``module.`` prefix), or DeepLab's frozen DPC-Xception71 graph (the ``.pb`` or
+    the model-zoo tarball, recognised by content). ``Scorer.model(x)`` returns what the original network
     returns on its own input convention (``Scorer.input_convention``; see :mod:`evaluation.protocols`).
     Raises :class:`ScorerCheckpointError` naming the file when the file is missing, is not a scorer checkpoint,
     names an unknown architecture, predicts other classes, holds weights that do not fit its architecture
@@ -369,6 +378,8 @@ def load_scorer(path: str | Path, device: str | torch.device = "cpu", *,
     if path.suffix.lower() == ".prototxt":
         raise _fail(path, "is a Caffe network description, not weights; pass the weights file "
                           "fcn-8s-cityscapes.caffemodel (the FCN-8s' deploy.prototxt is built in)")
+    if is_deeplab_file(path):  # a GraphDef (told apart from a Caffe NetParameter by its node) or an archive
+        return _published_scorer(path, "deeplab_dpc", None, device, class_names)
     if _is_caffemodel(path):
         return _published_scorer(path, "caffe_fcn8s", None, device, class_names)
     obj = _torch_load(path)
@@ -417,9 +428,9 @@ def _is_caffemodel(path: Path) -> bool:
 
 
 def _published_scorer(path: Path, kind: str, obj: Any, device, class_names: Sequence[str] | None) -> Scorer:
-    """A :class:`Scorer` around the pix2pix authors' FCN-8s (``obj`` unused) or fyu/drn's DRN-D-105 (``obj``: what
-    ``torch.load`` returned). Their ``image_size`` is 256, the size of pix2pix's Cityscapes photos, used for
-    ``--real``."""
+    """A :class:`Scorer` around the pix2pix authors' FCN-8s or DeepLab's DPC graph (``obj`` unused) or fyu/drn's
+    DRN-D-105 (``obj``: what ``torch.load`` returned). Their ``image_size`` is 256, the size of pix2pix's Cityscapes
+    photos, used for ``--real``."""
     names = list(class_names) if class_names is not None else list(TRAIN_CLASS_NAMES)
     if kind == "caffe_fcn8s":
         model = load_caffe_fcn8s(path)
@@ -429,6 +440,12 @@ def _published_scorer(path: Path, kind: str, obj: Any, device, class_names: Sequ
         arch_kwargs = {"widths": list(model.widths), "fc": model.fc, "num_outputs": model.num_outputs}
         mean, std, convention = PIX2PIX_BGR_MEAN, (1.0, 1.0, 1.0), "bgr255"
         outputs = model.num_outputs if model.num_outputs > len(names) else None
+    elif kind == "deeplab_dpc":
+        model = load_deeplab(path)
+        crop = model.crop_size
+        arch_kwargs = {"graph": model.source, "crop_size": list(crop) if crop else None}
+        # the graph's own normalisation, for the record: 2 / 255 * x - 1 = (x - 127.5) / 127.5 on uint8 RGB
+        mean, std, convention, outputs = (127.5,) * 3, (127.5,) * 3, "uint8_rgb", None
     else:
         model = drn_from_state_dict(obj, path, classes=len(names))
         arch_kwargs = {"channels": list(model.channels)}

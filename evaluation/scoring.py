@@ -103,6 +103,8 @@ class _Frames(torch.utils.data.Dataset):
                 psnr, ssim = photo_similarity(photo, load_rgb(real_path))
         if self.protocol == "256":
             gt = load_train_ids(self.gt[frame], size=(self.eval_size, self.eval_size))
+        elif self.protocol == "dpc":  # compared at the photo's size (see evaluation.protocols)
+            gt = load_train_ids(self.gt[frame], size=photo.size)
         else:
             gt = load_train_ids(self.gt[frame])
         size = P.protocol_input_size(self.protocol, photo.size, (gt.shape[1], gt.shape[0]), self.eval_size)

@@ -33,13 +33,16 @@ def default_label(scored: Scored) -> str:
     return result_dir.resolve().parent.name or result_dir.name
 
 
-def summarize(scored: Scored, *, pix2pix_compat: bool = False, label: str | None = None) -> dict:
+def summarize(scored: Scored, *, pix2pix_compat: bool = False, label: str | None = None,
+              fid: dict | None = None) -> dict:
     """The results dict (what ``evaluation_results.json`` holds) of a :class:`~evaluation.scoring.Scored`.
 
     ``pix2pix_compat`` picks which convention for classes absent from the ground truth gives the headline
     ``scores``: cityscapesScripts' by default, the original pix2pix's with ``pix2pix_compat`` (with the pix2pix
     FCN-8s, that evaluator's arithmetic entire); every convention's scores are in the dict. ``label`` names the
-    row in ``compare_runs`` (default: :func:`default_label`).
+    row in ``compare_runs`` (default: :func:`default_label`). ``fid``: what :func:`evaluation.fid.fid_kid` returned
+    for the same photos, or None; its ``fid``, ``kid_mean`` and ``kid_std`` become top-level keys, the rest
+    ``fid_details``.
     """
     scorer, conf, protocol = scored.scorer, scored.confusion, scored.protocol
     num_classes = len(scorer.class_names)
@@ -91,6 +94,9 @@ def summarize(scored: Scored, *, pix2pix_compat: bool = False, label: str | None
         "frames": scored.frames,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    if fid is not None:
+        results.update({key: fid[key] for key in ("fid", "kid_mean", "kid_std")})
+        results["fid_details"] = {k: v for k, v in fid.items() if k not in ("fid", "kid_mean", "kid_std")}
     if official:
         dropped = scored.official_dropped
         results["extra_channel"] = {
