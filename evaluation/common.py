@@ -18,6 +18,7 @@ from PIL import Image
 
 from evaluation.labels import ids_to_train_ids
 from pix2pix_tr.cli import resolve_device as _resolve_device
+from pix2pix_tr.io import read_image, read_label_ids
 from pix2pix_tr.cli import run_cli as _run_cli
 from pix2pix_tr.paths import PathError, check_no_overlap, ensure_writable_dir, is_within
 from pix2pix_tr.results_folder import foreign_outputs
@@ -89,27 +90,20 @@ def label_path(cityscapes_dir: str | Path, split: str, frame_id: str) -> Path:
 
 
 def load_rgb(path: str | Path) -> Image.Image:
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise EvaluationError(f"cannot read image {path}: {exc}") from None
+    """An image as RGB, read as every image of the project is (:func:`pix2pix_tr.io.read_image`: EXIF
+    orientation applied, 16-bit files scaled by one fixed rule)."""
+    return read_image(path, error=EvaluationError).convert("RGB")
 
 
 def load_train_ids(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Read a ``*_gtFine_labelIds.png`` as (H, W) uint8 train ids; ``size=(W, H)`` resizes nearest-neighbour."""
-    try:
-        with Image.open(path) as img:
-            if img.mode not in ("L", "P", "I", "I;16"):
-                raise EvaluationError(f"{path} is not a label-id image (mode {img.mode}); FCN-score reads "
-                                      f"*_gtFine_labelIds.png, not the *_color.png files")
-            if size is not None and img.size != tuple(size):
-                img = img.resize(tuple(size), Image.NEAREST)
-            ids = np.asarray(img)
-    except OSError as exc:
-        raise EvaluationError(f"cannot read label image {path}: {exc}") from None
-    if ids.max(initial=0) > 255:
-        raise EvaluationError(f"{path} holds label ids above 255; expected Cityscapes ids 0..33")
+    """Read a ``*_gtFine_labelIds.png`` as (H, W) uint8 train ids; ``size=(W, H)`` resizes nearest-neighbour.
+    The ids are values, never scaled (:func:`pix2pix_tr.io.read_label_ids`, 8- or 16-bit, EXIF applied)."""
+    ids = read_label_ids(path, error=EvaluationError)
+    if ids.max(initial=0) > 255 or ids.min(initial=0) < 0:
+        raise EvaluationError(f"{path} holds label ids outside 0..255; expected Cityscapes ids 0..33")
+    ids = ids.astype(np.uint8)
+    if size is not None and (ids.shape[1], ids.shape[0]) != tuple(size):
+        ids = np.asarray(Image.fromarray(ids).resize(tuple(size), Image.NEAREST))
     return ids_to_train_ids(ids.astype(np.uint8))
 
 

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from evaluation import protocols as P
+from pix2pix_tr.io import read_image_size
 from evaluation.common import (EvaluationError, check_int, list_label_frames, load_rgb, load_train_ids, photo_path,
                                require_cityscapes_split, resolve_device)
 from evaluation.frames import find_fake_frames, match_frames
@@ -135,12 +136,8 @@ def _collate(items: list[dict]) -> list[dict]:
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (OSError, ValueError) as exc:
-        raise EvaluationError(f"cannot read image {path}: {exc}") from None
+    """(width, height) as displayed (EXIF orientation applied), from the file header."""
+    return read_image_size(path, error=EvaluationError)
 
 
 def check_score_options(*, eval_size: int | None = None, real_size: int | None = None, batch_size: int = 4,

@@ -50,7 +50,7 @@ import numpy as np
 
 from experiments import stats
 from pix2pix_tr.io import atomic_write_text
-from pix2pix_tr.optim._tr import TR_MODES
+from pix2pix_tr.optim import TR_MODES
 from pix2pix_tr.steps import Step, StepFailed, StepRefused, execute
 from pix2pix_tr.steps import plan as steps_plan
 

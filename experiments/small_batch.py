@@ -55,7 +55,7 @@ from experiments.data import BatchLoader, DatasetError, ImageSet, load_dataset
 from experiments.models import MODELS, build_model
 from pix2pix_tr.cli import device_problem, json_clean, non_negative_float, positive_float, positive_int
 from pix2pix_tr.io import atomic_open, atomic_write_text
-from pix2pix_tr.optim._tr import TR_MODES
+from pix2pix_tr.optim import TR_MODES
 
 __all__ = [
     "PRESETS", "RunSpec", "Settings", "build_optimizer", "parse_optimizer", "is_tr", "base_of", "run_one",

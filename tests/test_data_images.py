@@ -173,3 +173,21 @@ def test_combine_copies_16_bit_label_ids_only_when_told_and_refuses_the_ambiguou
     b = np.asarray(Image.open(tmp_path / "ids" / "1.png"))[:, 8:]
     want = np.asarray(Image.fromarray(ids.astype(np.uint8)).resize((8, 8), Image.NEAREST))
     assert np.array_equal(b[..., 0], want) and np.array_equal(b[..., 2], want)  # the ids, nearest, as grey
+
+
+def test_the_fcn_score_reads_photos_and_label_ids_by_the_same_rules(tmp_path):
+    """evaluation/ goes through the same reader: an EXIF-rotated synthesized photo is scored upright, and a
+    16-bit label-id map gives the same train ids as its 8-bit twin (ids are values, never scaled)."""
+    from evaluation.common import load_rgb, load_train_ids
+    from evaluation.scoring import _image_size
+
+    _with_orientation(tmp_path / "photo.png", 6)
+    with Image.open(tmp_path / "photo.png") as img:
+        upright = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+    assert np.array_equal(np.asarray(load_rgb(tmp_path / "photo.png")), upright)
+    assert _image_size(tmp_path / "photo.png") == (upright.shape[1], upright.shape[0])
+    ids = np.array([[7, 8, 26], [24, 0, 33]], np.uint8)
+    Image.fromarray(ids).save(tmp_path / "ids8.png")
+    Image.fromarray(ids.astype(np.uint16)).save(tmp_path / "ids16.png")
+    assert np.array_equal(load_train_ids(tmp_path / "ids16.png"), load_train_ids(tmp_path / "ids8.png"))
+    assert load_train_ids(tmp_path / "ids8.png")[0, 0] == 0  # road (label id 7) is train id 0
