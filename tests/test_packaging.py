@@ -7,13 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ("pix2pix-tr-train", "pix2pix-tr-test", "pix2pix-tr-demo", "pix2pix-tr-fcn-score",
-            "pix2pix-tr-train-scorer", "pix2pix-tr-prepare-cityscapes", "pix2pix-tr-synthetic-city")
+# every command pyproject.toml declares (a new one is checked without editing this file)
+COMMANDS = tuple(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"])
 
 
 def _source_copy(dest: Path) -> Path:
