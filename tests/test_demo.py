@@ -24,6 +24,7 @@ def test_demo_tiny_runs_every_step_and_writes_every_artifact(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     summary = json.loads((out / "demo_summary.json").read_text())
+    assert summary["note"].startswith("smoke test") and "note: smoke test" in proc.stdout  # its scores mean nothing
     commands = [step["command"] for step in summary["steps"]]
     for expected in ("make_synthetic_cityscapes.py", "prepare_cityscapes_dataset.py", "train.py", "test.py",
                      "evaluation.train_scorer", "evaluation.fcn_score --real", "evaluation.fcn_score --result_dir",
