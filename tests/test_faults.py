@@ -226,8 +226,9 @@ def test_resume_with_another_lr_names_the_override_and_refuses_unknown_ones(ab_r
     with pytest.raises(SystemExit) as info:
         train_main(args + ["--continue_train", "--override", "ngf"])
     assert info.value.code == 2
-    assert "--override ngf is not an option that can change on resume; allowed: lr, dataroot" in \
-        capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--override ngf is not an option that can change on resume (the saved weights have this width" in err
+    assert "allowed: " in err and "lr, " in err and "dataroot" in err
     with pytest.raises(SystemExit):
         train_main(args + ["--override", "lr"])
     assert "--override only applies with --continue_train" in capsys.readouterr().err
@@ -608,3 +609,42 @@ def test_read_only_output_folders_give_one_sentence(ab_root, tmp_path, capsys):
                           "--results_dir", str(ro / "results")]) == 2
         err = capsys.readouterr().err
         assert "--results_dir" in err and "cannot be created (Read-only file system)" in err
+
+
+# ---------------------------------------------------------------------------------------------------- issue 21
+def test_a_new_run_never_writes_into_a_folder_holding_another_runs_weights(ab_root, tmp_path, capsys):
+    """Issue 21 #3: a copied run or an official pretrained folder (weights, no training state) is refused without
+    --continue_train, naming what is there and the choices; each choice, followed as written, works."""
+    args = tiny_args(ab_root, tmp_path, "copied", "--max_dataset_size", "2", "--n_epochs_decay", "0")
+    assert train_main(args) == 0
+    run_dir = tmp_path / "copied"
+    (run_dir / "training_state.pth").unlink()  # what a copy of the weights alone looks like
+    before = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
+    capsys.readouterr()
+    assert train_main(args) == 2
+    err = capsys.readouterr().err
+    assert "already holds another run's files (1_net_D.pth, 1_net_G.pth, latest_net_D.pth, latest_net_G.pth)" in err
+    assert "add --continue_train to start a new run from its latest weights" in err and "another --name" in err
+    after = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert after == before  # nothing written: not the options, not the log, not the gallery
+    assert train_main(args + ["--continue_train"]) == 0  # the first choice, as advised
+    assert (run_dir / "pretrained" / "1_net_G.pth").read_bytes() == before[Path("1_net_G.pth")]
+    # epoch files only (no latest_net_G.pth): --continue_train would have nothing to start from, so it is not offered
+    only_epochs = tmp_path / "epochs"
+    only_epochs.mkdir()
+    for which in ("G", "D"):
+        shutil.copy(run_dir / "pretrained" / f"1_net_{which}.pth", only_epochs / f"1_net_{which}.pth")
+    other = tiny_args(ab_root, tmp_path, "epochs", "--max_dataset_size", "2", "--n_epochs_decay", "0")
+    for extra in ([], ["--continue_train"]):
+        assert train_main(other + extra) == 2
+        err = capsys.readouterr().err
+        assert "neither a training state nor latest_net_G.pth" in err and "add --continue_train" in err
+    for which in ("G", "D"):  # the advice for starting from epoch 1, followed as written
+        shutil.copy(only_epochs / f"1_net_{which}.pth", only_epochs / f"latest_net_{which}.pth")
+    assert train_main(other + ["--continue_train"]) == 0
+    # a folder left by a run that saved no weights (it diverged at once) is reused, as that run's advice says
+    empty = tmp_path / "nothing_saved"
+    empty.mkdir()
+    (empty / "train_opt.txt").write_text("old options")
+    assert train_main(tiny_args(ab_root, tmp_path, "nothing_saved", "--max_dataset_size", "2", "--n_epochs_decay",
+                                "0")) == 0

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import TrainingError
-from .guards import OVERRIDABLE
+from .resume import override_problem
 from .tensorboard import tensorboard_problem
 
 
@@ -117,13 +117,9 @@ class TrainConfig:
 
 def training_option_problem(opt: argparse.Namespace) -> str | None:
     """What is wrong with ``opt`` for training, as one sentence naming the flag (None when nothing is)."""
-    overrides = list(opt.override)
-    unknown = [o for o in overrides if o not in OVERRIDABLE]
-    if unknown:
-        return (f"--override {unknown[0]} is not an option that can change on resume; allowed: "
-                f"{', '.join(OVERRIDABLE)}")
-    if overrides and not opt.continue_train:
-        return "--override only applies with --continue_train (a new run takes every option as given)"
+    problem = override_problem(opt.override, opt.continue_train)
+    if problem:
+        return problem
     if opt.tensorboard:
         return tensorboard_problem()
     return None

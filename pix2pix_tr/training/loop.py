@@ -50,7 +50,7 @@ from ..models import GANLoss, define_D, define_G
 from ..models.pix2pix import NonFiniteLossError, train_step
 from ..options import format_options, non_default_options, options_to_json_dict
 from ..paths import PathError, check_no_overlap, ensure_writable_dir, join_name
-from .checkpoint import STATE_FILE, Checkpointer, check_resume_options, load_training_state
+from .checkpoint import STATE_FILE, Checkpointer, load_training_state
 from .config import TrainConfig
 from .distributed import DistContext, ddp_wrap, init_distributed
 from .errors import NoSpaceLeft, TrainingError
@@ -58,7 +58,9 @@ from .guards import apply_overrides, check_resume_data, data_fingerprint, no_spa
 from .lock import RunLock
 from .observers import LOSS_NAMES, Observers
 from .optimizers import make_optimizer, make_scheduler, step_scheduler
-from .pretrained import is_pretrained_folder, keep_pretrained, load_pretrained
+from .pretrained import (MEANING_OPTIONS, is_pretrained_folder, keep_pretrained, load_pretrained, weights_folder,
+                         weights_options)
+from .resume import check_resume_options, keeps_schedule_state, override_notes, schedule_at
 from .state import TrainState
 
 __all__ = ["train", "run", "TrainResult", "LOSS_NAMES"]
@@ -141,17 +143,24 @@ def run(cfg: TrainConfig, ctx: DistContext, run_dir: Path,
                        options=options_to_json_dict(cfg.options), data=data_info, world_size=ctx.world_size,
                        batch_size=cfg.batch_size)
 
-    # -- restore (--continue_train): every saved object, then the --override changes on top
+    # -- restore (--continue_train): every saved object, then the --override changes on top; the schedules are
+    #    those of the options now in force, at the resumed epoch (resume.py)
     notes: list[str] = []
     if saved is not None:
-        state.load_state_dict(saved)
+        state.load_state_dict(saved, schedules=keeps_schedule_state(saved["options"], cfg.lr_policy))
         notes = apply_overrides(cfg.override, saved["options"], cfg, (state.opt_G, state.opt_D),
                                 (state.sched_G, state.sched_D))
+        notes += override_notes(cfg.override, saved["options"], options_to_json_dict(cfg.options))
         state.record_overrides(notes)
         for note in notes:
             say(ctx, f"--override: {note}")
         say(ctx, f"resuming {run_dir} at epoch {state.epoch}, iteration {state.epoch_iter} of the epoch "
                  f"({state.total_iters} iterations done)")
+    if saved is not None or state.epoch != 1:
+        state.sched_G, state.sched_D = (
+            schedule_at(opt, sched, policy=cfg.lr_policy, epoch=state.epoch, n_epochs=cfg.n_epochs,
+                        n_epochs_decay=cfg.n_epochs_decay, lr_decay_iters=cfg.lr_decay_iters)
+            for opt, sched in ((state.opt_G, state.sched_G), (state.opt_D, state.sched_D)))
     G_run, D_run, D_local = wrap_for_training(G, D, ctx, compile=cfg.compile, mode=cfg.compile_mode)
     step = partial(train_step, G_run, D_run, state.opt_G, state.opt_D, gan_loss=GANLoss(cfg.gan_mode).to(device),
                    lambda_L1=cfg.lambda_L1, lambda_gp=cfg.lambda_gp, D_local=D_local, scaler_G=state.scaler_G,
@@ -273,8 +282,14 @@ def _saved_run(cfg: TrainConfig, ctx: DistContext, run_dir: Path) -> tuple[dict[
                             "use --norm batch (or instance)")
     from_weights = cfg.continue_train and is_pretrained_folder(run_dir)
     saved = load_training_state(run_dir) if cfg.continue_train and not from_weights else None
-    if saved is not None:
-        check_resume_options(saved["options"], options_to_json_dict(cfg.options), run_dir, overrides=cfg.override)
+    current = options_to_json_dict(cfg.options)
+    if saved is not None:  # refused before anything is written: train_opt.json never holds a refused value
+        check_resume_options(saved["options"], current, run_dir, overrides=cfg.override,
+                             saved_epoch=int(saved["epoch"]))
+    if from_weights:
+        folder = weights_folder(run_dir)
+        check_resume_options(weights_options(folder), current, folder, overrides=cfg.override,
+                             keys=MEANING_OPTIONS, weights_only=True)
     return saved, from_weights
 
 
@@ -342,11 +357,40 @@ def autocast_factory(amp: str, device: torch.device) -> Callable[[], contextlib.
 
 
 def prepare_run_dir(run_dir: Path, continue_train: bool) -> None:
-    """A new run refuses a folder that already holds a training state (so days of training are not
-    overwritten by a forgotten ``--continue_train``)."""
-    if not continue_train and (run_dir / STATE_FILE).exists():
-        raise TrainingError(f"{run_dir} already holds a training run: add --continue_train to resume it, or "
-                            f"choose another --name (or delete the folder to start over)")
+    """A run never writes into a folder holding another run's checkpoints without being told how: a new run
+    refuses a folder with a training state or any network weights (a forgotten ``--continue_train``, a copied
+    run, an official pretrained folder), naming what is there and the choices. A folder holding only the
+    options, log or gallery of a run that saved nothing (e.g. one that diverged at once) is reused."""
+    if (run_dir / STATE_FILE).exists():
+        if not continue_train:
+            raise TrainingError(f"{run_dir} already holds a training run: add --continue_train to resume it, or "
+                                f"choose another --name (or delete the folder to start over)")
+        return
+    found = checkpoint_files(run_dir)
+    if not found:
+        return
+    shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+    if is_pretrained_folder(run_dir):
+        if not continue_train:
+            raise TrainingError(
+                f"{run_dir} already holds another run's files ({shown}) but no training state: add "
+                f"--continue_train to start a new run from its latest weights (everything there is first moved to "
+                f"{run_dir / 'pretrained'}), or choose another --name (or delete the folder to start over)")
+        return
+    raise TrainingError(
+        f"{run_dir} already holds another run's files ({shown}) but neither a training state nor latest_net_G.pth: "
+        f"choose another --name (or delete the folder to start over); to start from one of those epochs, copy its "
+        f"N_net_G.pth and N_net_D.pth to latest_net_G.pth and latest_net_D.pth and add --continue_train")
+
+
+def checkpoint_files(run_dir: Path) -> list[str]:
+    """The names of the network and state files (``*.pth``) in ``run_dir`` and its ``pretrained/``."""
+    if not run_dir.is_dir():
+        return []
+    found = sorted(p.name for p in run_dir.glob("*.pth"))
+    pretrained = run_dir / "pretrained"
+    return found + sorted(f"pretrained/{p.name}" for p in pretrained.glob("*.pth")) if pretrained.is_dir() \
+        else found
 
 
 def build_networks(cfg: TrainConfig | Namespace) -> tuple[nn.Module, nn.Module]:
