@@ -648,3 +648,88 @@ def test_a_new_run_never_writes_into_a_folder_holding_another_runs_weights(ab_ro
     (empty / "train_opt.txt").write_text("old options")
     assert train_main(tiny_args(ab_root, tmp_path, "nothing_saved", "--max_dataset_size", "2", "--n_epochs_decay",
                                 "0")) == 0
+
+
+def _small_copy(ab_root, tmp_path, n=2):
+    data = tmp_path / "data"
+    (data / "train").mkdir(parents=True)
+    (data / "val").mkdir()
+    for f in sorted((ab_root / "train").iterdir())[:n]:
+        shutil.copy(f, data / "train" / f.name)
+    return data
+
+
+def test_images_that_do_not_fit_the_network_are_one_sentence(ab_root, tmp_path, capsys):
+    """Rough, issue 21: --preprocess none keeps the images' 64x64 halves, which unet_128 cannot take (exit 1 and a
+    traceback from inside the network before); the same images fit unet_64."""
+    args = tiny_args(ab_root, tmp_path, "none", "--preprocess", "none", "--max_dataset_size", "2", "--n_epochs_decay",
+                     "0")
+    assert train_main(args + ["--netG", "unet_128"]) == 2
+    err = capsys.readouterr().err
+    assert "--netG unet_128 needs image sides that are multiples of 128" in err and "64x64 halves" in err
+    assert "Traceback" not in err and not (tmp_path / "none").exists()
+    assert train_main(args) == 0  # unet_64: the sizes fit
+
+
+def test_a_batch_of_images_of_mixed_sizes_is_one_sentence(ab_root, tmp_path, capsys):
+    """Rough, issue 21: scale_width keeps each image's aspect ratio, so batch 2 of mixed heights cannot be stacked
+    (the collate failed with a traceback)."""
+    from PIL import Image
+
+    data = _small_copy(ab_root, tmp_path)
+    tall = sorted((data / "train").iterdir())[1]
+    Image.open(tall).resize((128, 32)).save(tall)  # halves 64x32 instead of 64x64
+    args = tiny_args(data, tmp_path, "mixed", "--preprocess", "scale_width", "--load_size", "64", "--crop_size", "32",
+                     "--netG", "resnet_6blocks", "--n_epochs_decay", "0")
+    assert train_main(args) == 2
+    err = capsys.readouterr().err
+    assert "--batch_size 2 stacks the samples of a batch into one tensor" in err and tall.name in err
+    assert "64x32" in err and "Traceback" not in err
+    assert train_main(args + ["--batch_size", "1"]) == 0  # the first remedy, as written
+
+
+def test_a_lock_that_is_a_folder_is_one_sentence(ab_root, tmp_path, capsys):
+    (tmp_path / "locked" / ".lock").mkdir(parents=True)
+    assert train_main(tiny_args(ab_root, tmp_path, "locked")) == 2
+    err = capsys.readouterr().err
+    assert ".lock is a folder" in err and "--name" in err and "Traceback" not in err
+
+
+def test_a_corrupt_image_read_by_a_loader_worker_is_one_sentence(ab_root, tmp_path, capsys):
+    """Rough, issue 21: with --num_threads 2 the DatasetError came back wrapped in the worker's traceback; it now
+    crosses the worker boundary as its own sentence (for train.py and test.py alike)."""
+    data = _small_copy(ab_root, tmp_path)
+    broken = sorted((data / "train").iterdir())[1]
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
+    assert train_main(tiny_args(data, tmp_path, "w", "--num_threads", "2", "--n_epochs_decay", "0")) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "error" in line]  # (the progress bar shares stderr)
+    assert len(lines) == 1 and lines[0].startswith("train.py: error: cannot read the image ") and broken.name in lines[0]
+    assert "Traceback" not in err and "DataLoader worker" not in err
+    make_run(tmp_path / "checkpoints", "ok")
+    shutil.copy(broken, data / "val" / broken.name)
+    assert inference_main(["--dataroot", str(data), "--name", "ok", "--checkpoints_dir", str(tmp_path / "checkpoints"),
+                           "--results_dir", str(tmp_path / "results"), "--num_threads", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "test.py: error: cannot read the image " in err and broken.name in err and "DataLoader worker" not in err
+
+
+@pytest.mark.parametrize("where", ["val", "root", "parent_of_data"])
+def test_checkpoints_never_overlap_any_part_of_the_dataroot(ab_root, tmp_path, capsys, where):
+    """Rough, issue 21: --checkpoints_dir in another split of the data (not only DATAROOT/PHASE) wrote the run into
+    the data; the data inside the run folder is refused too. Nothing is created before the refusal."""
+    data = _small_copy(ab_root, tmp_path)
+    before = sorted(p.relative_to(data).as_posix() for p in data.rglob("*"))
+    if where == "parent_of_data":  # --dataroot CKPT/NAME/data: the run folder would hold the data
+        args = tiny_args(data, tmp_path, "data")
+        args[args.index("--dataroot") + 1] = str(data)
+        args[args.index("--checkpoints_dir") + 1] = str(tmp_path)
+        args[args.index("--name") + 1] = "data"
+        expected = "--checkpoints_dir/--name"
+    else:
+        ckpt = data / "val" / "ckpt" if where == "val" else data
+        args, expected = tiny_args(data, ckpt, "run"), "is inside --dataroot"
+    assert train_main(args) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err, err
+    assert sorted(p.relative_to(data).as_posix() for p in data.rglob("*")) == before

@@ -49,7 +49,7 @@ from ..io import atomic_write_text, is_no_space
 from ..models import GANLoss, define_D, define_G
 from ..models.pix2pix import NonFiniteLossError, train_step
 from ..options import format_options, non_default_options, options_to_json_dict
-from ..paths import PathError, check_no_overlap, ensure_writable_dir, join_name
+from ..paths import PathError, check_no_overlap, ensure_writable_dir, is_within, join_name
 from .checkpoint import STATE_FILE, Checkpointer, load_training_state
 from .config import TrainConfig
 from .distributed import DistContext, ddp_wrap, init_distributed
@@ -262,10 +262,16 @@ def run(cfg: TrainConfig, ctx: DistContext, run_dir: Path,
 
 
 def _checked_run_dir(cfg: TrainConfig) -> Path:
-    """``CHECKPOINTS_DIR/NAME``, writable and outside the training data (TrainingError naming the flag)."""
+    """``CHECKPOINTS_DIR/NAME``, writable and apart from the data (TrainingError naming the flag). The whole
+    ``--dataroot`` is input, not only its ``PHASE`` split, and the check comes before anything is created."""
     try:
-        run_dir = join_name(ensure_writable_dir(cfg.checkpoints_dir, flag="--checkpoints_dir"), cfg.name)
-        check_no_overlap(run_dir, {"the training folder": _data_dir(cfg)}, output_flag="--checkpoints_dir/--name")
+        run_dir = join_name(cfg.checkpoints_dir, cfg.name)
+        data = _data_dir(cfg)
+        check_no_overlap(run_dir, {"--dataroot": data}, output_flag="--checkpoints_dir/--name")
+        if data is not None and is_within(data, run_dir):
+            raise PathError(f"--dataroot {data} is inside the run folder {run_dir}: the run writes its checkpoints "
+                            f"and gallery there; move the data, or choose another --checkpoints_dir/--name")
+        ensure_writable_dir(cfg.checkpoints_dir, flag="--checkpoints_dir")
         if run_dir.exists():
             ensure_writable_dir(run_dir, flag="--name")
     except PathError as exc:
@@ -430,6 +436,10 @@ def build_data(cfg: TrainConfig, ctx: DistContext):
                                  augment_on_device=cfg.augment_on_device)
     except DatasetError as exc:
         raise TrainingError(str(exc)) from exc
+    problem = batch_shape_problem(dataset.paths, dataset.sizes, preprocess=cfg.preprocess, load_size=cfg.load_size,
+                                  crop_size=cfg.crop_size, netG=cfg.netG, batch_size=cfg.batch_size)
+    if problem:
+        raise TrainingError(problem)
     if dataset.cache is not None:
         say(ctx, f"--cache_images: {len(dataset)} pairs decoded and resized once, "
                  f"{dataset.cache.nbytes / 2**20:.1f} MB of shared memory")
@@ -438,6 +448,36 @@ def build_data(cfg: TrainConfig, ctx: DistContext):
     loader = make_dataloader(dataset, cfg.batch_size, sampler, num_workers=cfg.num_threads, pin_memory=pin,
                              seed=cfg.seed)
     return dataset, sampler, loader
+
+
+def batch_shape_problem(paths, sizes, *, preprocess: str, load_size: int, crop_size: int, netG: str,
+                        batch_size: int) -> str | None:
+    """Why the training images cannot make batches the generator takes (one sentence naming a file), or None.
+    Read off the files' headers (``sizes``: each A|B file's ``(w, h)``) before anything is trained: every sample's
+    side must be a multiple of what ``netG`` needs (``--preprocess none`` / ``scale_width`` keep the images' own
+    sizes), and a batch of several samples needs one size (the DataLoader stacks them)."""
+    from ..data.aligned import resize_target
+    from ..models.networks import required_multiple
+
+    multiple = required_multiple(netG)
+    first = None
+    for path, (w, h) in zip(paths, sizes):
+        half = (w // 2, h)
+        out = (crop_size, crop_size) if preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") else (
+            resize_target(half, preprocess=preprocess, load_size=load_size, crop_size=crop_size) or half)
+        if out[0] % multiple or out[1] % multiple:
+            return (f"--netG {netG} needs image sides that are multiples of {multiple}, but with --preprocess "
+                    f"{preprocess} the image {path} gives {out[0]}x{out[1]} halves: use --preprocess resize_and_crop "
+                    f"(or scale_width_and_crop) with a --crop_size that is a multiple of {multiple}, resize the "
+                    f"images, or choose another --netG")
+        if first is None:
+            first = (path, out)
+        elif batch_size > 1 and out != first[1]:
+            return (f"--batch_size {batch_size} stacks the samples of a batch into one tensor, but with --preprocess "
+                    f"{preprocess} the image {first[0]} gives {first[1][0]}x{first[1][1]} halves and {path} "
+                    f"{out[0]}x{out[1]}: use --batch_size 1, a --preprocess that crops (resize_and_crop, "
+                    f"scale_width_and_crop, crop), or images of one size")
+    return None
 
 
 def wrap_for_training(G: nn.Module, D: nn.Module, ctx: DistContext, *, compile: bool, mode: str = "default"):
@@ -464,10 +504,10 @@ def say(ctx: DistContext, *args: Any) -> None:
 
 
 def _data_dir(cfg: TrainConfig) -> Path | None:
-    """``DATAROOT/PHASE`` when --dataroot resolves (else None: building the dataset reports the problem)."""
+    """The folder ``--dataroot`` resolves to (else None: building the dataset reports the problem)."""
     from ..data import DatasetError, resolve_dataroot
 
     try:
-        return Path(resolve_dataroot(cfg.dataroot)) / cfg.phase
+        return Path(resolve_dataroot(cfg.dataroot))
     except DatasetError:
         return None
