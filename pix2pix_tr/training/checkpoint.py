@@ -147,6 +147,13 @@ class Checkpointer:
             save_training_state(self.run_dir, state.state_dict())  # last: it commits the save
         self.last_saved = state.total_iters
 
+    def save_iter(self, state) -> None:
+        """``--save_by_iter``: ``iter_{total_iters}_net_G.pth`` and ``_D.pth`` (checked first), before the latest
+        save that commits the state."""
+        self.check(state)
+        if self.is_main:
+            save_networks(self.run_dir, f"iter_{state.total_iters}", state.G, state.D)
+
     @property
     def resumable(self) -> bool:
         return (self.run_dir / STATE_FILE).is_file()

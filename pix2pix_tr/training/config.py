@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from .errors import TrainingError
 from .resume import override_problem
 from .tensorboard import tensorboard_problem
+from .wandb_log import wandb_problem
 
 
 class ConfigError(TrainingError):
@@ -91,6 +92,16 @@ class TrainConfig:
     display_freq: int
     max_iters: int
     tensorboard: bool
+    # the official pix2pix's flags that do something here (docs/migration.md)
+    epoch_count: int | None
+    serial_batches: bool
+    save_by_iter: bool
+    no_html: bool
+    update_html_freq: int | None
+    display_winsize: int
+    verbose: bool
+    use_wandb: bool
+    wandb_project_name: str
     #: every option as parsed (also those the loop does not read), for the files that describe the run
     options: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -120,6 +131,8 @@ def training_option_problem(opt: argparse.Namespace) -> str | None:
     problem = override_problem(opt.override, opt.continue_train)
     if problem:
         return problem
-    if opt.tensorboard:
+    if opt.tensorboard and tensorboard_problem():
         return tensorboard_problem()
+    if opt.use_wandb:
+        return wandb_problem()
     return None

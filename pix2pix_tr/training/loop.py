@@ -46,7 +46,7 @@ import torch
 import torch.nn as nn
 
 from ..io import atomic_write_text, is_no_space
-from ..models import GANLoss, define_D, define_G
+from ..models import GANLoss, count_parameters, define_D, define_G
 from ..models.pix2pix import NonFiniteLossError, train_step
 from ..options import format_options, non_default_options, options_to_json_dict
 from ..paths import PathError, check_no_overlap, ensure_writable_dir, is_within, join_name
@@ -137,11 +137,18 @@ def run(cfg: TrainConfig, ctx: DistContext, run_dir: Path,
     if from_weights:
         ctx.barrier()  # rank 0 has moved the weights into pretrained/
         say(ctx, load_pretrained(run_dir, G, D, cfg.options))
+        if cfg.epoch_count is not None:
+            say(ctx, f"--epoch_count {cfg.epoch_count}: the new run's epochs and schedule start at epoch "
+                     f"{cfg.epoch_count}")
     for net in (G, D):
         net.to(device, memory_format=memory_format).train()
+    if cfg.verbose:
+        say(ctx, describe_networks(G, D))
     state = TrainState(G, D, *build_optimizers(cfg, G, D), *build_scalers(cfg, device),
                        options=options_to_json_dict(cfg.options), data=data_info, world_size=ctx.world_size,
                        batch_size=cfg.batch_size)
+    if cfg.epoch_count is not None:  # the official's first epoch number (a resume checks it against the state)
+        state.epoch = cfg.epoch_count
 
     # -- restore (--continue_train): every saved object, then the --override changes on top; the schedules are
     #    those of the options now in force, at the resumed epoch (resume.py)
@@ -211,8 +218,12 @@ def run(cfg: TrainConfig, ctx: DistContext, run_dir: Path,
                         stop = ctx.any(stop)
                     if stop:
                         break
+                    if cfg.update_html_freq and state.total_iters % cfg.update_html_freq == 0:
+                        observers.epoch_visuals(state.epoch, visuals, state)  # the official's HTML refresh
                     if (cfg.save_latest_freq and state.total_iters % cfg.save_latest_freq == 0
                             and state.epoch_iter < batches_per_epoch):
+                        if cfg.save_by_iter:
+                            checkpointer.save_iter(state)
                         checkpointer.save_latest(state)
                 observers.close_bar()
                 if stop and state.epoch_iter < batches_per_epoch:
@@ -407,6 +418,14 @@ def build_networks(cfg: TrainConfig | Namespace) -> tuple[nn.Module, nn.Module]:
     return G, D
 
 
+def describe_networks(G: nn.Module, D: nn.Module) -> str:
+    """``--verbose``: both networks and their parameter counts (as the official pix2pix prints them)."""
+    parts = ["---------- Networks initialized -------------"]
+    for label, net in (("G", G), ("D", D)):
+        parts += [str(net), f"[Network {label}] Total number of parameters : {count_parameters(net) / 1e6:.3f} M"]
+    return "\n".join(parts + ["-----------------------------------------------"])
+
+
 def build_optimizers(cfg: TrainConfig, G: nn.Module, D: nn.Module) -> tuple[Any, Any, Any, Any]:
     """``(opt_G, opt_D, sched_G, sched_D)``: one ``--optimizer`` and one ``--lr_policy`` schedule per network."""
     make_opt = partial(make_optimizer, cfg.optimizer, lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2,
@@ -443,7 +462,8 @@ def build_data(cfg: TrainConfig, ctx: DistContext):
     if dataset.cache is not None:
         say(ctx, f"--cache_images: {len(dataset)} pairs decoded and resized once, "
                  f"{dataset.cache.nbytes / 2**20:.1f} MB of shared memory")
-    sampler = EpochSampler(len(dataset), shuffle=True, seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size)
+    sampler = EpochSampler(len(dataset), shuffle=not cfg.serial_batches, seed=cfg.seed, rank=ctx.rank,
+                           world_size=ctx.world_size)
     pin = ctx.device.type == "cuda" and not cfg.no_pin_memory
     loader = make_dataloader(dataset, cfg.batch_size, sampler, num_workers=cfg.num_threads, pin_memory=pin,
                              seed=cfg.seed)

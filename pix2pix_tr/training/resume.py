@@ -84,7 +84,7 @@ RESUME_RULES: dict[str, tuple[str, str]] = {
         "continue_train", "override", "save_epoch_freq", "save_latest_freq", "print_freq", "display_freq",
         "tensorboard", "serial_batches", "save_by_iter", "no_html", "update_html_freq", "verbose", "use_wandb",
         "wandb_project_name", "suffix", "model", "dataset_mode", "pool_size", "epoch", "load_iter", "display_id",
-        "gpu_ids", "display_server", "display_env", "display_port", "display_ncols", "display_winsize")},
+        "display_winsize")},
 }
 
 #: what ``--override NAME`` accepts: the override class, and ``dataroot``
