@@ -6,9 +6,12 @@ module (``evaluation.fcn_score:command``, ``evaluation.train_scorer:command``, .
 from __future__ import annotations
 
 import hashlib
+import math
+import os
+import sys
 import re
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -16,6 +19,8 @@ from PIL import Image
 from evaluation.labels import ids_to_train_ids
 from pix2pix_tr.cli import resolve_device as _resolve_device
 from pix2pix_tr.cli import run_cli as _run_cli
+from pix2pix_tr.paths import PathError, check_no_overlap, ensure_writable_dir, is_within
+from pix2pix_tr.results_folder import foreign_outputs
 
 
 class EvaluationError(ValueError):
@@ -24,6 +29,11 @@ class EvaluationError(ValueError):
 
 class ScorerCheckpointError(EvaluationError):
     """A scorer checkpoint that is missing, unreadable, or does not match what it is used for."""
+
+
+class DivergedError(RuntimeError):
+    """A training that went non-finite (train_scorer). The CLIs print it as one line and exit 1, the project's code for
+    divergence; nothing non-finite was saved."""
 
 
 class MissingFramesError(EvaluationError):
@@ -137,7 +147,94 @@ def parse_image_size(text: str | int) -> int:
     return size
 
 
+def check_int(value, flag: str, minimum: int, what: str) -> int:
+    """``value`` as an int of at least ``minimum``; anything else is one sentence naming ``flag`` (``what``: the
+    rule in words, e.g. "at least 1")."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise EvaluationError(f"{flag} {value!r} must be {what}")
+    return int(value)
+
+
+def check_float(value, flag: str, *, positive: bool) -> float:
+    """``value`` as a finite float, positive (``positive``) or at least 0; one sentence naming ``flag`` otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not math.isfinite(number) or (number <= 0 if positive else number < 0):
+        raise EvaluationError(f"{flag} {value!r} must be a finite number {'above 0' if positive else '>= 0'}")
+    return number
+
+
+def check_output_apart(output: str | Path, *, flag: str, input_dirs: Mapping[str, str | Path | None] = {},
+                       input_files: Mapping[str, str | Path | None] = {}, writes: Iterable[str | Path] = (),
+                       own: Iterable[str] = (), folder: bool = True) -> None:
+    """The rule of every writer in evaluation/: it never writes onto its inputs or another tool's outputs.
+
+    ``output`` (a folder, or with ``folder=False`` a file) must not be an input folder, lie inside one or (a
+    folder) contain one; none of the paths it ``writes`` (and not ``output`` itself) may be an input file; and
+    an output folder (for a file: the folder it goes into) must not hold another tool's outputs
+    (:data:`pix2pix_tr.results_folder.OUTPUT_MARKERS`: test.py's ``results.json``, a training run, a compare
+    page, an fcn_score report), except the files named in ``own``. Raises :class:`EvaluationError` (one sentence)
+    before anything is written."""
+    try:
+        check_no_overlap(output, dict(input_dirs), output_flag=flag)
+    except PathError as exc:
+        raise EvaluationError(str(exc)) from None
+    if folder:
+        for what, path in input_dirs.items():
+            if path is not None and is_within(path, output):
+                raise EvaluationError(f"{flag} {output} contains {what} {path}: its files would be mixed with the "
+                                      f"inputs; choose an {flag} apart from {path}")
+    targets = [output, *writes]
+    for what, path in input_files.items():
+        if path is None:
+            continue
+        if folder and is_within(path, output):
+            raise EvaluationError(f"{flag} {output} contains {what} {path}: its files would be mixed with the "
+                                  f"inputs; choose an {flag} apart from {path}")
+        if any(is_within(target, path) for target in targets):
+            raise EvaluationError(f"{flag} {output} would write onto {what} {path}; choose another {flag}")
+    holder = Path(output) if folder else Path(output).parent
+    foreign = foreign_outputs(holder, own=own)
+    if foreign is not None:
+        raise EvaluationError(f"{flag} {output}: {holder} holds {foreign}, and this tool must not write into another "
+                              f"tool's output folder; choose a new {flag}")
+
+
+def check_output_dir_usable(output: str | Path, *, flag: str) -> None:
+    """Without creating anything: ``output`` can become a folder we write in (it is one, or its nearest existing
+    parent is a writable folder). One sentence otherwise, so that a long run is not wasted on an unusable path."""
+    path = Path(output)
+    existing = next((p for p in [path, *path.parents] if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        raise EvaluationError(f"{flag} {output} cannot be a folder because {existing} is a file: pass a folder path, "
+                              f"or move the file away")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise EvaluationError(f"{flag} {output} cannot be written ({existing} is not writable): pass a folder you can "
+                              f"write to")
+
+
+def prepare_output_dir(output: str | Path, *, flag: str) -> Path:
+    """Create an output folder (with parents) and check it is writable: one sentence otherwise."""
+    try:
+        return ensure_writable_dir(output, flag=flag)
+    except PathError as exc:
+        raise EvaluationError(str(exc)) from None
+
+
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
-    """Run a CLI ``main``; an :class:`EvaluationError` becomes ``error: ...`` on stderr and exit status 2."""
-    return _run_cli(main, argv, user_errors=EvaluationError)
+    """Run a CLI ``main``; an :class:`EvaluationError` becomes ``error: ...`` on stderr and exit status 2, a
+    :class:`DivergedError` the same line and exit status 1 (divergence), a full disk exit status 3."""
+
+    def guarded(args: Sequence[str] | None) -> int | None:
+        try:
+            return main(args)
+        except DivergedError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+
+    return _run_cli(guarded, argv, user_errors=EvaluationError)
 

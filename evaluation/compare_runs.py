@@ -14,6 +14,9 @@ name) and the paper's three columns, plus PSNR / SSIM where known and the majori
 Rows are only comparable when they share the scorer (same checkpoint sha256), the protocol, the absent-class
 convention, the frames and the size of the scored photos (``synthesized_size``, width x height before any
 protocol resize); any difference is printed under the table as a warning (and in the file).
+
+``--output`` never replaces an input: a file inside one of the OUT folders (their ``evaluation_results.json``
+included) or in another tool's output folder is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from evaluation.common import EvaluationError, run_cli
+from evaluation.common import EvaluationError, check_output_apart, run_cli
 from evaluation.reports import RESULTS_JSON
 from pix2pix_tr.io import atomic_write_text
 
@@ -111,8 +114,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_output_file(output: str | Path, out_dirs: Sequence[str | Path]) -> None:
+    """``--output`` must not be an input (an ``evaluation_results.json`` or anything inside an input folder) nor go
+    into another tool's output folder; one sentence before anything is written."""
+    folders, files = {}, {}
+    for i, given in enumerate(out_dirs):
+        path = Path(given)
+        folder = path if path.is_dir() else path.parent
+        folders[f"the input folder {given}"] = folder
+        files[f"the input {RESULTS_JSON} of {given}"] = folder / RESULTS_JSON if path.is_dir() else path
+    check_output_apart(output, flag="--output", input_dirs=folders, input_files=files, folder=False)
+    if Path(output).is_dir():
+        raise EvaluationError(f"--output {output} is a folder; give a file name such as {Path(output) / 'table.md'}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.output:
+        check_output_file(args.output, args.out_dirs)
     table, warnings = compare_table(args.out_dirs, args.labels)
     text = table + "".join(f"\nWarning: {w}" for w in warnings) + ("\n" if warnings else "")
     print(text, end="")

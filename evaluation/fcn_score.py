@@ -54,7 +54,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from evaluation.common import run_cli
+from evaluation.common import check_output_apart, check_output_dir_usable, run_cli
 from evaluation.frames import FAKE_SUFFIXES, find_fake_frames, match_frames  # noqa: F401  (public names)
 from evaluation.protocols import PROTOCOLS
 from evaluation.reports import RESULTS_JSON, RESULTS_TXT, fmt3, results_text, write_reports  # noqa: F401
@@ -76,7 +76,16 @@ def fcn_score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer:
     default ``GT`` for real photos, else the name of the run folder), then
     :func:`evaluation.reports.write_reports` into ``output_dir``. Returns the dict written to
     ``evaluation_results.json``.
+
+    ``output_dir`` must be apart from every input (not one of them, not inside one, not holding one) and must not
+    hold another tool's outputs (test.py's ``results.json``, a training run...); that is checked before anything
+    is scored or written. An earlier report in ``output_dir`` is replaced as a whole (its sample images too).
     """
+    check_output_apart(output_dir, flag="--output_dir",
+                       input_dirs={"--result_dir": result_dir, "--cityscapes_dir": cityscapes_dir},
+                       input_files={"--scorer": scorer.path if isinstance(scorer, Scorer) else scorer},
+                       own=(RESULTS_JSON,))
+    check_output_dir_usable(output_dir, flag="--output_dir")
     scored = score(result_dir, cityscapes_dir, scorer, protocol=protocol, real=real, split=split,
                    eval_size=eval_size, real_size=real_size, batch_size=batch_size, device=device,
                    num_workers=num_workers, allow_subset=allow_subset, num_samples=num_samples,

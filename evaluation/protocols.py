@@ -119,6 +119,17 @@ def full_fp32(enabled: bool = True) -> Iterator[None]:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
+def check_finite_scores(scorer, out: torch.Tensor) -> None:
+    """Refuse NaN/inf class scores: their argmax is class 0 (or arbitrary) everywhere, which would be published as
+    a score near the majority-class baseline. One reduction and one host synchronisation per batch."""
+    if out.is_floating_point() and not bool(torch.isfinite(out).all()):
+        bad = int((~torch.isfinite(out)).sum())
+        raise EvaluationError(f"the scorer {scorer.path} gave {bad} non-finite (NaN/inf) class scores, so its labels "
+                              f"would be meaningless; its weights or its input normalisation "
+                              f"(mean {list(scorer.mean)}, std {list(scorer.std)}) are broken: train a new one "
+                              f"with python -m evaluation.train_scorer, or pass another --scorer")
+
+
 @torch.inference_mode()
 def predict(scorer, protocol: str, batch: torch.Tensor, label_size: tuple[int, int]) -> torch.Tensor:
     """(N, 3, h, w) network inputs -> (N, H, W) int64 predictions at the comparison size.
@@ -126,10 +137,11 @@ def predict(scorer, protocol: str, batch: torch.Tensor, label_size: tuple[int, i
     ``drn``: the log-probabilities are resized to the label size ``(W, H)`` with bilinear interpolation (half-pixel
     centres, antialiased when shrinking: Pillow's ``BILINEAR`` on each float channel, which GAN Compression's
     ``resize_4d_tensor`` runs), then the argmax. Otherwise the argmax over every output channel. The published
-    scorers run with TF32 off (:func:`full_fp32`).
+    scorers run with TF32 off (:func:`full_fp32`). Non-finite class scores are refused (:func:`check_finite_scores`).
     """
     with full_fp32(scorer.kind != "trained"):
         out = scorer.model(batch.to(scorer.device, non_blocking=True))
+    check_finite_scores(scorer, out)
     if protocol == "drn":
         w, h = label_size
         if out.shape[-2:] != (h, w):

@@ -6,10 +6,12 @@ the ground truth), written from the results dict of :func:`evaluation.summary.su
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from PIL import Image
 
+from evaluation.common import prepare_output_dir
 from evaluation.labels import train_ids_to_color
 from pix2pix_tr.io import atomic_save_image, atomic_write_text
 
@@ -17,6 +19,9 @@ RESULTS_JSON = "evaluation_results.json"
 RESULTS_TXT = "evaluation_results.txt"
 REPORT_HTML = "index.html"
 SAMPLES_DIR = "samples"
+_SAMPLE_NAME = re.compile(r".+_(photo|pred|gt)\.png")
+#: pix2pix_tr.io's temporary names of the sample images: .{name}.XXXXXXXX.tmp
+_TMP_NAME = re.compile(r"\..+_(photo|pred|gt)\.png\.[^.]+\.tmp")
 
 
 def _fmt(x: float | None) -> str:
@@ -77,15 +82,31 @@ def _bar(value: float | None, color: str):
     return outer
 
 
+def remove_stale_samples(out: Path, written: set[str]) -> None:
+    """Delete the sample images of an earlier report in ``out/samples/`` that this report did not write (only files
+    named as :func:`write_reports` names them) and the temporary files of an earlier, killed report, so a rerun
+    replaces the folder cleanly."""
+    folder = out / SAMPLES_DIR
+    for name in (RESULTS_JSON, RESULTS_TXT, REPORT_HTML):  # orphans of an earlier report's writes that were killed
+        for path in out.glob(f".{name}.*.tmp"):
+            path.unlink(missing_ok=True)
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        stale = _SAMPLE_NAME.fullmatch(path.name) and f"{SAMPLES_DIR}/{path.name}" not in written
+        if path.is_file() and (stale or _TMP_NAME.fullmatch(path.name)):
+            path.unlink(missing_ok=True)
+
+
 def write_reports(results: dict, samples: list[dict], output_dir: str | Path) -> None:
-    """Write ``evaluation_results.json``, ``evaluation_results.txt``, ``index.html`` and ``samples/``."""
+    """Write ``evaluation_results.json``, ``evaluation_results.txt``, ``index.html`` and ``samples/`` (replacing an
+    earlier report there: its sample images that this one does not show are removed)."""
     import dominate
     from dominate import tags
 
     from evaluation.labels import TRAIN_PALETTE
 
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_dir(output_dir, flag="--output_dir")
     atomic_write_text(out / RESULTS_JSON, json.dumps(results, indent=1) + "\n")
     atomic_write_text(out / RESULTS_TXT, results_text(results))
 
@@ -103,6 +124,7 @@ def write_reports(results: dict, samples: list[dict], output_dir: str | Path) ->
             names[key] = f"{SAMPLES_DIR}/{sample['frame']}_{key}.png"
             atomic_save_image(img, out / names[key])
         sample_rows.append((sample["frame"], names))
+    remove_stale_samples(out, {name for _, names in sample_rows for name in names.values()})
 
     s, b = results["scores"], results["majority_baseline"]
     doc = dominate.document(title=f"FCN-score: {results['label']}")

@@ -24,11 +24,13 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageFilter
 
-from evaluation.common import list_label_frames, load_rgb, photo_path, require_cityscapes_split, resolve_device, run_cli
+from evaluation.common import (EvaluationError, check_output_apart, check_output_dir_usable, list_label_frames,
+                               load_rgb, photo_path, require_cityscapes_split, resolve_device, run_cli)
 from evaluation.compare_runs import compare_table
 from evaluation.fcn_score import fcn_score
 from evaluation.protocols import PROTOCOLS
 from evaluation.scorer import load_scorer
+from evaluation.scoring import check_score_options
 from pix2pix_tr.io import atomic_save_image, atomic_write_text
 
 VARIANTS = ("real", "blur", "lowres", "noise")
@@ -51,20 +53,36 @@ def sanity_check(cityscapes_dir: str | Path, scorer: str | Path, output_dir: str
                  seed: int = 0, progress: bool = True) -> dict:
     """Write ``output_dir/{variant}/`` fake results and FCN-score reports, and ``output_dir/table.md``.
 
+    ``output_dir`` must be apart from the inputs and from other tools' outputs (checked before anything is
+    written); rerunning into it replaces the earlier check cleanly (its photos and reports).
+
     Returns ``{"table": markdown, "warnings": [...], "scores": {variant: {three scores}}}``.
     """
+    check_score_options(batch_size=batch_size)
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise EvaluationError(f"--protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
     cityscapes_dir = require_cityscapes_split(cityscapes_dir, split)
+    out = Path(output_dir)
+    check_output_apart(out, flag="--output_dir", input_dirs={"--cityscapes_dir": cityscapes_dir},
+                       input_files={"--scorer": scorer})
+    check_output_dir_usable(out, flag="--output_dir")
     loaded = load_scorer(scorer, resolve_device(device))
     size = loaded.image_size
     frames = sorted(list_label_frames(cityscapes_dir, split))
-    out = Path(output_dir)
     rng = np.random.default_rng(seed)
     scores, report_dirs = {}, []
     for name in VARIANTS:
         images = out / "photos" / name / "images"
+        written = set()
         for frame in frames:
             photo = load_rgb(photo_path(cityscapes_dir, split, frame)).resize((size, size), Image.BICUBIC)
+            written.add(f"{frame}_fake_B.png")
             atomic_save_image(_degrade(name, photo, rng), images / f"{frame}_fake_B.png")
+        for stale in images.glob("*_fake_B.png"):  # photos of an earlier check (another split or city)
+            if stale.name not in written:
+                stale.unlink()
+        for orphan in images.glob(".*_fake_B.png.*.tmp"):  # temporary files of an earlier, killed check
+            orphan.unlink(missing_ok=True)
         report = out / name
         result = fcn_score(images.parent, cityscapes_dir, loaded, report, protocol=protocol, split=split,
                            batch_size=batch_size, label=name, progress=progress)

@@ -47,6 +47,7 @@ file when anything does not fit.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -320,7 +321,36 @@ def check_scorer_checkpoint(ckpt: Any, path: Path) -> dict:
     norm = ckpt["normalization"]
     if not (isinstance(norm, dict) and len(norm.get("mean", ())) == 3 and len(norm.get("std", ())) == 3):
         raise _fail(path, "has no valid normalization (3 means and 3 stds)")
+    try:
+        mean, std = [float(m) for m in norm["mean"]], [float(s) for s in norm["std"]]
+    except (TypeError, ValueError):
+        raise _fail(path, "has no valid normalization (3 means and 3 stds)") from None
+    if not all(math.isfinite(v) for v in mean + std) or not all(v > 0 for v in std):
+        raise _fail(path, f"has an impossible input normalization (mean {mean}, std {std}; the means must be finite "
+                          f"and the stds finite and above 0), so every photo would become NaN/inf; it is damaged or "
+                          f"was not written by train_scorer: train a new one with python -m evaluation.train_scorer")
+    size = ckpt["image_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 16:
+        raise _fail(path, f"records image_size {size!r}, but a scorer is trained at 16 or more pixels (train_scorer "
+                          f"refuses less); it is damaged or was not written by train_scorer: train a new one with "
+                          f"python -m evaluation.train_scorer")
     return ckpt
+
+
+def check_finite_weights(model: nn.Module, path: Path, kind: str = "trained") -> None:
+    """Refuse a network holding NaN/inf weights or buffers (a diverged training, a damaged file): it would label
+    every pixel alike and be published as a score near the majority-class baseline."""
+    bad, first = 0, None
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point():
+            count = int((~torch.isfinite(tensor)).sum())
+            if count and first is None:
+                first = name
+            bad += count
+    if bad:
+        advice = ("its training diverged: train a new one with a lower --lr (python -m evaluation.train_scorer)"
+                  if kind == "trained" else "the file is damaged: download it again")
+        raise _fail(path, f"holds {bad} non-finite (NaN/inf) values, e.g. in {first!r}; {advice}")
 
 
 def load_scorer(path: str | Path, device: str | torch.device = "cpu", *,
@@ -331,8 +361,8 @@ def load_scorer(path: str | Path, device: str | torch.device = "cpu", *,
     state dict (with or without the ``module.`` prefix). ``Scorer.model(x)`` returns what the original network
     returns on its own input convention (``Scorer.input_convention``; see :mod:`evaluation.protocols`).
     Raises :class:`ScorerCheckpointError` naming the file when the file is missing, is not a scorer checkpoint,
-    names an unknown architecture, predicts other classes, or holds weights that do not fit its architecture
-    (naming the layer or tensor).
+    names an unknown architecture, predicts other classes, holds weights that do not fit its architecture
+    (naming the layer or tensor), holds NaN/inf weights, or records an impossible normalization or image size.
     """
     path = Path(path)
     _require_file(path)
@@ -367,6 +397,7 @@ def load_scorer(path: str | Path, device: str | torch.device = "cpu", *,
     if problems:
         raise _fail(path, f"holds weights that do not fit architecture {ckpt['arch']!r} "
                           f"{ckpt['arch_kwargs']}: {'; '.join(problems)}")
+    check_finite_weights(model, path)
     model.eval().to(device)
     norm = ckpt["normalization"]
     return Scorer(model=model, arch=ckpt["arch"], arch_kwargs=dict(ckpt["arch_kwargs"]),
@@ -402,6 +433,7 @@ def _published_scorer(path: Path, kind: str, obj: Any, device, class_names: Sequ
         model = drn_from_state_dict(obj, path, classes=len(names))
         arch_kwargs = {"channels": list(model.channels)}
         mean, std, convention, outputs = DRN_MEAN, DRN_STD, "rgb01", None
+    check_finite_weights(model, path, kind)
     model.eval().to(device)
     return Scorer(model=model, arch=kind, arch_kwargs=arch_kwargs, image_size=256, mean=tuple(mean), std=tuple(std),
                   class_names=names, path=str(path), sha256=sha256_file(path), train={}, kind=kind,

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from evaluation import protocols as P
-from evaluation.common import (EvaluationError, list_label_frames, load_rgb, load_train_ids, photo_path,
+from evaluation.common import (EvaluationError, check_int, list_label_frames, load_rgb, load_train_ids, photo_path,
                                require_cityscapes_split, resolve_device)
 from evaluation.frames import find_fake_frames, match_frames
 from evaluation.metrics import confusion_matrix
@@ -141,6 +141,19 @@ def _image_size(path: Path) -> tuple[int, int]:
         raise EvaluationError(f"cannot read image {path}: {exc}") from None
 
 
+def check_score_options(*, eval_size: int | None = None, real_size: int | None = None, batch_size: int = 4,
+                        num_workers: int = 0, num_samples: int = 8) -> None:
+    """The numeric options of :func:`score`, each refused in one sentence naming its flag when impossible."""
+    for flag, size in (("--eval_size", eval_size), ("--real_size", real_size)):
+        if size is not None:
+            check_int(size, flag, 1, "a positive integer (a square size in pixels, e.g. 256)")
+            if size < 16:
+                raise EvaluationError(f"{flag} {size} is too small; use 16 or more (256 is the paper's)")
+    check_int(batch_size, "--batch_size", 1, "at least 1")
+    check_int(num_workers, "--num_workers", 0, "0 (load in this process) or more")
+    check_int(num_samples, "--num_samples", 0, "0 (no sample frames in the report) or more")
+
+
 def score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer: str | Path | Scorer, *,
           protocol: str | None = None, real: bool = False, split: str = "val", eval_size: int | None = None,
           real_size: int | None = None, batch_size: int = 4, device: str | None = "auto", num_workers: int = 0,
@@ -160,12 +173,8 @@ def score(result_dir: str | Path | None, cityscapes_dir: str | Path, scorer: str
     """
     if protocol is not None and protocol not in PROTOCOLS:
         raise EvaluationError(f"--protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
-    if eval_size is not None and eval_size < 16:
-        raise EvaluationError(f"--eval_size {eval_size} is too small; use 16 or more (256 is the paper's)")
-    if batch_size < 1:
-        raise EvaluationError(f"--batch_size {batch_size} must be at least 1")
-    if num_workers < 0:
-        raise EvaluationError(f"--num_workers {num_workers} must be 0 (load in this process) or more")
+    check_score_options(eval_size=eval_size, real_size=real_size, batch_size=batch_size, num_workers=num_workers,
+                        num_samples=num_samples)
     if result_dir is None and not real:
         raise EvaluationError("--result_dir is required (the folder test.py wrote, e.g. results/NAME/val_latest) "
                               "unless --real scores the real photos")

@@ -17,6 +17,14 @@ Files:
   ``--save_every`` epochs, so an interrupted run leaves a usable scorer;
 * ``scorer.train_state.pth`` beside it: optimizer, scheduler and RNG state for ``--resume``.
 
+Reruns: without ``--resume`` an existing ``--output``, its state or its ``_gt/`` report is refused; ``--resume``
+continues exactly (and removes the ``_gt/`` report of the scorer it is about to change; it is rewritten at the end
+unless ``--no_eval``). Nothing is written into ``--cityscapes_dir`` or into another tool's output folder.
+
+Divergence: a NaN/inf loss stops training before the update, NaN/inf weights or batch-norm statistics are checked
+before every save; either ends the command with exit status 1 and advice (a lower ``--lr``) that works as
+written. A non-finite scorer is never written.
+
 Command line::
 
     python -m evaluation.train_scorer --cityscapes_dir DIR --output scorer.pth \\
@@ -29,6 +37,7 @@ Recipes measured here: see ``docs/evaluation.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -40,9 +49,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from evaluation.common import (EvaluationError, ScorerCheckpointError, list_label_frames, load_rgb,
+from evaluation.common import (DivergedError, EvaluationError, ScorerCheckpointError, check_float, check_int,
+                               check_output_apart, check_output_dir_usable, list_label_frames, load_rgb,
                                load_train_ids, parse_image_size, photo_path, require_cityscapes_split,
                                resolve_device, run_cli)
+from evaluation.reports import (REPORT_HTML, RESULTS_JSON, RESULTS_TXT, SAMPLES_DIR,
+                                remove_stale_samples)
 from evaluation.labels import IGNORE_INDEX, TRAIN_CLASS_NAMES
 from evaluation.scorer import ARCHITECTURES, DEFAULT_MEAN, DEFAULT_STD, build_scorer, scorer_checkpoint
 from pix2pix_tr.io import atomic_torch_save
@@ -51,6 +63,8 @@ from pix2pix_tr.io import atomic_torch_save
 DEFAULT_EPOCHS = {"fcn8s_small": 15, "fcn8s_vgg16": 100, "fcn8s_vgg16_bn": 60, "fcn_resnet50": 60,
                   "deeplabv3_resnet50": 60}
 STATE_FORMAT = "pix2pix_tr.fcn_scorer_train_state"
+#: |--seed| limit: the per-epoch generator is seeded with ``seed * 100003 + epoch``, which must fit in 64 bits.
+SEED_LIMIT = 2 ** 40
 
 
 def train_state_path(output: str | Path) -> Path:
@@ -133,15 +147,21 @@ def train_scorer(cityscapes_dir: str | Path, output: str | Path, *, arch: str = 
     epochs = DEFAULT_EPOCHS[arch] if epochs is None else int(epochs)
     if epochs < 1:
         raise EvaluationError(f"--epochs {epochs} must be at least 1")
-    if batch_size < 1:
-        raise EvaluationError(f"--batch_size {batch_size} must be at least 1")
+    check_int(batch_size, "--batch_size", 1, "at least 1")
     if amp not in ("none", "bf16"):
         raise EvaluationError(f"--amp {amp!r} is not one of none, bf16")
     lr = spec.lr if lr is None else float(lr)
-    if not lr > 0:
-        raise EvaluationError(f"--lr {lr} must be positive")
+    if not (math.isfinite(lr) and lr > 0):
+        raise EvaluationError(f"--lr {lr} must be positive and finite")
     optimizer = optimizer or spec.optimizer
-    weight_decay = spec.weight_decay if weight_decay is None else float(weight_decay)
+    weight_decay = spec.weight_decay if weight_decay is None else check_float(weight_decay, "--weight_decay",
+                                                                                positive=False)
+    check_int(save_every, "--save_every", 0, "0 (save at the end only) or more")
+    check_int(num_workers, "--num_workers", 0, "0 or more")
+    if check_int(seed, "--seed", -SEED_LIMIT, f"an integer between -{SEED_LIMIT} and {SEED_LIMIT}") > SEED_LIMIT:
+        raise EvaluationError(f"--seed {seed} must be an integer between -{SEED_LIMIT} and {SEED_LIMIT}")
+    if max_frames is not None:
+        check_int(max_frames, "--max_frames", 1, "at least 1 (leave it out to use every frame)")
     output = Path(output)
     if output.suffix != ".pth":
         raise EvaluationError(f"--output {output} should end in .pth (it is a torch checkpoint)")
@@ -151,6 +171,12 @@ def train_scorer(cityscapes_dir: str | Path, output: str | Path, *, arch: str = 
     cityscapes_dir = require_cityscapes_split(cityscapes_dir, "train")
     if evaluate:
         require_cityscapes_split(cityscapes_dir, "val")
+    # Nothing is written onto the data or into another tool's output folder; the GT report is an fcn_score folder.
+    check_output_apart(output, flag="--output", input_dirs={"--cityscapes_dir": cityscapes_dir}, folder=False,
+                       writes=[state_path])
+    check_output_apart(gt_report_dir(output), flag="--output (its GT report folder)",
+                       input_dirs={"--cityscapes_dir": cityscapes_dir}, own=(RESULTS_JSON,))
+    check_output_dir_usable(output.parent, flag="--output")
     dev = resolve_device(device)
     arch_kwargs = {**spec.default_kwargs, **(arch_kwargs or {})}
     # Seed before the weights are initialised; a resumed run then loads its weights and the RNG stream it saved.
@@ -161,8 +187,6 @@ def train_scorer(cityscapes_dir: str | Path, output: str | Path, *, arch: str = 
         raise EvaluationError(str(exc)) from None
     opt = _make_optimizer(optimizer, model.parameters(), lr, weight_decay)
 
-    if max_frames is not None and max_frames < 1:
-        raise EvaluationError(f"--max_frames {max_frames} must be at least 1 (leave it out to use every frame)")
     photos, targets, frames = load_split(cityscapes_dir, "train", image_size, max_frames=max_frames,
                                          num_workers=num_workers, progress=progress)
     n = len(frames)
@@ -174,11 +198,17 @@ def train_scorer(cityscapes_dir: str | Path, output: str | Path, *, arch: str = 
     recipe = {"arch": arch, "arch_kwargs": arch_kwargs, "image_size": image_size, "epochs": epochs,
               "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "weight_decay": weight_decay, "seed": seed,
               "train_frames": n, "cityscapes_dir": str(cityscapes_dir), "amp": amp}
+    gt_dir = gt_report_dir(output)
     if resume:
         start_epoch, history = _resume(state_path, recipe, model, opt, sched)
+        if start_epoch < epochs:
+            _remove_gt_report(gt_dir, progress)  # it describes the scorer before these epochs
     elif output.exists() or state_path.exists():
         raise EvaluationError(f"--output {output} (or its {state_path.name}) already exists; pass --resume to "
                               f"continue that run, or choose another --output")
+    elif gt_dir.exists():
+        raise EvaluationError(f"--output {output}: the folder {gt_dir} (the GT report of an earlier scorer of that "
+                              f"name) already exists; remove it, or choose another --output")
 
     photos_t = torch.from_numpy(photos)
     targets_t = torch.from_numpy(targets)
@@ -189,6 +219,7 @@ def train_scorer(cityscapes_dir: str | Path, output: str | Path, *, arch: str = 
 
     t_start = time.perf_counter()
     epoch = start_epoch
+    saved_epochs = start_epoch  # what OUTPUT holds now (0: nothing saved)
     for epoch in range(start_epoch, epochs):
         model.train()
         g = torch.Generator().manual_seed(seed * 100003 + epoch)
@@ -210,6 +241,10 @@ def train_scorer(cityscapes_dir: str | Path, output: str | Path, *, arch: str = 
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y, ignore_index=IGNORE_INDEX)
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):  # stop before the bad update
+                raise _diverged(f"the loss became {loss_value} at epoch {epoch + 1}, iteration {it + 1}", output,
+                                saved_epochs, lr, spec.lr)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -218,9 +253,9 @@ def train_scorer(cityscapes_dir: str | Path, output: str | Path, *, arch: str = 
                 valid = y != IGNORE_INDEX
                 correct += int((logits.argmax(1)[valid] == y[valid]).sum())
                 counted += int(valid.sum())
-            loss_sum += float(loss.detach()) * len(idx)
+            loss_sum += loss_value * len(idx)
             seen += len(idx)
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            bar.set_postfix(loss=f"{loss_value:.3f}")
         bar.close()
         record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "pixel_acc": correct / max(counted, 1),
                   "seconds": time.perf_counter() - t0}
@@ -228,9 +263,14 @@ def train_scorer(cityscapes_dir: str | Path, output: str | Path, *, arch: str = 
         if progress:
             print(f"epoch {epoch + 1}/{epochs}: loss {record['loss']:.4f}, train pixel acc {record['pixel_acc']:.3f}, "
                   f"{record['seconds']:.1f} s", flush=True)
+        bad = _non_finite(model)  # the loss can stay finite while weights or BN statistics run off to inf
+        if bad:
+            raise _diverged(f"{bad} weights or buffers became NaN/inf in epoch {epoch + 1}", output, saved_epochs, lr,
+                            spec.lr)
         last = epoch + 1 == epochs
         if last or (save_every > 0 and (epoch + 1) % save_every == 0):
             _save(output, state_path, model, opt, sched, recipe, epoch + 1, history, finished=last)
+            saved_epochs = epoch + 1
     train_seconds = time.perf_counter() - t_start
     if start_epoch >= epochs:
         _save(output, state_path, model, opt, sched, recipe, epochs, history, finished=True)
@@ -245,6 +285,40 @@ def train_scorer(cityscapes_dir: str | Path, output: str | Path, *, arch: str = 
                        num_workers=0, label="GT", progress=progress)
     return {"output": str(output), "epochs_done": max(epochs, start_epoch), "train_frames": n, "history": history,
             "train_seconds": train_seconds, "gt": gt}
+
+
+def _non_finite(model: torch.nn.Module) -> int:
+    """How many values of the model's weights and buffers are NaN/inf (one reduction per tensor)."""
+    return sum(int((~torch.isfinite(t)).sum()) for t in model.state_dict().values() if t.is_floating_point())
+
+
+def _diverged(what: str, output: Path, saved_epochs: int, lr: float, recipe_lr: float) -> DivergedError:
+    """The one-sentence divergence report, with advice that works as written (``--resume`` would refuse another
+    ``--lr``, so a saved scorer is kept and the new run goes to another ``--output``). The lr suggested is a tenth
+    of this one, and never above the architecture's recipe (a tenth of 1e30 would diverge too)."""
+    lower = f"{min(lr / 10, recipe_lr):g}"
+    if saved_epochs:
+        advice = (f"{output} still holds the scorer saved after epoch {saved_epochs}; to train again with a lower "
+                  f"learning rate, run the same command with --lr {lower} and another --output")
+    else:
+        advice = f"run the same command again with a lower learning rate, e.g. --lr {lower}"
+    return DivergedError(f"train_scorer diverged: {what}; nothing non-finite was saved; {advice}")
+
+
+def _remove_gt_report(gt_dir: Path, progress: bool) -> None:
+    """Remove the GT report (an fcn_score folder) of the scorer a resumed run is about to change: its own files
+    only, then the folder if nothing else is left in it."""
+    if not gt_dir.is_dir():
+        return
+    for name in (RESULTS_JSON, RESULTS_TXT, REPORT_HTML):
+        (gt_dir / name).unlink(missing_ok=True)
+    remove_stale_samples(gt_dir, set())
+    for folder in (gt_dir / SAMPLES_DIR, gt_dir):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    if progress:
+        print(f"removed the GT report {gt_dir} of the scorer before this resume (rewritten at the end unless "
+              f"--no_eval)", flush=True)
 
 
 def _save(output: Path, state_path: Path, model, opt, sched, recipe: dict, epochs_done: int, history: list,
@@ -304,7 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_frames", type=int, default=None, help="use only the first N train frames")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT's .train_state.pth")
-    p.add_argument("--save_every", type=int, default=1, help="checkpoint every N epochs (default 1)")
+    p.add_argument("--save_every", type=int, default=1,
+                   help="checkpoint every N epochs (default 1; 0: only at the end)")
     p.add_argument("--num_workers", type=int, default=4, help="threads decoding and resizing photos up front")
     p.add_argument("--amp", choices=("none", "bf16"), default="none", help="bf16 autocast for the forward pass")
     p.add_argument("--seed", type=int, default=0)

@@ -52,7 +52,8 @@ import torch
 from torch import nn
 
 from experiments import stats
-from experiments.small_batch import _clean  # NaN -> None: strict JSON
+from experiments.common import make_optimizer
+from pix2pix_tr.cli import json_clean, positive_int
 from pix2pix_tr.io import atomic_write_text
 
 ARMS = ("base", "matched", "tr", "prox", "decay", "reference")
@@ -63,7 +64,7 @@ FAMILY_TITLES = {"sgd": "SGD family (momentum 0.9)", "adam": "Adam family"}
 SWEEPS = ("lambda", "S", "batch", "lr", "lr_b2", "lr_b1")  # lr_bN: the lr sweep again at batch N
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # experiments/results/ablation: 132 arm-runs x 16 seeds (the measured time is in its index.html).
+    # experiments/results/ablation: 156 arm-runs x 16 seeds (the measured time is in its index.html).
     "ablation": dict(seeds=list(range(16)), epochs=20, hidden=32, max_train=None,
                      center=dict(batch=8, tr_lambda=0.1, period=10, lr_sgd=0.1, lr_adam=1e-3),
                      lambdas=[0.01, 0.1, 1.0, 10.0], periods=[1, 5, 10, 20], batches=[1, 2, 8, 32, 128],
@@ -156,22 +157,16 @@ class RunKey:
 
 
 def build_optimizer(key: RunKey, params, *, momentum: float = 0.9, weight_decay: float = 5e-4):
-    """The arm's optimizer. Plain ones use torch's fused kernel, the one TRSGD/TRAdam run on, so that S = 1
-    reproduces the base optimizer bit for bit."""
-    from pix2pix_tr.optim import TRAdam, TRSGD
-
-    params = list(params)
+    """The arm's optimizer (:func:`experiments.common.make_optimizer`). Plain ones use torch's fused kernel, the
+    one TRSGD/TRAdam run on, so that S = 1 reproduces the base optimizer bit for bit."""
     sgd = key.family == "sgd"
+    common = dict(momentum=momentum if sgd else 0.0, weight_decay=weight_decay)
     if key.arm in ("base", "matched"):
         lr = key.lr * (harmonic_mean_factor(key.period) if key.arm == "matched" else 1.0)
-        if sgd:
-            return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=True)
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
-    tr = dict(tr_lambda=key.tr_lambda if key.arm != "decay" else 0.0, tr_period=key.period,
-              tr_inner_decay=key.arm != "prox", tr_mode="reference" if key.arm == "reference" else "paper")
-    if sgd:
-        return TRSGD(params, lr=key.lr, momentum=momentum, weight_decay=weight_decay, **tr)
-    return TRAdam(params, lr=key.lr, weight_decay=weight_decay, **tr)
+        return make_optimizer("sgd" if sgd else "adam", params, lr=lr, fused=True, **common)
+    return make_optimizer("trsgd" if sgd else "tradam", params, lr=key.lr, **common,
+                          tr_lambda=key.tr_lambda if key.arm != "decay" else 0.0, tr_period=key.period,
+                          tr_inner_decay=key.arm != "prox", tr_mode="reference" if key.arm == "reference" else "paper")
 
 
 # ----------------------------------------------------------------------------------------------- a run
@@ -302,7 +297,8 @@ def check_period_one(runs: dict[str, dict], settings: Sequence[Setting]) -> list
 # ------------------------------------------------------------------------------------------- statistics
 
 def values(run: dict, metric: str) -> list[float]:
-    return [math.nan if v is None else v for v in run[metric]]
+    """Per-seed values of ``metric`` as floats (results.json holds NaN as null and inf as "inf")."""
+    return [math.nan if v is None else float(v) for v in run[metric]]
 
 
 def summarize(runs: dict[str, dict], settings: Sequence[Setting], metric: str = "final_test_acc") -> list[dict]:
@@ -519,16 +515,6 @@ def write_index(results: dict, rows: Sequence[dict], images: Sequence[str], out_
     atomic_write_text(out_dir / "index.html", "\n".join(parts) + "\n")
 
 
-def _round(value: Any) -> Any:
-    if isinstance(value, float) and math.isfinite(value):
-        return float(f"{value:.6g}")
-    if isinstance(value, dict):
-        return {k: _round(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_round(v) for v in value]
-    return value
-
-
 def write_reports(results: dict, out_dir: Path) -> None:
     cfg = results["config"]
     settings = plan_settings(cfg)
@@ -537,12 +523,17 @@ def write_reports(results: dict, out_dir: Path) -> None:
     results["summary"] = rows
     atomic_write_text(out_dir / "table.md", markdown_tables(rows, len(cfg["seeds"])))
     images = plot_sweeps(rows, out_dir) + plot_center_curves(runs, settings, out_dir)
+    for pattern in ("sweeps_*.png", "curves_*.png"):  # a plot of an earlier plan would sit beside the new ones
+        for old in out_dir.glob(pattern):
+            if old.name not in images:
+                old.unlink()
     conclusion = out_dir / "conclusion.html"
     text = conclusion.read_text(encoding="utf-8") if conclusion.is_file() else \
         "<p>(No conclusion written yet: put it in conclusion.html next to this page and rerun with --report_only.)</p>"
     write_index(results, rows, images, out_dir, text)
     # 6 significant digits and no indentation: ~1.5 MB instead of ~4 MB for the full preset
-    atomic_write_text(out_dir / "results.json", json.dumps(_clean(_round(results)), separators=(",", ":")) + "\n")
+    atomic_write_text(out_dir / "results.json", json.dumps(json_clean(results, significant=6), separators=(",", ":"))
+                      + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
@@ -551,25 +542,47 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m experiments.ablation", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", choices=sorted(PRESETS), default="ablation")
     p.add_argument("--seeds", nargs="+", type=int, help="override the preset's seeds")
-    p.add_argument("--epochs", type=int, help="override the preset's epochs")
+    p.add_argument("--epochs", type=int, help="override the preset's epochs (at least 2)")
     p.add_argument("--out", default="experiments/results/ablation", help="output folder")
-    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch.set_num_threads (default 1)")
     p.add_argument("--report_only", action="store_true", help="rebuild table.md, plots and index.html from results.json")
+    p.add_argument("--fresh", action="store_true",
+                   help="replace an ablation with other settings in --out (its results and pages are removed first); "
+                        "without it such a rerun is refused, and one with the same settings adds only the new runs")
     return p
 
 
-def _resumable_runs(path: Path, cfg: dict) -> dict[str, dict]:
+class SweepError(ValueError):
+    """--out holds an ablation that this invocation must not mix with; the message says what to do."""
+
+
+#: What an ablation writes into --out (conclusion.html is the user's own text and is never removed).
+OUTPUT_GLOBS = ("results.json", "table.md", "index.html", "sweeps_*.png", "curves_*.png")
+
+
+def _resumable_runs(path: Path, cfg: dict, *, fresh: bool = False) -> dict[str, dict]:
     """Runs of an earlier invocation into the same --out with the same seeds, epochs, model and data: kept, so
-    adding a sweep runs only the new arm-runs. Anything else starts afresh."""
+    adding a sweep runs only the new arm-runs. An ablation with other settings (or a damaged results.json) is
+    refused unless ``fresh``; with ``fresh`` its outputs are removed, so nothing of it stays beside the new one."""
+    if fresh:
+        for pattern in OUTPUT_GLOBS:
+            for old in path.parent.glob(pattern):
+                old.unlink()
+        return {}
     if not path.is_file():
         return {}
     try:
         old = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return {}
+        config = old["config"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SweepError(f"--out {path.parent}: {path.name} is not an ablation's results ({type(exc).__name__}: "
+                         f"{exc}): pass --fresh to replace it, or choose another --out") from None
     same = ("seeds", "epochs", "hidden", "max_train", "milestones")
-    if any(old.get("config", {}).get(k) != cfg.get(k) for k in same):
-        return {}
+    changed = [f"{k} {config.get(k)} (now {cfg.get(k)})" for k in same if config.get(k) != cfg.get(k)]
+    if changed:
+        raise SweepError(f"--out {path.parent} holds an ablation with other settings ({'; '.join(changed)}): pass "
+                         f"--fresh to replace it (its results and pages are removed; conclusion.html is kept), or "
+                         f"choose another --out")
     return {r["key"]: r for r in old.get("runs", [])}
 
 
@@ -585,9 +598,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rebuilt {out / 'index.html'}")
         return 0
     cfg = json.loads(json.dumps(PRESETS[args.preset]))
-    if args.seeds:
+    if args.seeds is not None:  # "is not None": a flag given as 0 is a value to check, never "not given"
         cfg["seeds"] = args.seeds
-    if args.epochs:
+    if args.epochs is not None:
         if args.epochs < 2:
             p.error("--epochs must be at least 2 (the lr schedule cuts at 50% and 75%)")
         cfg["epochs"] = args.epochs
@@ -602,12 +615,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     settings = plan_settings(cfg)
     keys = unique_keys(settings)
+    try:
+        done = _resumable_runs(out / "results.json", cfg, fresh=args.fresh)
+    except SweepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
     command = "python -m experiments.ablation " + " ".join(argv if argv is not None else sys.argv[1:])
     if out.is_absolute():  # a committed page names no folder of the machine that made it
         command = command.replace(str(out), "$OUT")
     results: dict[str, Any] = dict(command=command, config=cfg, runs=[])
-    done = _resumable_runs(out / "results.json", cfg)
     results["runs"] = [done[k.text()] for k in keys if k.text() in done]
     todo = [k for k in keys if k.text() not in done]
     previous_s = json.loads((out / "results.json").read_text()).get("meta", {}).get("wall_s", 0.0) if done else 0.0
@@ -619,8 +636,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         milestones=cfg["milestones"])
         results["runs"].append(run)
         # after every run, so an interrupted ablation resumes (the pages are written at the end)
-        atomic_write_text(out / "results.json", json.dumps(_clean(_round({**results, "meta": {
-            "wall_s": previous_s + time.perf_counter() - start}})), separators=(",", ":")) + "\n")
+        atomic_write_text(out / "results.json", json.dumps(json_clean({**results, "meta": {
+            "wall_s": previous_s + time.perf_counter() - start}}, significant=6), separators=(",", ":")) + "\n")
         acc = stats.bootstrap_ci(values(run, "final_test_acc"))
         print(f"[{i}/{len(todo)}] {run['key']}: test acc {stats.fmt_ci(acc, 2, 100)}, {run['steps']} steps, "
               f"{run['wall_s']:.1f}s", flush=True)

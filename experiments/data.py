@@ -6,8 +6,10 @@ which matters here: the paper's point is batch size 2 and 8, where a ``DataLoade
 costs more than the network on a CPU.
 
 CIFAR is read from the standard *python pickle* layout that https://www.cs.toronto.edu/~kriz/cifar.html ships
-(``cifar-10-batches-py/data_batch_1..5, test_batch`` and ``cifar-100-python/train, test``). Nothing is ever
-downloaded: a missing folder raises :class:`DatasetNotFoundError` with the path that was looked at.
+(``cifar-10-batches-py/data_batch_1..5, test_batch`` and ``cifar-100-python/train, test``) by a restricted
+unpickler (:func:`read_cifar_batch`) that builds only the dicts, lists, bytes, numbers and uint8 arrays the format
+holds: a pickle that asks for any other function or class (the way a pickle runs code) is refused unread.
+Nothing is ever downloaded: a missing folder raises :class:`DatasetNotFoundError` with the path that was looked at.
 
 ``synthetic`` is a procedurally generated 10-class set (shapes and textures on noisy backgrounds, 16x16 by
 default): deterministic for a given seed, made in about a second, hard enough that a small CNN does not reach
@@ -31,6 +33,7 @@ __all__ = [
     "ImageSet",
     "BatchLoader",
     "load_cifar",
+    "read_cifar_batch",
     "make_synthetic_shapes",
     "load_dataset",
     "SYNTHETIC_CLASSES",
@@ -75,7 +78,10 @@ class ImageSet:
         return len(self.labels)
 
     def subset(self, n: int | None) -> "ImageSet":
-        """The first ``n`` samples (all if ``n`` is None): for quick runs on a slice of CIFAR."""
+        """The first ``n`` samples (all if ``n`` is None): for quick runs on a slice of CIFAR. ``n`` < 1 is a
+        ValueError (a run on no data would publish chance-level numbers)."""
+        if n is not None and n < 1:
+            raise ValueError(f"{self.name}: a subset needs at least one sample, got {n}")
         if n is None or n >= len(self):
             return self
         return ImageSet(self.images[:n], self.labels[:n], self.num_classes, self.name, self.mean, self.std)
@@ -88,6 +94,78 @@ _CIFAR_LAYOUT = {
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", b"labels", 10),
     "cifar100": ("cifar-100-python", ["train"], "test", b"fine_labels", 100),
 }
+
+
+class _Refused(pickle.UnpicklingError):
+    """The pickle asked for a global that a CIFAR batch never holds."""
+
+
+def _checked_dtype(*args):
+    dtype = np.dtype(*args)
+    if dtype.hasobject:
+        raise _Refused("numpy.dtype of Python objects")
+    return dtype
+
+
+def _checked_reconstruct(subtype, shape, dtype):
+    if subtype is not np.ndarray:
+        raise _Refused(f"numpy _reconstruct of {subtype!r}")
+    return np.ndarray.__new__(np.ndarray, shape, _checked_dtype(dtype))
+
+
+def _checked_frombuffer(buffer, dtype, shape, order):
+    return np.frombuffer(buffer, dtype=_checked_dtype(dtype)).reshape(shape, order=order)
+
+
+def _checked_encode(text, encoding="utf-8"):  # how Python 3 pickles bytes in protocols 0-2
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _Refused("_codecs.encode other than latin-1 text")
+    return text.encode("latin-1")
+
+
+#: Every global a CIFAR python-pickle batch refers to (numpy 1 and 2 spell the module differently), each a
+#: checked stand-in: a dict of bytes, lists, ints and uint8 arrays is all the format holds.
+_CIFAR_GLOBALS = {
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: _checked_dtype,
+    ("numpy.core.multiarray", "_reconstruct"): lambda: _checked_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): lambda: _checked_reconstruct,
+    ("numpy.core.numeric", "_frombuffer"): lambda: _checked_frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): lambda: _checked_frombuffer,
+    ("_codecs", "encode"): lambda: _checked_encode,
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what the CIFAR format holds: any other global (a function, a class: the way a pickle runs
+    code) is refused before it is looked up."""
+
+    def find_class(self, module: str, name: str):
+        factory = _CIFAR_GLOBALS.get((module, name))
+        if factory is None:
+            raise _Refused(f"{module}.{name}")
+        return factory()
+
+
+def read_cifar_batch(path: str | Path) -> dict:
+    """One CIFAR python-pickle batch as a dict, without running anything the file asks for: the unpickler
+    allows only the arrays, lists, bytes and numbers the format holds (:data:`_CIFAR_GLOBALS`). A file that asks
+    for anything else raises :class:`DatasetError` in one sentence; so does a file that is not a pickle."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        try:
+            entry = _CifarUnpickler(handle, encoding="bytes").load()
+        except _Refused as exc:
+            raise DatasetError(f"{path} is not a CIFAR batch: it asks to run or build {exc}, which the CIFAR format "
+                               f"never does (a tampered or foreign pickle), so it was not loaded; re-extract the "
+                               f"python version from https://www.cs.toronto.edu/~kriz/cifar.html") from None
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+            raise DatasetError(f"{path} is not a CIFAR python-pickle batch ({type(exc).__name__}: {exc}); "
+                               f"re-extract the python version of the archive") from None
+    if not isinstance(entry, dict):
+        raise DatasetError(f"{path} is not a CIFAR python-pickle batch (it holds a {type(entry).__name__}, not a "
+                           f"dict); re-extract the python version of the archive")
+    return entry
 
 
 def _cifar_folder(root: Path, name: str) -> Path:
@@ -121,18 +199,18 @@ def load_cifar(root: str | Path, name: str = "cifar10", split: str = "train") ->
             f"offline set")
     images, labels = [], []
     for f in files:
-        with open(folder / f, "rb") as handle:
-            try:
-                entry = pickle.load(handle, encoding="bytes")
-            except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-                raise DatasetError(f"{folder / f} is not a CIFAR python-pickle batch ({exc}); re-extract the "
-                                 f"python version of the archive") from exc
+        entry = read_cifar_batch(folder / f)
         if b"data" not in entry or label_key not in entry:
             raise DatasetError(f"{folder / f} has no {b'data'!r}/{label_key!r} entries: is it the python version of "
-                             f"{name}?")
-        data = np.asarray(entry[b"data"], dtype=np.uint8)
+                               f"{name}?")
+        data, batch_labels = entry[b"data"], entry[label_key]
+        if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
+                and data.shape[1] == 3072 and isinstance(batch_labels, list) and len(batch_labels) == len(data)
+                and all(type(v) is int and 0 <= v < num_classes for v in batch_labels)):
+            raise DatasetError(f"{folder / f} does not hold CIFAR images (uint8 rows of 3072 values) and as many "
+                               f"labels in 0..{num_classes - 1}: re-extract the python version of the archive")
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        labels.append(np.asarray(entry[label_key], dtype=np.int64))
+        labels.append(np.asarray(batch_labels, dtype=np.int64))
     return ImageSet(np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels), num_classes,
                     f"{name}-{split}")
 

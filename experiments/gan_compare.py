@@ -18,7 +18,11 @@ run as a child process and printed before it runs:
     difference to the first arm, the scorer-to-scorer spread) and ``gallery/index.html`` (input | each arm |
     ground truth for the first seed, images copied so the page stands on its own) in ``--publish``.
 
-A step whose output already exists is skipped (``--force`` redoes it), so an interrupted comparison continues.
+A rerun continues exactly (:mod:`pix2pix_tr.steps`): a step finished with the same command is skipped, an
+interrupted one continues (training and scorers resume) or starts over, and a step whose inputs were made again
+runs again. A rerun with other settings (``--n_epochs``, ``--tr_lambda``, ...) is refused before anything runs,
+naming the step and the flags that differ, unless ``--force``: the steps whose settings changed are then redone,
+their old outputs removed first, so ``results.json`` never records settings its runs were not made with.
 
 On the synthetic city at small size it runs on a CPU (see experiments/README.md for what was run here)::
 
@@ -37,9 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -47,7 +49,10 @@ from typing import Sequence
 import numpy as np
 
 from experiments import stats
+from pix2pix_tr.io import atomic_write_text
 from pix2pix_tr.optim._tr import TR_MODES
+from pix2pix_tr.steps import Step, StepFailed, StepRefused, execute
+from pix2pix_tr.steps import plan as steps_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,10 +60,6 @@ LABELS = {"adam": "Adam", "tradam": "TRAdam", "sgd": "SGD", "trsgd": "TRSGD"}
 METRICS = ("per_pixel_acc", "per_class_acc", "class_iou")
 METRIC_TITLES = {"per_pixel_acc": "Per-pixel acc.", "per_class_acc": "Per-class acc.", "class_iou": "Class IOU",
                  "psnr_mean": "PSNR (dB)", "ssim_mean": "SSIM"}
-
-
-class StepFailed(RuntimeError):
-    """A child command exited non-zero; its own message is above in the output."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--publish", default=None,
                    help="folder for the self-contained results (table.md, results.json, gallery/); default --out")
     o.add_argument("--device", default="auto")
-    o.add_argument("--force", action="store_true", help="redo steps whose outputs exist")
+    o.add_argument("--force", action="store_true",
+                   help="redo the steps whose settings changed since they ran (their old outputs are removed first); "
+                        "without it such a rerun is refused")
     o.add_argument("--dry_run", action="store_true", help="print the commands without running them")
     return p
 
@@ -193,31 +196,34 @@ def scorer_paths(args: argparse.Namespace) -> dict[str, Path]:
     return {f"scorer_seed{s}": out / "scorer" / f"scorer_seed{s}.pth" for s in args.scorer_seeds}
 
 
-def plan(args: argparse.Namespace) -> list[tuple[str, list[str], Path | None]]:
-    """The commands in order, each with the file whose existence means the step is done (None: always run)."""
+def plan(args: argparse.Namespace) -> list[Step]:
+    """The commands in order (:class:`pix2pix_tr.steps.Step`), each with what it writes and what it reads."""
     py = sys.executable
     out = Path(args.out).resolve()
     city = Path(args.cityscapes_dir).resolve() if args.cityscapes_dir else out / "cityscapes"
     pairs = Path(args.dataroot).resolve() if args.dataroot else out / "pix2pix"
     checkpoints, results, fcn = out / "checkpoints", out / "results", out / "fcn"
     scorers = scorer_paths(args)
-    steps: list[tuple[str, list[str], Path | None]] = []
+    steps: list[Step] = []
+    city_step = ["synthetic"] if args.synthetic else []
     if args.synthetic:
         w, h = args.synthetic_size
-        steps.append(("synthetic city", [py, "datasets/make_synthetic_cityscapes.py", "--out", str(city),
-                                         "--train", str(args.synthetic[0]), "--val", str(args.synthetic[1]),
-                                         "--seed", str(args.data_seed), "--width", str(w), "--height", str(h)],
-                      city / "gtFine" / "val"))
+        steps.append(Step("synthetic", "synthetic city", [
+            py, "datasets/make_synthetic_cityscapes.py", "--out", str(city), "--train", str(args.synthetic[0]),
+            "--val", str(args.synthetic[1]), "--seed", str(args.data_seed), "--width", str(w), "--height", str(h)],
+            [city]))
+    pairs_step = city_step
     if not args.dataroot:
-        steps.append(("prepare A|B", [py, "datasets/prepare_cityscapes_dataset.py", "--gtFine_dir",
-                                      str(city / "gtFine"), "--leftImg8bit_dir", str(city / "leftImg8bit"),
-                                      "--output_dir", str(pairs), "--size", str(args.size)], pairs / "val"))
+        steps.append(Step("prepare", "prepare A|B", [
+            py, "datasets/prepare_cityscapes_dataset.py", "--gtFine_dir", str(city / "gtFine"), "--leftImg8bit_dir",
+            str(city / "leftImg8bit"), "--output_dir", str(pairs), "--size", str(args.size)], [pairs], city_step))
+        pairs_step = ["prepare"]
     load_size = args.size + args.size // 8  # pix2pix's 286 -> 256 jitter, scaled
     epochs = args.n_epochs + args.n_epochs_decay
     for seed in args.seeds:
         for arm in args.arm_list:
             name = run_name(arm, seed)
-            steps.append((f"train {arm.spec} seed {seed}", [
+            steps.append(Step(f"train_{name}", f"train {arm.spec} seed {seed}", [
                 py, "train.py", "--dataroot", str(pairs), "--name", name, "--checkpoints_dir", str(checkpoints),
                 "--direction", "BtoA", "--netG", args.netG, "--ngf", str(args.ngf), "--ndf", str(args.ndf),
                 "--load_size", str(load_size), "--crop_size", str(args.size), "--batch_size", str(args.batch_size),
@@ -225,11 +231,14 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[str], Path | None]]:
                 "--save_epoch_freq", str(max(1, epochs // 4)), "--optimizer", arm.optimizer, "--lr", f"{arm.lr:.6g}",
                 "--beta1", str(args.beta1), "--tr_lambda", str(args.tr_lambda), "--tr_period", str(args.tr_period),
                 "--tr_mode", args.tr_mode, "--seed", str(seed), "--device", args.device,
-                *shlex.split(args.train_args)], checkpoints / name / "latest_net_G.pth"))
-            steps.append((f"test {arm.spec} seed {seed}", [
+                *shlex.split(args.train_args)], [checkpoints / name], pairs_step,
+                resume=(checkpoints / name / "training_state.pth", "--continue_train")))
+            steps.append(Step(f"test_{name}", f"test {arm.spec} seed {seed}", [
                 py, "test.py", "--dataroot", str(pairs), "--name", name, "--checkpoints_dir", str(checkpoints),
                 "--results_dir", str(results), "--device", args.device, "--seed", str(seed),
-                *(["--eval"] if args.test_eval else [])], results / name / "val_latest" / "index.html"))
+                *(["--eval"] if args.test_eval else [])], [results / name / "val_latest"],
+                [f"train_{name}", *pairs_step]))
+    scorer_step: dict[str, list[str]] = {}
     if not args.scorer:
         for sname, path in scorers.items():
             cmd = [py, "-m", "evaluation.train_scorer", "--cityscapes_dir", str(city), "--output", str(path),
@@ -239,62 +248,44 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[str], Path | None]]:
                 cmd += ["--epochs", str(args.scorer_epochs)]
             if args.scorer_base:
                 cmd += ["--base", str(args.scorer_base)]
-            steps.append((f"train {sname}", cmd, path))
+            state = path.with_name(path.stem + ".train_state.pth")  # evaluation.train_scorer.train_state_path
+            steps.append(Step(f"scorer_{sname}", f"train {sname}", cmd,
+                              [path, state, path.with_name(path.stem + "_gt")], city_step,
+                              resume=(state, "--resume")))
+            scorer_step[sname] = [f"scorer_{sname}"]
     for sname, path in scorers.items():
         common = ["--cityscapes_dir", str(city), "--scorer", str(path), "--protocol", args.protocol,
                   "--device", args.device, "--no_progress"]
-        steps.append((f"FCN-score GT ({sname})", [
+        reads = [*scorer_step.get(sname, []), *city_step]
+        steps.append(Step(f"fcn_{sname}_GT", f"FCN-score GT ({sname})", [
             py, "-m", "evaluation.fcn_score", "--real", "--real_size", str(args.size), "--label", "GT",
-            "--output_dir", str(fcn / sname / "GT"), *common], fcn / sname / "GT" / "evaluation_results.json"))
+            "--output_dir", str(fcn / sname / "GT"), *common], [fcn / sname / "GT"], reads))
         for seed in args.seeds:
             for arm in args.arm_list:
                 name = run_name(arm, seed)
-                steps.append((f"FCN-score {arm.spec} seed {seed} ({sname})", [
+                steps.append(Step(f"fcn_{sname}_{name}", f"FCN-score {arm.spec} seed {seed} ({sname})", [
                     py, "-m", "evaluation.fcn_score", "--result_dir", str(results / name / "val_latest"),
                     "--label", arm.label, "--output_dir", str(fcn / sname / name), *common],
-                    fcn / sname / name / "evaluation_results.json"))
+                    [fcn / sname / name], [*reads, f"test_{name}"]))
     publish = Path(args.publish).resolve() if args.publish else out
     first = args.seeds[0]
-    steps.append(("gallery", [py, "-m", "pix2pix_tr.report.compare",
-                              *[str(results / run_name(a, first) / "val_latest") for a in args.arm_list],
-                              "--labels", *[a.label for a in args.arm_list], "--output", str(publish / "gallery"),
-                              "--copy", "--title",
-                              f"labels->photo, seed {first}: " + " vs ".join(a.label for a in args.arm_list)],
-                  None))
+    steps.append(Step("gallery", "gallery", [
+        py, "-m", "pix2pix_tr.report.compare", *[str(results / run_name(a, first) / "val_latest") for a in args.arm_list],
+        "--labels", *[a.label for a in args.arm_list], "--output", str(publish / "gallery"), "--copy", "--title",
+        f"labels->photo, seed {first}: " + " vs ".join(a.label for a in args.arm_list)], [], always=True))
     return steps
 
 
-def _shown(cmd: Sequence[str], out: Path | None = None) -> str:
-    text = " ".join(shlex.quote(c) for c in cmd).replace(shlex.quote(sys.executable), "python", 1)
-    if out is not None:  # recorded commands name the work folder as $OUT, never this machine's path
-        text = text.replace(str(out), "$OUT")
-    return text.replace(str(ROOT) + "/", "")
-
-
-def run_steps(steps, *, force: bool = False, dry_run: bool = False, out: Path | None = None) -> list[dict]:
-    """Run the steps not done yet; returns the log of every step run so far (kept in ``OUT/steps.json``, so
-    the times of an interrupted comparison's earlier steps survive the rerun)."""
-    log_file = out / "steps.json" if out is not None else None
-    log = json.loads(log_file.read_text()) if log_file is not None and log_file.is_file() else []
-    for title, cmd, marker in steps:
-        if marker is not None and marker.exists() and not force:
-            print(f"\n(skipping {title}: {marker} exists; --force redoes it)", flush=True)
-            continue
-        print(f"\n[{title}] $ {_shown(cmd)}", flush=True)
-        if dry_run:
-            continue
-        start = time.perf_counter()
-        result = subprocess.run(cmd, cwd=ROOT)
-        log.append(dict(step=title, command=_shown(cmd, out), seconds=round(time.perf_counter() - start, 1),
-                        returncode=result.returncode))
-        if log_file is not None:
-            from pix2pix_tr.io import atomic_write_text
-
-            atomic_write_text(log_file, json.dumps(log, indent=1) + "\n")
-        if result.returncode != 0:
-            raise StepFailed(f"step '{title}' failed with exit status {result.returncode} (its message is above); "
-                             f"fix it and rerun the same command: finished steps are kept")
-    return log
+def run_steps(steps: Sequence[Step], *, force: bool = False, dry_run: bool = False, out: Path) -> list[dict]:
+    """Run what a rerun needs (:mod:`pix2pix_tr.steps`: the same command finished is skipped, an interrupted one
+    continues or starts over, new settings are refused unless ``force``); returns the log of every step run so
+    far (kept in ``OUT/steps.json``, so the times of an interrupted comparison's earlier steps survive the
+    rerun). Raises :class:`StepRefused` before anything runs, :class:`StepFailed` when a command fails."""
+    decisions = steps_plan(steps, out, force=force)
+    log_file = out / "steps.json"
+    log = json.loads(log_file.read_text()) if log_file.is_file() else []
+    return execute(decisions, out, dry_run=dry_run, log=log, cwd=ROOT, program="the same gan_compare command",
+                   on_log=lambda entries: atomic_write_text(log_file, json.dumps(entries, indent=1) + "\n"))
 
 
 def collect_scores(fcn: Path, arms: Sequence[Arm], seeds: Sequence[int], scorers: Sequence[str]) -> dict:
@@ -392,13 +383,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out).resolve()
     try:
         log = run_steps(steps, force=args.force, dry_run=args.dry_run, out=out)
+    except StepRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except StepFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exc.returncode if exc.returncode in (1, 2, 3) else 1
     if args.dry_run:
         return 0
-    from pix2pix_tr.io import atomic_write_text
-
     publish = Path(args.publish).resolve() if args.publish else out
     scorers = list(scorer_paths(args))
     scores = collect_scores(out / "fcn", args.arm_list, args.seeds, scorers)

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
-import inspect
 import io
 import json
 import math
@@ -51,8 +50,10 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import nn
 
+from experiments.common import base_of, check_optimizer_name, is_tr, make_optimizer, parse_optimizer
 from experiments.data import BatchLoader, DatasetError, ImageSet, load_dataset
 from experiments.models import MODELS, build_model
+from pix2pix_tr.cli import device_problem, json_clean, non_negative_float, positive_float, positive_int
 from pix2pix_tr.io import atomic_open, atomic_write_text
 from pix2pix_tr.optim._tr import TR_MODES
 
@@ -88,45 +89,6 @@ _SGD_NAMES = {"sgd", "trsgd", "tr-sgd"}
 
 # ------------------------------------------------------------------------------------------- optimizers
 
-def parse_optimizer(spec: str) -> tuple[str, float | None]:
-    """``"trsgd@0.029"`` -> ``("trsgd", 0.029)``; ``"adam"`` -> ``("adam", None)`` (lr from the defaults)."""
-    name, _, lr = spec.strip().lower().partition("@")
-    if not name:
-        raise ValueError(f"empty optimizer name in {spec!r}")
-    if lr:
-        try:
-            value = float(lr)
-        except ValueError:
-            raise ValueError(f"optimizer {spec!r}: the part after '@' must be a learning rate, like sgd@0.03")
-        if not value > 0:
-            raise ValueError(f"optimizer {spec!r}: the learning rate must be positive")
-        return name, value
-    return name, None
-
-
-def is_tr(name: str) -> bool:
-    """Whether the optimizer name is trajectory regularized (``trsgd``, ``tradam`` or ``tr-<torch optimizer>``)."""
-    name = parse_optimizer(name)[0]
-    return name in ("trsgd", "tradam") or name.startswith("tr-")
-
-
-def base_of(name: str) -> str:
-    """The plain optimizer a TR one wraps: ``trsgd`` -> ``sgd``, ``tr-rmsprop`` -> ``rmsprop``; others unchanged."""
-    name = parse_optimizer(name)[0]
-    if name in ("trsgd", "tradam"):
-        return name[2:]
-    return name[3:] if name.startswith("tr-") else name
-
-
-def _torch_optimizer_class(name: str) -> type[torch.optim.Optimizer]:
-    classes = {n.lower(): c for n, c in vars(torch.optim).items()
-               if isinstance(c, type) and issubclass(c, torch.optim.Optimizer) and c is not torch.optim.Optimizer}
-    if name not in classes:
-        raise ValueError(f"unknown optimizer {name!r}: use sgd, trsgd, adam, tradam, a torch.optim class name "
-                         f"({', '.join(sorted(classes))}) or tr-<that name> for TrajectoryRegularized around it")
-    return classes[name]
-
-
 def default_lr(name: str, lr_sgd: float, lr_adaptive: float) -> float:
     """The paper's learning rates: 0.1 for the SGD family, 1e-3 for Adam (used for every other base too)."""
     return lr_sgd if base_of(name) == "sgd" else lr_adaptive
@@ -136,34 +98,14 @@ def build_optimizer(spec: str, params: Iterable[torch.nn.Parameter], *, lr_sgd: 
                     lr_adaptive: float = 1e-3, momentum: float = 0.9, weight_decay: float = 5e-4,
                     tr_lambda: float = 0.1, tr_period: int = 10, tr_mode: str = "paper",
                     tr_inner_decay: bool = True) -> torch.optim.Optimizer:
-    """The optimizer named by ``spec`` (see :func:`parse_optimizer`) with the experiment's hyper-parameters.
-
-    ``sgd``/``trsgd`` get ``momentum``; every optimizer gets coupled ``weight_decay``; TR ones get the ``tr_*``
-    settings. ``tr-<name>`` wraps ``torch.optim.<Name>`` in :class:`pix2pix_tr.optim.TrajectoryRegularized`.
-    """
+    """The optimizer named by ``spec`` (see :func:`experiments.common.parse_optimizer`) with the experiment's
+    hyper-parameters: the lr from ``@LR`` or the paper's default for its family, built by
+    :func:`experiments.common.make_optimizer` (``sgd``/``trsgd`` get ``momentum``; every optimizer gets coupled
+    ``weight_decay``; TR ones get the ``tr_*`` settings; ``tr-<name>`` wraps ``torch.optim.<Name>``)."""
     name, lr = parse_optimizer(spec)
-    lr = default_lr(name, lr_sgd, lr_adaptive) if lr is None else lr
-    tr = dict(tr_lambda=tr_lambda, tr_period=tr_period, tr_inner_decay=tr_inner_decay, tr_mode=tr_mode)
-    params = list(params)
-    if name == "trsgd":
-        from pix2pix_tr.optim import TRSGD
-        return TRSGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **tr)
-    if name == "tradam":
-        from pix2pix_tr.optim import TRAdam
-        return TRAdam(params, lr=lr, weight_decay=weight_decay, **tr)
-    base_name = base_of(name)
-    cls = _torch_optimizer_class(base_name)
-    kwargs: dict[str, Any] = dict(lr=lr)
-    accepted = inspect.signature(cls).parameters
-    if "weight_decay" in accepted:
-        kwargs["weight_decay"] = weight_decay
-    if base_name == "sgd":
-        kwargs["momentum"] = momentum
-    base = cls(params, **kwargs)
-    if not is_tr(name):
-        return base
-    from pix2pix_tr.optim import TrajectoryRegularized
-    return TrajectoryRegularized(base, **tr)
+    return make_optimizer(name, params, lr=default_lr(name, lr_sgd, lr_adaptive) if lr is None else lr,
+                          momentum=momentum, weight_decay=weight_decay, tr_lambda=tr_lambda, tr_period=tr_period,
+                          tr_inner_decay=tr_inner_decay, tr_mode=tr_mode)
 
 
 # ------------------------------------------------------------------------------------------ one run
@@ -302,23 +244,6 @@ def sweep_specs(dataset: str, models: Sequence[str], optimizers: Sequence[str], 
     return specs
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, tuple):
-        return list(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj)}")
-
-
-def _clean(value: Any) -> Any:
-    """NaN/inf -> None, so results.json is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
-
-
 def run_sweep(specs: Sequence[RunSpec], settings: Settings, out_dir: str | Path, *, data_dir: str | None = None,
               data_seed: int = 0, device: str = "cpu", fresh: bool = False, log=print,
               verbose: bool = False) -> dict[str, Any]:
@@ -329,10 +254,14 @@ def run_sweep(specs: Sequence[RunSpec], settings: Settings, out_dir: str | Path,
     """
     out_dir = Path(out_dir)
     results_path = out_dir / "results.json"
-    settings_dict = json.loads(json.dumps(dataclasses.asdict(settings), default=_json_default))
+    settings_dict = json_clean(dataclasses.asdict(settings))
     if not settings_dict["tr_restart_each_epoch"]:  # sweeps recorded before the flag existed still resume
         del settings_dict["tr_restart_each_epoch"]
     runs: dict[str, dict] = {}
+    if fresh:  # replace cleanly: nothing of the old sweep stays beside the new one
+        for pattern in ("results.json", "table.md", "curves_*.png", "accuracy_vs_batch.png"):
+            for old in out_dir.glob(pattern):
+                old.unlink()
     if results_path.exists() and not fresh:
         try:
             old = json.loads(results_path.read_text())
@@ -357,7 +286,7 @@ def run_sweep(specs: Sequence[RunSpec], settings: Settings, out_dir: str | Path,
         f"{len(train)} train / {len(test)} test images")
     for i, spec in enumerate(todo, 1):
         record = run_one(spec, settings, train, test, device=device, log=log if verbose else None)
-        runs[spec.key()] = _clean(record)
+        runs[spec.key()] = json_clean(record)
         results["runs"] = [runs[s.key()] for s in specs if s.key() in runs]
         with atomic_open(results_path, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=1)
@@ -374,7 +303,7 @@ def run_sweep(specs: Sequence[RunSpec], settings: Settings, out_dir: str | Path,
 # ------------------------------------------------------------------------------------------ reports
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    values = [v for v in values if v is not None]
+    values = [float(v) for v in values if v is not None]  # results.json: NaN is null, inf is "inf"
     if not values:
         return float("nan"), float("nan")
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
@@ -463,7 +392,11 @@ def write_reports(results: dict[str, Any], out_dir: str | Path) -> None:
             "accuracy.", "",
             f"{len(runs)} runs, {total / 60:.1f} minutes of training in total.", ""]
     atomic_write_text(out_dir / "table.md", "\n".join(text))
-    plot_curves(results, out_dir)
+    written = {p.name for p in plot_curves(results, out_dir)}
+    for pattern in ("curves_*.png", "accuracy_vs_batch.png"):  # plots of rows this sweep no longer has
+        for old in out_dir.glob(pattern):
+            if old.name not in written:
+                old.unlink()
 
 
 def _save_figure(fig, path: Path) -> None:
@@ -560,53 +493,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizers", nargs="+", default=["sgd", "trsgd"],
                    help="sgd, trsgd, adam, tradam, any torch.optim name, tr-<name> (TrajectoryRegularized around "
                         "it); append @LR to override the learning rate, e.g. sgd@0.029")
-    p.add_argument("--batch_sizes", nargs="+", type=int, default=[8])
-    p.add_argument("--tr_periods", nargs="+", type=int, default=[10], help="S values for the TR optimizers")
+    p.add_argument("--batch_sizes", nargs="+", type=positive_int, default=[8])
+    p.add_argument("--tr_periods", nargs="+", type=positive_int, default=[10], help="S values for the TR optimizers")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--milestones", nargs="*", type=int, default=None,
+    p.add_argument("--epochs", type=positive_int, default=200)
+    p.add_argument("--milestones", nargs="*", type=positive_int, default=None,
                    help="epochs where lr is multiplied by --lr_gamma (default: 50%% and 75%% of --epochs)")
-    p.add_argument("--lr_gamma", type=float, default=0.1)
-    p.add_argument("--lr_sgd", type=float, default=0.1, help="initial lr of sgd/trsgd/tr-sgd")
-    p.add_argument("--lr_adaptive", type=float, default=1e-3, help="initial lr of adam/tradam and other bases")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight_decay", type=float, default=5e-4)
-    p.add_argument("--tr_lambda", type=float, default=0.1)
+    p.add_argument("--lr_gamma", type=positive_float, default=0.1)
+    p.add_argument("--lr_sgd", type=positive_float, default=0.1, help="initial lr of sgd/trsgd/tr-sgd")
+    p.add_argument("--lr_adaptive", type=positive_float, default=1e-3,
+                   help="initial lr of adam/tradam and other bases")
+    p.add_argument("--momentum", type=non_negative_float, default=0.9)
+    p.add_argument("--weight_decay", type=non_negative_float, default=5e-4)
+    p.add_argument("--tr_lambda", type=non_negative_float, default=0.1)
     p.add_argument("--tr_mode", choices=TR_MODES, default="paper")
     p.add_argument("--no_tr_inner_decay", action="store_true", help="inner step size lr instead of lr/(k+1)")
     p.add_argument("--tr_restart_each_epoch", action="store_true",
                    help="a new TR cycle (k = 0, new anchor) at every epoch start, as the authors' code does")
     p.add_argument("--augment", choices=["auto", "on", "off"], default="auto",
                    help="CIFAR crop+flip augmentation (auto: on for CIFAR, off for synthetic and digits)")
-    p.add_argument("--width", type=int, default=16, help="channel width of smallcnn")
-    p.add_argument("--synthetic_train", type=int, default=4000)
-    p.add_argument("--synthetic_test", type=int, default=2000)
-    p.add_argument("--synthetic_size", type=int, default=16)
+    p.add_argument("--width", type=positive_int, default=16, help="channel width of smallcnn")
+    p.add_argument("--synthetic_train", type=positive_int, default=4000)
+    p.add_argument("--synthetic_test", type=positive_int, default=2000)
+    p.add_argument("--synthetic_size", type=positive_int, default=16)
     p.add_argument("--data_seed", type=int, default=0, help="seed of the synthetic data set (not of the runs)")
-    p.add_argument("--max_train", type=int, help="use only the first N training images")
-    p.add_argument("--max_test", type=int, help="use only the first N test images")
+    p.add_argument("--max_train", type=positive_int, help="use only the first N training images")
+    p.add_argument("--max_test", type=positive_int, help="use only the first N test images")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--out", default="experiments/results/small_batch", help="output folder")
-    p.add_argument("--fresh", action="store_true", help="ignore an existing results.json in --out")
+    p.add_argument("--fresh", action="store_true",
+                   help="replace the sweep in --out (its results, table and curves are removed first); without it a "
+                        "rerun with the same settings resumes and one with other settings is refused")
     p.add_argument("--verbose", action="store_true", help="print every epoch")
     return p
 
 
 def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    for flag in ("batch_sizes", "tr_periods"):
-        bad = [v for v in getattr(args, flag) if v < 1]
+    """Everything a run could refuse is refused here, before anything is written (one sentence, exit 2): the
+    values that argparse's types do not cover, and every optimizer of the sweep built once with its settings."""
+    for flag in ("batch_sizes", "tr_periods", "epochs", "max_train", "max_test", "width", "synthetic_train",
+                 "synthetic_test", "synthetic_size", "threads"):  # the presets' values too, not only the flags'
+        values = getattr(args, flag)
+        bad = [v for v in (values if isinstance(values, list) else [values]) if v is not None and v < 1]
         if bad:
-            p.error(f"--{flag} must be positive integers, got {bad}")
-    if args.epochs < 1:
-        p.error(f"--epochs must be >= 1, got {args.epochs}")
+            p.error(f"--{flag} must be at least 1, got {' '.join(map(str, bad))}")
     for spec in args.optimizers:
         try:
-            name, _ = parse_optimizer(spec)
-            if name not in ("trsgd", "tradam"):
-                _torch_optimizer_class(base_of(name))
+            check_optimizer_name(spec)
         except ValueError as exc:
             p.error(f"--optimizers: {exc}")
+    probe = torch.zeros(1, requires_grad=True)
+    for spec in args.optimizers:
+        for period in (args.tr_periods if is_tr(spec) else [1]):
+            try:
+                build_optimizer(spec, [probe], lr_sgd=args.lr_sgd, lr_adaptive=args.lr_adaptive,
+                                momentum=args.momentum, weight_decay=args.weight_decay, tr_lambda=args.tr_lambda,
+                                tr_period=period, tr_mode=args.tr_mode, tr_inner_decay=not args.no_tr_inner_decay)
+            except (ValueError, TypeError) as exc:
+                p.error(f"--optimizers {spec} cannot be built with these settings: {exc}")
+    problem = device_problem(args.device)
+    if problem is not None:
+        p.error(problem)
     if args.dataset.startswith("cifar") and not args.data_dir:
         p.error(f"--dataset {args.dataset} needs --data_dir, the folder holding the python-pickle CIFAR files "
                 f"(nothing is downloaded); or use --dataset synthetic or digits")

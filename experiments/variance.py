@@ -45,6 +45,8 @@ from typing import Any, Sequence
 
 import torch
 
+from experiments.common import make_optimizer
+from pix2pix_tr.cli import json_clean
 from pix2pix_tr.io import atomic_open, atomic_write_text
 
 __all__ = ["OPTIMIZERS", "make_problem", "run_variance", "measure", "variance_table", "main"]
@@ -73,22 +75,20 @@ def make_problem(n: int = 512, d: int = 20, noise: float = 1.0, condition: float
 
 def _optimizer(name: str, param: torch.Tensor, lr: float, momentum: float, tr_lambda: float, tr_period: int,
                lr_factor: float = 1.0):
-    from pix2pix_tr.optim import TRSGD
-
+    """One of :data:`OPTIMIZERS` at ``lr x lr_factor``, built by :func:`experiments.common.make_optimizer`."""
+    common = dict(momentum=momentum, tr_lambda=tr_lambda, tr_period=tr_period)
     if name == "trsgd-reference":  # built at lr0 = lr, then at lr x factor as a step schedule would leave it
-        opt = TRSGD([param], lr=lr, momentum=momentum, tr_lambda=tr_lambda, tr_period=tr_period,
-                    tr_mode="reference")
+        opt = make_optimizer("trsgd", [param], lr=lr, tr_mode="reference", **common)
         opt.param_groups[0]["lr"] = lr * lr_factor
         return opt
     lr = lr * lr_factor
     if name == "sgd":
-        return torch.optim.SGD([param], lr=lr, momentum=momentum)
+        return make_optimizer("sgd", [param], lr=lr, **common)
     if name == "sgd-matched":
         mean_factor = sum(1.0 / (k + 1) for k in range(tr_period)) / tr_period
-        return torch.optim.SGD([param], lr=lr * mean_factor, momentum=momentum)
+        return make_optimizer("sgd", [param], lr=lr * mean_factor, **common)
     if name in ("trsgd", "trsgd-nodecay"):
-        return TRSGD([param], lr=lr, momentum=momentum, tr_lambda=tr_lambda, tr_period=tr_period,
-                     tr_inner_decay=name == "trsgd")
+        return make_optimizer("trsgd", [param], lr=lr, tr_inner_decay=name == "trsgd", **common)
     raise ValueError(f"unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}")
 
 
@@ -98,7 +98,8 @@ def measure(problem: dict[str, torch.Tensor], optimizer: str, batch_size: int, s
     """Run ``optimizer`` once per seed (rows of one tensor) and return one dict of :data:`METRICS` per seed.
 
     The seed fixes the starting point (w* + N(0, I)) and the mini-batch draws, so every optimizer sees the same
-    batches for the same seed. A run that diverges reports ``inf``.
+    batches for the same seed. A run that diverges reports ``inf`` (``"inf"`` in variance.json: strict JSON, the
+    rule of :func:`pix2pix_tr.cli.json_clean`).
     """
     X, y, w_star, H = problem["X"], problem["y"], problem["w_star"], problem["H"]
     n, d = X.shape
@@ -293,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            problem_seed=args.problem_seed, tr_lambdas=args.tr_lambdas, lr_factors=args.lr_factors)
     out = Path(args.out)
     with atomic_open(out / "variance.json", "w", encoding="utf-8") as handle:
-        json.dump(results, handle, indent=1)
+        json.dump(json_clean(results), handle, indent=1)
     text = report(results)
     atomic_write_text(out / "variance.md", text)
     print(text)

@@ -4,7 +4,8 @@
 * :func:`resolve_device` / :func:`device_problem`: ``--device auto|cpu|cuda|cuda:N`` checked the same everywhere;
 * argparse validators (:func:`positive_int`, :func:`non_negative_int`, :func:`positive_float`,
   :func:`non_negative_float`, :func:`int_or_inf`): a bad value names the flag and what is expected;
-* :func:`json_clean`: any result (numpy/torch scalars and arrays, NaN, inf, paths) as valid JSON values.
+* :func:`json_clean`: any result (numpy/torch scalars and arrays, NaN, inf, paths) as strict JSON values, by one
+  rule: NaN -> null, +-inf -> "inf" / "-inf".
 
 This module imports neither torch nor numpy at import time, so numpy-only modules (the metrics) may use it.
 """
@@ -124,23 +125,31 @@ def int_or_inf(text: str) -> float | int:
 
 
 # ------------------------------------------------------------------------------------------------ JSON
-def json_clean(value: Any) -> Any:
-    """A copy of ``value`` that ``json.dumps`` writes as valid JSON: dicts (keys as strings), lists and tuples
-    recursively; numpy/torch scalars and arrays as Python numbers and lists; NaN as None; +-inf as the strings
-    ``"inf"`` / ``"-inf"``; anything else (paths, devices, ...) as its ``str``."""
+def json_clean(value: Any, *, significant: int | None = None) -> Any:
+    """A copy of ``value`` that ``json.dumps`` writes as strict JSON; the one cleaner of every JSON file the
+    project writes (results, options, reports, the experiments' records).
+
+    The rule for numbers that JSON cannot hold: **NaN becomes ``null``; +inf and -inf become the strings
+    ``"inf"`` and ``"-inf"``** (an infinite option such as ``--max_dataset_size inf`` reads back as what it was;
+    a missing value and an infinite one stay distinguishable). Dicts (keys as strings), lists and tuples are
+    cleaned recursively; numpy/torch scalars and arrays become Python numbers and lists; anything else (paths,
+    devices, ...) its ``str``. ``significant=N`` rounds every finite float to N significant digits (a smaller
+    file; ``experiments/ablation.py`` writes 6)."""
     if isinstance(value, dict):
-        return {str(k): json_clean(v) for k, v in value.items()}
+        return {str(k): json_clean(v, significant=significant) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [json_clean(v) for v in value]
+        return [json_clean(v, significant=significant) for v in value]
     if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
         return value
     if isinstance(value, float):
         if math.isnan(value):
             return None
-        return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+        if not math.isfinite(value):
+            return "inf" if value > 0 else "-inf"
+        return value if significant is None else float(f"{value:.{significant}g}")
     if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays and scalars, torch tensors
         try:
-            return json_clean(value.tolist())
+            return json_clean(value.tolist(), significant=significant)
         except (TypeError, ValueError, RuntimeError):
             pass
     return str(value)

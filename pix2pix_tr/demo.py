@@ -1,7 +1,7 @@
 """The whole pix2pix-TR job on the embedded synthetic city, in one command.
 
-    python demo.py                      # about 5 minutes on 2 CPU cores
-    python demo.py --preset tiny        # the smallest run (about a minute); the test suite uses it
+    python demo.py                      # a few minutes on 2 CPU cores (the README gives the time measured)
+    python demo.py --preset tiny        # the smallest run, for the test suite and a quick check
     pix2pix-tr-demo --preset tiny       # the same, installed (pip install pix2pix-tr), from any folder
 
 Each step is one of the project's ordinary commands, printed before it runs, so the same sequence on real
@@ -18,18 +18,19 @@ are the scripts below; from an installed package (no checkout) they are the inst
  6. ``python -m evaluation.fcn_score``          FCN-score of the synthesized photos, and of the real ones (GT row)
  7. ``python -m evaluation.compare_runs``       the paper-style table
 
-Everything goes under ``--out`` (default ``runs/demo``). A step that finished is skipped on a rerun (``--force``
-redoes everything); an interrupted training or scorer run continues from its last checkpoint
-(``--continue_train`` / ``--resume``), any other interrupted step starts over.
+Everything goes under ``--out`` (default ``runs/demo``). A rerun continues exactly (:mod:`pix2pix_tr.steps`): a
+step finished with the same command is skipped; an interrupted training or scorer run continues from its last
+checkpoint (``--continue_train`` / ``--resume``), any other interrupted step starts over, and the steps that read
+a redone step's output run again. A rerun with other settings (``--seed 7`` into a seed-0 demo, another
+``--preset``) is refused before anything runs unless ``--force``, which redoes the steps whose settings changed
+(their old outputs removed first), so ``demo_summary.json`` always describes the run it summarises.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -37,6 +38,7 @@ from pathlib import Path
 
 from pix2pix_tr.options import OPTIMIZERS
 from pix2pix_tr.paths import PathError, ensure_writable_dir
+from pix2pix_tr.steps import Step, StepFailed, StepRefused, execute, plan
 
 #: The checkout this module lives in, or None when it was installed from a wheel (no train.py beside it).
 _PARENT = Path(__file__).resolve().parents[1]
@@ -89,8 +91,8 @@ class Preset:
 
 
 PRESETS = {
-    # The newcomer's default: sized so that the whole job stays well under 10 minutes on 2 CPU cores (5.3 min
-    # measured) and the synthesized photos visibly follow the label layout.
+    # The newcomer's default: sized so that the whole job stays well under 10 minutes on 2 CPU cores (the README
+    # gives the time measured) and the synthesized photos visibly follow the label layout.
     "default": Preset(n_train=100, n_val=30, city_width=256, city_height=128, image_size=128, netG="unet_128",
                       ngf=32, ndf=32, n_epochs=12, n_epochs_decay=8, scorer_arch="fcn8s_small", scorer_base=16,
                       scorer_epochs=15),
@@ -110,24 +112,62 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="tradam",
                    help="optimizer of both networks (the paper's GAN experiment uses tradam)")
     p.add_argument("--seed", type=int, default=0, help="seed of the city, the training and the scorer")
-    p.add_argument("--force", action="store_true", help="redo steps whose outputs already exist")
+    p.add_argument("--force", action="store_true",
+                   help="redo the steps whose settings changed since they ran in --out (their old outputs are "
+                        "removed first); without it such a rerun is refused")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     return p.parse_args(argv)
 
 
-def run(cmd: list[str], log: list[dict]) -> None:
-    """Run one of the project's commands in a child process, streaming its output (progress bars included)."""
-    shown = " ".join(shlex.quote(c) for c in cmd).replace(shlex.quote(sys.executable), "python", 1)
-    if cmd and Path(cmd[0]).parent == Path(sys.executable).parent:
-        shown = shown.replace(shlex.quote(cmd[0]), Path(cmd[0]).name, 1)  # an installed command, by its name
-    print(f"\n$ {shown}", flush=True)
-    start = time.perf_counter()
-    result = subprocess.run(cmd, cwd=ROOT)
-    seconds = time.perf_counter() - start
-    log.append({"command": shown, "seconds": round(seconds, 1), "returncode": result.returncode})
-    if result.returncode != 0:
-        raise SystemExit(f"demo.py: error: this step failed with exit status {result.returncode}; its message is "
-                         f"above. Fix it and rerun demo.py: finished steps are kept.")
+def plan_steps(args: argparse.Namespace, out: Path) -> list[Step]:
+    """The demo's commands (:class:`pix2pix_tr.steps.Step`), each with what it writes and what it reads."""
+    preset = PRESETS[args.preset]
+    city, pairs = out / "cityscapes", out / "pix2pix"
+    checkpoints, results, scores = out / "checkpoints", out / "results", out / "fcn"
+    name = f"demo_{args.optimizer}"
+    scorer = out / "scorer" / "scorer.pth"
+    result_dir = results / name / "val_latest"
+    fake_scores, real_scores = scores / name, scores / "real"
+    load_size = preset.image_size + preset.image_size // 8  # pix2pix's 286 -> 256 jitter, scaled
+    return [
+        # 1-2: data
+        Step("city", "synthetic city", [
+            *command("synthetic"), "--out", str(city), "--train", str(preset.n_train), "--val", str(preset.n_val),
+            "--seed", str(args.seed), "--width", str(preset.city_width), "--height", str(preset.city_height)], [city]),
+        Step("pairs", "A|B pairs", [
+            *command("prepare"), "--gtFine_dir", str(city / "gtFine"), "--leftImg8bit_dir", str(city / "leftImg8bit"),
+            "--output_dir", str(pairs), "--size", str(preset.image_size)], [pairs], ["city"]),
+        # 3-4: pix2pix labels -> photo (A = photo, B = label, hence BtoA), then the val gallery
+        Step(f"train_{name}", "training", [
+            *command("train"), "--dataroot", str(pairs), "--name", name, "--checkpoints_dir", str(checkpoints),
+            "--direction", "BtoA", "--netG", preset.netG, "--ngf", str(preset.ngf), "--ndf", str(preset.ndf),
+            "--load_size", str(load_size), "--crop_size", str(preset.image_size),
+            "--n_epochs", str(preset.n_epochs), "--n_epochs_decay", str(preset.n_epochs_decay),
+            "--save_epoch_freq", str(max(1, (preset.n_epochs + preset.n_epochs_decay) // 3)),
+            "--optimizer", args.optimizer, "--seed", str(args.seed), "--num_threads", "0", "--device", args.device],
+            [checkpoints / name], ["pairs"], resume=(checkpoints / name / "training_state.pth", "--continue_train")),
+        Step(f"test_{name}", "val gallery", [
+            *command("test"), "--dataroot", str(pairs), "--name", name, "--checkpoints_dir", str(checkpoints),
+            "--results_dir", str(results), "--eval", "--num_threads", "0", "--device", args.device],
+            [result_dir], [f"train_{name}", "pairs"]),
+        # 5-7: the FCN-score
+        Step("scorer", "scorer", [
+            *command("train_scorer"), "--cityscapes_dir", str(city), "--output", str(scorer),
+            "--arch", preset.scorer_arch, "--base", str(preset.scorer_base), "--epochs", str(preset.scorer_epochs),
+            "--image_size", str(preset.image_size), "--seed", str(args.seed), "--num_workers", "0",
+            "--device", args.device, "--no_eval"],
+            [scorer.parent], ["city"], resume=(scorer.with_name(scorer.stem + ".train_state.pth"), "--resume")),
+        Step("fcn_real", "FCN-score of the real photos", [
+            *command("fcn_score"), "--real", "--cityscapes_dir", str(city), "--scorer", str(scorer),
+            "--output_dir", str(real_scores), "--real_size", str(preset.image_size), "--label", "GT",
+            "--device", args.device], [real_scores], ["scorer", "city"]),
+        Step(f"fcn_{name}", "FCN-score of the synthesized photos", [
+            *command("fcn_score"), "--result_dir", str(result_dir), "--cityscapes_dir", str(city),
+            "--scorer", str(scorer), "--output_dir", str(fake_scores), "--label", _row_label(args.optimizer),
+            "--device", args.device], [fake_scores], ["scorer", "city", f"test_{name}"]),
+        Step("table", "table", [*command("compare_runs"), str(real_scores), str(fake_scores), "--output",
+                                str(out / "fcn_score_table.md")], [], always=True),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,77 +178,24 @@ def main(argv: list[str] | None = None) -> int:
     except PathError as exc:
         print(f"demo.py: error: {exc}", file=sys.stderr)
         return 2
-    city, pairs = out / "cityscapes", out / "pix2pix"
-    checkpoints, results, scores = out / "checkpoints", out / "results", out / "fcn"
-    name = f"demo_{args.optimizer}"
-    scorer = out / "scorer" / "scorer.pth"
-    result_dir = results / name / "val_latest"
-    fake_scores, real_scores = scores / name, scores / "real"
-    steps: list[dict] = []
+    steps = plan_steps(args, out)
+    try:
+        decisions = plan(steps, out, force=args.force)
+    except StepRefused as exc:  # e.g. --seed 7 into a folder holding a seed-0 demo
+        print(f"demo.py: error: {exc}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
+    try:
+        log = execute(decisions, out, cwd=ROOT, program="demo.py")
+    except StepFailed as exc:
+        print(f"demo.py: error: {exc}", file=sys.stderr)
+        return exc.returncode if exc.returncode in (1, 2, 3) else 1
 
-    done_dir = out / ".done"
-
-    def step(key: str, cmd: list[str], output: Path, resume: tuple[Path, str] | None = None) -> None:
-        """Run one step unless it finished before (its marker in ``OUT/.done``). A step that was interrupted
-        resumes when its command can (``resume`` = (the state file it leaves, the flag that continues it));
-        otherwise, and with ``--force``, its partial ``output`` is removed and the step starts over."""
-        marker = done_dir / key
-        if marker.exists() and not args.force:
-            print(f"\n(skipping: {key} finished in an earlier run; --force redoes it)")
-            return
-        if resume is not None and resume[0].exists() and not args.force:
-            cmd = cmd + [resume[1]]
-        elif output.exists():
-            shutil.rmtree(output) if output.is_dir() else output.unlink()
-        marker.unlink(missing_ok=True)
-        run(cmd, steps)
-        done_dir.mkdir(exist_ok=True)
-        marker.touch()
-
-    # 1-2: data
-    step("city", [*command("synthetic"), "--out", str(city), "--train", str(preset.n_train),
-                  "--val", str(preset.n_val), "--seed", str(args.seed), "--width", str(preset.city_width),
-                  "--height", str(preset.city_height)], city)
-    step("pairs", [*command("prepare"), "--gtFine_dir", str(city / "gtFine"),
-                   "--leftImg8bit_dir", str(city / "leftImg8bit"), "--output_dir", str(pairs),
-                   "--size", str(preset.image_size)], pairs)
-
-    # 3-4: pix2pix labels -> photo (A = photo, B = label, hence BtoA), then the val gallery
-    load_size = preset.image_size + preset.image_size // 8  # pix2pix's 286 -> 256 jitter, scaled
-    step(f"train_{name}",
-         [*command("train"), "--dataroot", str(pairs), "--name", name, "--checkpoints_dir", str(checkpoints),
-          "--direction", "BtoA", "--netG", preset.netG, "--ngf", str(preset.ngf), "--ndf", str(preset.ndf),
-          "--load_size", str(load_size), "--crop_size", str(preset.image_size),
-          "--n_epochs", str(preset.n_epochs), "--n_epochs_decay", str(preset.n_epochs_decay),
-          "--save_epoch_freq", str(max(1, (preset.n_epochs + preset.n_epochs_decay) // 3)),
-          "--optimizer", args.optimizer, "--seed", str(args.seed), "--num_threads", "0", "--device", args.device],
-         checkpoints / name, resume=(checkpoints / name / "training_state.pth", "--continue_train"))
-    step(f"test_{name}",
-         [*command("test"), "--dataroot", str(pairs), "--name", name, "--checkpoints_dir", str(checkpoints),
-          "--results_dir", str(results), "--eval", "--num_threads", "0", "--device", args.device], result_dir)
-
-    # 5-7: the FCN-score
-    step("scorer",
-         [*command("train_scorer"), "--cityscapes_dir", str(city), "--output", str(scorer),
-          "--arch", preset.scorer_arch, "--base", str(preset.scorer_base), "--epochs", str(preset.scorer_epochs),
-          "--image_size", str(preset.image_size), "--seed", str(args.seed), "--num_workers", "0",
-          "--device", args.device, "--no_eval"],
-         scorer.parent, resume=(scorer.with_name(scorer.stem + ".train_state.pth"), "--resume"))
-    step("fcn_real",
-         [*command("fcn_score"), "--real", "--cityscapes_dir", str(city), "--scorer", str(scorer),
-          "--output_dir", str(real_scores), "--real_size", str(preset.image_size), "--label", "GT",
-          "--device", args.device], real_scores)
-    step(f"fcn_{name}",
-         [*command("fcn_score"), "--result_dir", str(result_dir), "--cityscapes_dir", str(city),
-          "--scorer", str(scorer), "--output_dir", str(fake_scores), "--label", _row_label(args.optimizer),
-          "--device", args.device], fake_scores)
-    table = out / "fcn_score_table.md"
-    run([*command("compare_runs"), str(real_scores), str(fake_scores), "--output", str(table)], steps)
-
-    summary = _summary(out, name, result_dir, real_scores, fake_scores, table)
+    name = f"demo_{args.optimizer}"
+    result_dir = out / "results" / name / "val_latest"
+    summary = _summary(out, name, result_dir, out / "fcn" / "real", out / "fcn" / name, out / "fcn_score_table.md")
     summary.update(preset=args.preset, sizes=asdict(preset), optimizer=args.optimizer, seed=args.seed,
-                   steps=steps, seconds=round(time.perf_counter() - start, 1))
+                   steps=log, seconds=round(time.perf_counter() - start, 1))
     from pix2pix_tr.io import atomic_write_text
 
     atomic_write_text(out / "demo_summary.json", json.dumps(summary, indent=2) + "\n")

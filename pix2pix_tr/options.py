@@ -177,9 +177,21 @@ def test_parser() -> argparse.ArgumentParser:
     p.add_argument("--results_dir", default="./results", help="results go to RESULTS_DIR/NAME/PHASE_EPOCH/")
     p.add_argument("--epoch", default="latest", help="which checkpoint: latest or an epoch number")
     p.add_argument("--num_test", type=positive_int, default=None, help="how many images (default: all)")
-    p.add_argument("--phase", default="val", help="subfolder of --dataroot to run on")
+    p.add_argument("--phase", default=None,
+                   help="aligned mode: the subfolder of --dataroot to run on (default val); single mode: only names "
+                        "the results folder (default single)")
     p.add_argument("--eval", action="store_true",
                    help="eval mode (batch-norm running statistics, no dropout); pix2pix's default is train mode")
+    p.add_argument("--dataset_mode", choices=("aligned", "single"), default=None,
+                   help="aligned: A|B pairs in DATAROOT/PHASE (default); single: plain input images (e.g. label maps) "
+                        "in --dataroot, a folder, a text file of paths, or one image")
+    p.add_argument("--model", choices=("pix2pix", "test"), default=None,
+                   help="the official spelling: test = a generator alone on single images (implies --dataset_mode "
+                        "single); pix2pix = aligned pairs")
+    p.add_argument("--label_format", choices=("auto", "color", "label_ids", "train_ids"), default="auto",
+                   help="single mode: how single-channel inputs are read; auto recognises Cityscapes label ids and "
+                        "train ids by their values and colours them as in training")
+    p.add_argument("--amp", choices=AMP_MODES, default="none", help="run the generator under bf16/fp16 autocast")
     p.set_defaults(num_threads=0, seed=0)
     return p
 

@@ -1,6 +1,16 @@
-"""Session-wide test data: a tiny synthetic city and its prepared A|B folder (made once per test session)."""
+"""Session-wide test data (a tiny synthetic city and its prepared A|B folder, made once per test session) and the
+helpers several test modules share: tiny training runs, checkpoint folders as train.py leaves them, HTML page
+checks, and the float64 optimizer oracle. Test modules import helpers from here, never from each other."""
 
 from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import torch
@@ -38,3 +48,228 @@ def ab_root(synthetic_city, tmp_path_factory):
     root = tmp_path_factory.mktemp("ab_root")
     prepare_cityscapes(synthetic_city / "gtFine", synthetic_city / "leftImg8bit", root, size=64)
     return root
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Helpers several test modules share: import them with ``from conftest import ...`` (never from another test module).
+
+# ------------------------------------------------------------------------------------------------ training runs
+def tiny_args(ab_root, ckpt, name, *extra):
+    """train.py flags of the tiny run: ngf = ndf = 8, unet_64, 64-pixel crops, batch 2, 1 + 1 epochs, CPU."""
+    return ["--dataroot", str(ab_root), "--checkpoints_dir", str(ckpt), "--name", name, "--ngf", "8", "--ndf", "8",
+            "--netG", "unet_64", "--load_size", "72", "--crop_size", "64", "--batch_size", "2", "--num_threads", "0",
+            "--n_epochs", "1", "--n_epochs_decay", "1", "--save_epoch_freq", "1", "--print_freq", "2",
+            "--device", "cpu", "--seed", "3", *extra]
+
+
+def train_run(ab_root, ckpt, name, *extra, **kwargs):
+    """A tiny training run in-process (:func:`pix2pix_tr.training.train` on :func:`tiny_args`)."""
+    from pix2pix_tr.options import parse_train
+    from pix2pix_tr.training import train
+
+    return train(parse_train(tiny_args(ab_root, ckpt, name, *extra)), **kwargs)
+
+
+def state_equal(a, b):
+    """Two state_dicts hold the same keys and bit-identical tensors."""
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def loss_columns(path):
+    """The rows of a loss_log.csv without its wall-clock column."""
+    with open(path, newline="") as handle:
+        return [{k: v for k, v in row.items() if k != "time"} for row in csv.DictReader(handle)]
+
+
+# --------------------------------------------------------------------------------------------------- test.py runs
+def make_generator(ngf=8, norm="batch", netG="unet_64", use_dropout=True, seed=1):
+    """A generator with training-like BatchNorm statistics (so eval and train mode differ)."""
+    from pix2pix_tr.models import define_G
+
+    torch.manual_seed(seed)
+    net = define_G(netG, 3, 3, ngf=ngf, norm=norm, use_dropout=use_dropout)
+    with torch.no_grad():  # training-like running statistics, so eval and train mode differ
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+    return net
+
+
+def make_run(checkpoints: Path, name: str = "tiny_tradam", *, ngf=8, norm="batch", netG="unet_64", extra=()) -> torch.nn.Module:
+    """A checkpoint folder as train.py leaves it (only what test.py reads): train_opt.json + {epoch}_net_G.pth."""
+    from pix2pix_tr.io import atomic_torch_save
+    from pix2pix_tr.options import options_to_json_dict, parse_train
+
+    run = checkpoints / name
+    run.mkdir(parents=True, exist_ok=True)
+    opt = parse_train(["--dataroot", "x", "--name", name, "--netG", netG, "--ngf", str(ngf), "--ndf", "8",
+                       "--norm", norm, "--crop_size", "64", "--load_size", "72", "--direction", "BtoA", *extra])
+    (run / "train_opt.json").write_text(json.dumps(options_to_json_dict(opt)))
+    net = make_generator(ngf, norm, netG, use_dropout="--no_dropout" not in extra)
+    atomic_torch_save(net.state_dict(), run / "latest_net_G.pth")
+    atomic_torch_save(net.state_dict(), run / "5_net_G.pth")
+    return net
+
+
+# ----------------------------------------------------------------------------------------------------- HTML pages
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links: list[tuple[str, str]] = []
+        self.h2: list[str] = []
+        self._in_h2 = False
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("src", "href") and value is not None:
+                self.links.append((tag, value))
+        self._in_h2 = tag == "h2"
+
+    def handle_endtag(self, tag):
+        if tag == "h2":
+            self._in_h2 = False
+
+    def handle_data(self, data):
+        if self._in_h2:
+            self.h2.append(data.strip())
+
+
+def parse_page(path: Path) -> _Links:
+    """The src/href links (with their tags) and the h2 texts of an HTML page."""
+    parser = _Links()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def assert_links_resolve(page: Path) -> list[str]:
+    """Every src/href of ``page`` is relative and points to an existing file; returns the links."""
+    links = parse_page(page).links
+    for _, link in links:
+        parts = urlsplit(link)
+        assert not parts.scheme and not parts.netloc, f"{page}: absolute link {link}"
+        assert not parts.path.startswith("/"), f"{page}: root-relative link {link}"
+        if parts.path:
+            assert (page.parent / unquote(parts.path)).is_file(), f"{page}: {link} does not resolve"
+    return [link for _, link in links]
+
+
+# ---------------------------------------------------------------------------------------------- optimizer oracle
+# A direct float64 transcription of the paper's Algorithm 1 (tests/test_optim_oracle.py tells how it is used), and
+# the harness that steps our optimizers on the same losses.
+ORACLE_DT = torch.float64
+ORACLE_SHAPES = [(3, 4), (4,), (2, 3, 2)]
+ORACLE_STEPS = 15
+ORACLE_PERIOD = 4
+ORACLE_LR0 = 0.05
+
+
+def oracle_lr_factor(epoch: int) -> float:
+    return 0.9 ** epoch
+
+
+def oracle_lr_at(n: int) -> float:
+    return ORACLE_LR0 * oracle_lr_factor(n)
+
+
+def oracle_init_weights():
+    gen = torch.Generator().manual_seed(1)
+    return [torch.randn(s, generator=gen, dtype=ORACLE_DT) for s in ORACLE_SHAPES]
+
+
+def oracle_grads_at(n: int, ws):
+    """Gradient of a step-dependent nonlinear loss (a new 'mini-batch' each step)."""
+    gen = torch.Generator().manual_seed(100 + n)
+    ws = [w.detach().clone().requires_grad_(True) for w in ws]
+    loss = 0.0
+    for w in ws:
+        target = torch.randn(w.shape, generator=gen, dtype=ORACLE_DT)
+        loss = loss + (torch.tanh(w * 1.5) - target).pow(2).sum() + 0.3 * torch.sin(2 * w).sum()
+    return list(torch.autograd.grad(loss, ws))
+
+
+# ----------------------------------------------------------------------------- the oracle
+def oracle(update, n_steps=ORACLE_STEPS, *, lam=0.1, period=ORACLE_PERIOD, mode="paper", inner_decay=True,
+           wd=0.0, maximize=False):
+    """Algorithm 1: anchor at k == 0, gradient g + c (w - anchor) (+ wd w), lr / (k + 1)."""
+    w = oracle_init_weights()
+    state = [dict() for _ in w]
+    anchor = None
+    for n in range(n_steps):
+        k = n % period
+        if k == 0:
+            anchor = [t.clone() for t in w]
+        g = oracle_grads_at(n, w)
+        lr = oracle_lr_at(n)
+        c = lam if mode == "paper" else 2 * lam * ORACLE_LR0 / lr
+        lr_eff = lr / (k + 1) if inner_decay else lr
+        for i in range(len(w)):
+            d = (-g[i] if maximize else g[i]) + c * (w[i] - anchor[i]) + wd * w[i]
+            w[i] = update(w[i], d, lr_eff, state[i])
+    return w
+
+
+def oracle_adam_update(betas=(0.9, 0.999), eps=1e-8, amsgrad=False, release=False):
+    """torch's Adam; ``release=True``: the authors' TRAdam's placement of eps (TRAdam's reference mode)."""
+    b1, b2 = betas
+
+    def update(w, d, lr, st):
+        st["t"] = st.get("t", 0) + 1
+        st["m"] = b1 * st.get("m", torch.zeros_like(w)) + (1 - b1) * d
+        st["v"] = b2 * st.get("v", torch.zeros_like(w)) + (1 - b2) * d * d
+        v = st["v"]
+        if amsgrad:
+            st["vmax"] = torch.maximum(st.get("vmax", torch.zeros_like(w)), v)
+            v = st["vmax"]
+        bc1, bc2 = 1 - b1 ** st["t"], 1 - b2 ** st["t"]
+        if release:
+            return w - lr * math.sqrt(bc2) / bc1 * st["m"] / (v.sqrt() + eps)
+        return w - lr * (st["m"] / bc1) / ((v / bc2).sqrt() + eps)
+
+    return update
+
+
+def oracle_sgd_update(momentum=0.0, dampening=0.0, nesterov=False):
+    def update(w, d, lr, st):
+        if momentum:
+            if "buf" not in st:
+                st["buf"] = d.clone()
+            else:
+                st["buf"] = momentum * st["buf"] + (1 - dampening) * d
+            d = d + momentum * st["buf"] if nesterov else st["buf"]
+        return w - lr * d
+
+    return update
+
+
+# ----------------------------------------------------------------------------- running ours
+def run_against_oracle(make_opt, n_steps=ORACLE_STEPS, resume_at=None, check_lr=True, device="cpu",
+                       make_resumed=None):
+    """Step ``make_opt(params)`` on ``device`` with a LambdaLR schedule; at ``resume_at`` the state goes through
+    torch.save/load into a fresh optimizer (``make_resumed``, default the same kind). Returns CPU weights."""
+    params = [torch.nn.Parameter(w.clone().to(device)) for w in oracle_init_weights()]
+    opt = make_opt(params)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, oracle_lr_factor)
+    for n in range(n_steps):
+        if n == resume_at:
+            buf = io.BytesIO()
+            torch.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, buf)
+            buf.seek(0)
+            saved = torch.load(buf, weights_only=False, map_location="cpu")
+            params = [torch.nn.Parameter(p.detach().clone()) for p in params]
+            opt = (make_resumed or make_opt)(params)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, oracle_lr_factor)
+            opt.load_state_dict(saved["opt"])
+            sched.load_state_dict(saved["sched"])
+        for p, g in zip(params, oracle_grads_at(n, [p.detach().cpu() for p in params])):
+            p.grad = g.to(device)
+        opt.step()
+        sched.step()
+        if check_lr:  # the group's lr is the scheduler's (a tensor with capturable=True), never the inner one
+            assert float(opt.param_groups[0]["lr"]) == pytest.approx(oracle_lr_at(n + 1), rel=1e-12)
+    return [p.detach().cpu() for p in params]
+
+
+def assert_close_to_oracle(got, want):
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-11)

@@ -131,3 +131,53 @@ def test_small_batch_runs_on_digits_with_restarts(tmp_path):
     assert results["settings"]["tr_restart_each_epoch"] is True
     accs = [r["final_test_acc"] for r in results["runs"]]
     assert all(a > 0.3 for a in accs), accs  # real digits are learnable within 2 epochs (chance is 0.1)
+
+
+def test_one_json_rule_and_one_optimizer_factory_for_every_experiment():
+    """Issue 19.3: the experiments write JSON with pix2pix_tr.cli.json_clean (NaN -> null, inf -> "inf") and
+    build optimizers with experiments.common.make_optimizer; the ablation no longer imports small_batch (and with
+    it the CIFAR loader)."""
+    import subprocess
+    import sys
+
+    from experiments import common, small_batch, variance
+    from pix2pix_tr.cli import json_clean
+
+    assert json_clean({"a": [math.nan, math.inf, -math.inf, 0.1234567891], "b": (1, True, None)},
+                      significant=6) == {"a": [None, "inf", "-inf", 0.123457], "b": [1, True, None]}
+    assert json.loads(json.dumps(json_clean(float("nan")))) is None
+    w = torch.zeros(3, requires_grad=True)
+    for opt in (ablation.build_optimizer(ablation.RunKey.make("sgd", "base", 8, 0.1, 0.1, 10), [w]),
+                small_batch.build_optimizer("sgd", [w]), variance._optimizer("sgd", w, 0.1, 0.9, 0.1, 10)):
+        assert type(opt) is torch.optim.SGD and opt.param_groups[0]["momentum"] == 0.9
+    for module in (ablation, small_batch, variance):
+        assert module.make_optimizer is common.make_optimizer
+    code = "import sys, experiments.ablation; print('experiments.small_batch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+@pytest.mark.parametrize("flags,named", [(["--epochs", "0"], "--epochs"), (["--epochs", "1"], "--epochs"),
+                                         (["--threads", "0"], "--threads"), (["--seeds", "1", "1"], "--seeds")])
+def test_a_bad_override_is_refused_not_replaced_by_the_preset(tmp_path, capsys, flags, named):
+    """Issue 21: 'ablation --epochs 0 is silently replaced by the preset's value'."""
+    with pytest.raises(SystemExit) as exit_info:
+        ablation.main(["--preset", "smoke", "--out", str(tmp_path / "out"), *flags])
+    assert exit_info.value.code == 2 and named in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_rerun_with_other_settings_is_refused_and_fresh_replaces_cleanly(tmp_path, capsys):
+    """Issue 21 #11's rule for every tool with an output folder: continue exactly, replace cleanly, or refuse."""
+    out = tmp_path / "out"
+    small = ["--preset", "smoke", "--out", str(out), "--seeds", "0", "--epochs", "2"]
+    assert ablation.main(small) == 0
+    (out / "curves_extra.png").write_bytes(b"a plot of an older plan")
+    (out / "conclusion.html").write_text("<p>mine</p>")
+    before = (out / "results.json").read_bytes()
+    assert ablation.main(small[:-1] + ["3"]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "epochs 2 (now 3)" in err and "--fresh" in err
+    assert (out / "results.json").read_bytes() == before
+    assert ablation.main(small[:-1] + ["3", "--fresh"]) == 0
+    assert json.loads((out / "results.json").read_text())["config"]["epochs"] == 3
+    assert not (out / "curves_extra.png").exists() and (out / "conclusion.html").read_text() == "<p>mine</p>"

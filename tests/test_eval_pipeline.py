@@ -278,8 +278,9 @@ def test_bad_ground_truth_and_flags_are_named(city, scorer_run, tmp_path):
         fcn_score(None, city, out, tmp_path / "o", real=True, protocol="full")
     with pytest.raises(EvaluationError, match=r"--eval_size 4 is too small"):
         fcn_score(None, city, out, tmp_path / "o", real=True, protocol="256", eval_size=4)
+    (tmp_path / "not_a_city").mkdir()
     with pytest.raises(EvaluationError, match=r"--cityscapes_dir .* has no gtFine/val/ folder"):
-        fcn_score(None, tmp_path, out, tmp_path / "o", real=True)
+        fcn_score(None, tmp_path / "not_a_city", out, tmp_path / "o", real=True)
     # a city whose label maps are colour images: the error names the file and says which file to use
     bad = tmp_path / "badcity"
     shutil.copytree(city / "gtFine" / "val", bad / "gtFine" / "val")

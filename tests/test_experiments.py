@@ -200,6 +200,10 @@ def test_small_batch_harness_end_to_end(tmp_path, capsys):
     assert "8 runs (8 already in" in capsys.readouterr().out
     assert small_batch.main(["--preset", "smoke", "--out", str(out), "--epochs", "3"]) == 2
     assert "holds a sweep with different settings (epochs)" in capsys.readouterr().err
+    # a sweep of fewer rows in the same folder leaves no plot of the rows it no longer has (issue 21 #11)
+    assert small_batch.main(["--preset", "smoke", "--out", str(out), "--batch_sizes", "8"]) == 0
+    assert sorted(p.name for p in out.glob("*.png")) == ["curves_synthetic_smallcnn_b8_S10.png"]
+    assert "| 8 |" in (out / "table.md").read_text() and "| 32 |" not in (out / "table.md").read_text()
 
 
 def _record(opt, batch, period, seed, acc, diverged=False):
@@ -345,3 +349,52 @@ def test_gan_compare_bad_flags(argv, message, capsys):
         gan_compare.main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- hostile input (issue 21)
+
+
+class _Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_cifar_pickle_that_runs_code_is_refused_unrun(tmp_path, capsys):
+    """Issue 21 #13: CIFAR batches are read by a restricted unpickler; a crafted one never runs its payload."""
+    folder = _write_fake_cifar10(tmp_path)
+    marker = tmp_path / "payload_ran"
+    batch = _fake_batch(3, 1, b"labels")
+    batch[b"batch_label"] = _Payload(marker)
+    (folder / "data_batch_1").write_bytes(pickle.dumps(batch))
+    with pytest.raises(DatasetError, match=r"data_batch_1 is not a CIFAR batch: it asks to run or build \S*system"):
+        load_cifar(tmp_path, "cifar10", "train")
+    assert small_batch.main(["--dataset", "cifar10", "--data_dir", str(tmp_path), "--epochs", "1", "--seeds", "0",
+                             "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "data_batch_1" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not marker.exists() and not (tmp_path / "out" / "results.json").exists()
+    batch[b"batch_label"] = b"fake"
+    batch[b"data"] = batch[b"data"].astype(np.int64)  # not what CIFAR holds: refused, not silently cast
+    (folder / "data_batch_1").write_bytes(pickle.dumps(batch))
+    with pytest.raises(DatasetError, match=r"data_batch_1 does not hold CIFAR images"):
+        load_cifar(tmp_path, "cifar10", "train")
+
+
+@pytest.mark.parametrize("flags,named", [(["--max_train", "0"], "--max_train"), (["--tr_lambda", "-1"], "--tr_lambda"),
+                                         (["--max_test", "0"], "--max_test"), (["--momentum", "-0.5"], "--momentum"),
+                                         (["--device", "cuda:7"], "--device")])
+def test_small_batch_refuses_bad_values_before_writing_anything(tmp_path, capsys, flags, named):
+    """Issue 21 #12 and 'small_batch --tr_lambda -1 crashes after writing results.json': every value a run could
+    refuse is refused first (exit 2, the flag named), so no results.json or table of chance accuracies appears."""
+    if named == "--device" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        small_batch.main(["--preset", "smoke", "--out", str(out), *flags])
+    assert exit_info.value.code == 2 and named in capsys.readouterr().err
+    assert not out.exists()

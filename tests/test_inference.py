@@ -18,35 +18,12 @@ from PIL import Image
 from pix2pix_tr.inference import CheckpointMismatchError, InferenceError, main, run_test
 from pix2pix_tr.io import atomic_torch_save
 from pix2pix_tr.models import define_G
-from pix2pix_tr.options import options_to_json_dict, parse_test, parse_train
-from test_report_training import assert_links_resolve, parse_page
+from pix2pix_tr.options import parse_test
+from conftest import assert_links_resolve, make_run, parse_page
+from conftest import make_generator as _make_generator
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "tiny_tradam"
-
-
-def _make_generator(ngf=8, norm="batch", netG="unet_64", use_dropout=True, seed=1):
-    torch.manual_seed(seed)
-    net = define_G(netG, 3, 3, ngf=ngf, norm=norm, use_dropout=use_dropout)
-    with torch.no_grad():  # training-like running statistics, so eval and train mode differ
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.3, 0.3)
-                m.running_var.uniform_(0.5, 2.0)
-    return net
-
-
-def make_run(checkpoints: Path, name: str = NAME, *, ngf=8, norm="batch", netG="unet_64", extra=()) -> torch.nn.Module:
-    """A checkpoint folder as train.py leaves it (only what test.py reads): train_opt.json + {epoch}_net_G.pth."""
-    run = checkpoints / name
-    run.mkdir(parents=True, exist_ok=True)
-    opt = parse_train(["--dataroot", "x", "--name", name, "--netG", netG, "--ngf", str(ngf), "--ndf", "8",
-                       "--norm", norm, "--crop_size", "64", "--load_size", "72", "--direction", "BtoA", *extra])
-    (run / "train_opt.json").write_text(json.dumps(options_to_json_dict(opt)))
-    net = _make_generator(ngf, norm, netG, use_dropout="--no_dropout" not in extra)
-    atomic_torch_save(net.state_dict(), run / "latest_net_G.pth")
-    atomic_torch_save(net.state_dict(), run / "5_net_G.pth")
-    return net
 
 
 @pytest.fixture(scope="module")
@@ -188,13 +165,12 @@ def test_mismatching_checkpoint_names_the_option(tmp_path, ab_root, saved, flag)
     with pytest.raises(CheckpointMismatchError) as err:
         run_test(parse_test(_args(tmp_path, ab_root, name="run")), progress=False)
     msg = str(err.value)
-    assert "latest_net_G.pth does not fit" in msg and "trained with different generator options" in msg
+    assert "latest_net_G.pth" in msg
     assert f"pass {flag} to test.py" in msg, msg
     # the suggested flag works (unet_128 also needs 128-pixel inputs, which test.py says)
     args = _args(tmp_path, ab_root, "--num_test", "1", *flag.split(), name="run")
     if "unet_128" in flag:
-        with pytest.raises(InferenceError, match="--netG unet_128 needs inputs whose side is a multiple of 128, "
-                                                 "but --crop_size is 64: pass --crop_size 128"):
+        with pytest.raises(InferenceError, match="--netG unet_128 .*--crop_size 128"):
             run_test(parse_test(args), progress=False)
         args += ["--crop_size", "128"]
     assert run_test(parse_test(args), progress=False)["n_images"] == 1
@@ -204,8 +180,8 @@ def test_cli_errors_are_one_sentence(tmp_path, ab_root, capsys):
     make_run(tmp_path / "checkpoints", "run")
     ck = tmp_path / "checkpoints" / "run"
     cases = [
-        (["--epoch", "7"], r"checkpoint .*7_net_G\.pth not found \(saved epochs: 5, latest\): pick one with --epoch"),
-        (["--phase", "test"], r"test does not exist: --phase test needs a test/ folder"),
+        (["--epoch", "7"], r"7_net_G\.pth.*--epoch"),
+        (["--phase", "test"], r"--phase test"),
         (["--device", "cuda:0"] if not torch.cuda.is_available() else ["--device", "nonsense"],
          r"--device"),
     ]
@@ -223,8 +199,7 @@ def test_cli_errors_are_one_sentence(tmp_path, ab_root, capsys):
 
     (ck / "train_opt.json").rename(ck / "moved.json")
     assert main(_args(tmp_path, ab_root, name="run")) == 2
-    assert ("has neither train_opt.json (ours) nor train_opt.txt (the official pix2pix's), so the network options "
-            "must come from the command line: pass at least --direction AtoB or BtoA") in capsys.readouterr().err
+    assert "train_opt.json" in (err := capsys.readouterr().err) and "--direction" in err
     (ck / "moved.json").rename(ck / "train_opt.json")
 
     # two inputs with the same file name in different subfolders would overwrite each other's outputs
@@ -233,12 +208,12 @@ def test_cli_errors_are_one_sentence(tmp_path, ab_root, capsys):
         (dup / "val" / sub).mkdir(parents=True)
         shutil.copy(sorted((ab_root / "val").glob("*.png"))[0], dup / "val" / sub / "same.png")
     assert main(_args(tmp_path, dup, name="run")) == 2
-    assert "are both named 'same': test.py names its outputs after the input file" in capsys.readouterr().err
+    assert "'same'" in capsys.readouterr().err
 
     saved = (ck / "train_opt.json").read_text()
     (ck / "train_opt.json").write_text(saved.replace('"unet_64"', '"unet_999"'))
     assert main(_args(tmp_path, ab_root, name="run")) == 2
-    assert "cannot build the generator: unknown netG 'unet_999'" in capsys.readouterr().err
+    assert "unet_999" in capsys.readouterr().err
     (ck / "train_opt.json").write_text(saved)
 
     torch.save({"netG": {"w": torch.zeros(1)}, "epoch": 3}, ck / "latest_net_G.pth")
@@ -248,7 +223,7 @@ def test_cli_errors_are_one_sentence(tmp_path, ab_root, capsys):
     (ck / "latest_net_G.pth").write_bytes(b"garbage")
     assert main(_args(tmp_path, ab_root, name="run")) == 2
     err = capsys.readouterr().err
-    assert "is not a checkpoint we can load safely: it is damaged, truncated or not a torch" in err
+    assert "latest_net_G.pth" in err and "Traceback" not in err
 
 
 def test_test_py_entry_point(setup, ab_root, tmp_path):
@@ -284,3 +259,151 @@ def test_a_truncated_image_is_one_sentence_not_a_traceback(tmp_path, ab_root, ca
     messages = [line.split("test.py: error: ", 1)[1] for line in err.splitlines() if "test.py: error: " in line]
     assert len(messages) == 1 and "Traceback" not in err, err  # (the progress bar shares stderr)
     assert victim.name in messages[0] and "corrupt" in messages[0]
+
+
+# ---------------------------------------------------------------------------------------------------- results folder
+# The contract evaluation.fcn_score reads (issue 21 #6, #7): status, run_id, test_preprocess, the PNG run chunk.
+def _run_dir(results: Path) -> Path:
+    return results / NAME / "val_latest"
+
+
+def test_results_json_is_incomplete_before_any_image_and_complete_at_the_end(setup, ab_root, tmp_path, monkeypatch):
+    import pix2pix_tr.inference.run as run_module
+
+    base, _ = setup
+    seen = []
+    real_save = run_module.atomic_save_image
+
+    def save(img, path, **kwargs):
+        if not seen:  # the first image: results.json must already say "incomplete"
+            seen.append(json.loads((Path(path).parents[1] / "results.json").read_text()))
+        return real_save(img, path, **kwargs)
+
+    monkeypatch.setattr(run_module, "atomic_save_image", save)
+    res = run_test(parse_test(_args(base, ab_root, "--eval", "--results_dir", str(tmp_path))), progress=False)
+    assert seen[0]["status"] == "incomplete" and seen[0]["run_id"] == res["run_id"] and seen[0]["stems"] == []
+    final = json.loads((_run_dir(tmp_path) / "results.json").read_text())
+    assert final["status"] == "complete" and final["run_id"] == res["run_id"] and len(final["stems"]) == 4
+    assert re.fullmatch(r"[0-9a-f]{32}", final["run_id"])
+    again = run_test(parse_test(_args(base, ab_root, "--eval", "--results_dir", str(tmp_path / "b"))), progress=False)
+    assert again["run_id"] != res["run_id"]  # one id per invocation
+
+
+def test_every_png_carries_the_run_id_and_its_pixels_are_unchanged(setup, ab_root, tmp_path):
+    from PIL.PngImagePlugin import PngInfo
+
+    base, _ = setup
+    res = run_test(parse_test(_args(base, ab_root, "--eval", "--results_dir", str(tmp_path))), progress=False)
+    pngs = sorted((_run_dir(tmp_path) / "images").glob("*.png"))
+    assert len(pngs) == 12
+    for p in pngs:
+        assert Image.open(p).text["pix2pix_tr_run"] == res["run_id"], p.name
+    # the chunk is metadata only: the same array saved with and without it decodes to the same pixels
+    pixels = _png(pngs[0])
+    info = PngInfo()
+    info.add_text("pix2pix_tr_run", "x" * 32)
+    Image.fromarray(pixels).save(tmp_path / "with.png", pnginfo=info)
+    Image.fromarray(pixels).save(tmp_path / "without.png")
+    np.testing.assert_array_equal(_png(tmp_path / "with.png"), _png(tmp_path / "without.png"))
+    np.testing.assert_array_equal(_png(tmp_path / "with.png"), pixels)
+
+
+def test_test_time_preprocessing_is_a_recorded_centre_crop(setup, ab_root, tmp_path):
+    """Issue 21 #7: --load_size 96 with crop 64 used to random-crop each val image."""
+    base, _ = setup
+    res = run_test(parse_test(_args(base, ab_root, "--eval", "--results_dir", str(tmp_path / "a"))), progress=False)
+    assert res["test_preprocess"] == {"preprocess": "resize_and_crop", "load_size": 64, "crop_size": 64,
+                                      "crop": "none", "full_frame": True}
+    runs = []
+    for i in range(2):
+        res = run_test(parse_test(_args(base, ab_root, "--eval", "--load_size", "96", "--results_dir",
+                                        str(tmp_path / f"c{i}"))), progress=False)
+        runs.append(res)
+    assert runs[0]["test_preprocess"] == {"preprocess": "resize_and_crop", "load_size": 96, "crop_size": 64,
+                                          "crop": "center", "full_frame": False}
+    assert "centre 64x64 (not the full frame)" in runs[0]["header"]["data"]
+    for stem in runs[0]["stems"]:
+        label, _ = _halves(ab_root, stem)
+        expected = np.asarray(Image.fromarray(np.ascontiguousarray(label)).resize((96, 96), Image.BICUBIC))[16:80, 16:80]
+        for i in range(2):
+            np.testing.assert_array_equal(_png(_run_dir(tmp_path / f"c{i}") / "images" / f"{stem}_real_A.png"),
+                                          expected)
+
+
+def test_a_rerun_replaces_the_earlier_outputs(setup, ab_root, tmp_path):
+    base, _ = setup
+    first = run_test(parse_test(_args(base, ab_root, "--eval", "--results_dir", str(tmp_path))), per_page=2,
+                     progress=False)
+    images = _run_dir(tmp_path) / "images"
+    (images / "my_notes.txt").write_text("mine")
+    (images / ".orphan.png.abcd1234.tmp").write_bytes(b"half")  # left by a killed writer
+    second = run_test(parse_test(_args(base, ab_root, "--eval", "--num_test", "2", "--results_dir", str(tmp_path))),
+                      per_page=2, progress=False)
+    names = sorted(p.name for p in images.iterdir())
+    assert names == sorted([f"{s}_{v}.png" for s in second["stems"] for v in ("real_A", "fake_B", "real_B")]
+                           + ["my_notes.txt"])
+    assert all(Image.open(p).text["pix2pix_tr_run"] == second["run_id"] for p in images.glob("*.png"))
+    assert second["run_id"] != first["run_id"] and sorted(p.name for p in _run_dir(tmp_path).glob("index*.html")) \
+        == ["index.html"]
+
+
+def test_one_test_py_per_results_folder(setup, ab_root, tmp_path, capsys):
+    import fcntl
+    import os
+
+    base, _ = setup
+    run_dir = _run_dir(tmp_path)
+    run_dir.mkdir(parents=True)
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, b"pid 1: test.py --name other\n")
+        assert main(_args(base, ab_root, "--results_dir", str(tmp_path))) == 2
+        err = capsys.readouterr().err
+        assert f"{run_dir} is being written by another test.py (pid 1: test.py --name other); wait for it" in err
+    finally:
+        os.close(fd)
+    assert main(_args(base, ab_root, "--num_test", "1", "--results_dir", str(tmp_path))) == 0
+
+
+@pytest.mark.parametrize("sig, workers", [("SIGTERM", "0"), ("SIGINT", "2")])
+def test_a_signal_stops_test_py_cleanly(setup, ab_root, tmp_path, sig, workers):
+    """SIGTERM (to the process) or Ctrl-C (SIGINT to the whole process group, loader workers included): the images
+    in flight are finished, no temporary file is left, results.json stays "incomplete", exit status 130."""
+    import os
+    import signal
+    import time
+
+    base, _ = setup
+    data = tmp_path / "data" / "val"
+    data.mkdir(parents=True)
+    sources = sorted((ab_root / "val").glob("*.png"))
+    for i in range(40):
+        shutil.copy(sources[i % len(sources)], data / f"frame{i:03d}.png")
+    results = tmp_path / "results"
+    args = _args(base, tmp_path / "data", "--load_size", "256", "--crop_size", "256", "--num_threads", workers,
+                 "--results_dir", str(results))  # 256 px: slow enough to be caught mid-run
+    proc = subprocess.Popen([sys.executable, str(REPO / "test.py"), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True)
+    images = _run_dir(results) / "images"
+    deadline = time.monotonic() + 120
+    while not list(images.glob("*_fake_B.png")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.communicate()
+    if sig == "SIGINT":
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    else:
+        proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert f"test.py: stopped by {sig} after" in err and "Traceback" not in err, err
+    run_dir = _run_dir(results)
+    assert not list(run_dir.rglob(".*.tmp")), list(run_dir.rglob(".*.tmp"))
+    res = json.loads((run_dir / "results.json").read_text())
+    assert res["status"] == "incomplete" and res["interrupted"] == sig
+    assert 0 < res["n_images"] < 40 and len(res["stems"]) == res["n_images"]
+    written = sorted(p.name[: -len("_fake_B.png")] for p in images.glob("*_fake_B.png"))
+    assert written == sorted(res["stems"])
+    for p in images.glob("*.png"):
+        assert Image.open(p).text["pix2pix_tr_run"] == res["run_id"]
+        Image.open(p).load()  # complete files

@@ -12,7 +12,15 @@ import pytest
 import torch
 
 from pix2pix_tr.optim import TRAdam, TRSGD
-from test_optim_oracle import DT, LR0, PERIOD, adam_update, assert_close, init_weights, oracle, run, sgd_update
+from conftest import ORACLE_DT as DT
+from conftest import ORACLE_LR0 as LR0
+from conftest import ORACLE_PERIOD as PERIOD
+from conftest import assert_close_to_oracle as assert_close
+from conftest import oracle
+from conftest import oracle_adam_update as adam_update
+from conftest import oracle_init_weights as init_weights
+from conftest import oracle_sgd_update as sgd_update
+from conftest import run_against_oracle as run
 
 
 def run_on(device, make_opt, resume_at=None, make_resumed=None):

@@ -1,14 +1,14 @@
 """TRAdam / TRSGD / TrajectoryRegularized against a direct float64 transcription of Algorithm 1.
 
-The oracle below is written from the paper (Algorithm 1 + Definition 1) and DESIGN.md, with Adam and
-momentum SGD spelled out by hand; it shares no code with pix2pix_tr.optim. Every run spans several
+The oracle (in tests/conftest.py, shared with test_optim_capturable.py) is written from the paper
+(Algorithm 1 + Definition 1) and DESIGN.md, with Adam and momentum SGD spelled out by hand; it shares no
+code with pix2pix_tr.optim. Every run spans several
 TR cycles, a LambdaLR scheduler changes lr every step, and a resumed run (state_dict round trip
 through torch.save in the middle of a cycle) must match the uninterrupted one.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import warnings
 
@@ -16,123 +16,17 @@ import pytest
 import torch
 
 from pix2pix_tr.optim import TRAdam, TRSGD, TrajectoryRegularized
-
-DT = torch.float64
-SHAPES = [(3, 4), (4,), (2, 3, 2)]
-N_STEPS = 15
-PERIOD = 4
-LR0 = 0.05
-
-
-def factor(epoch: int) -> float:
-    return 0.9 ** epoch
-
-
-def lr_at(n: int) -> float:
-    return LR0 * factor(n)
-
-
-def init_weights():
-    gen = torch.Generator().manual_seed(1)
-    return [torch.randn(s, generator=gen, dtype=DT) for s in SHAPES]
-
-
-def grads_at(n: int, ws):
-    """Gradient of a step-dependent nonlinear loss (a new 'mini-batch' each step)."""
-    gen = torch.Generator().manual_seed(100 + n)
-    ws = [w.detach().clone().requires_grad_(True) for w in ws]
-    loss = 0.0
-    for w in ws:
-        target = torch.randn(w.shape, generator=gen, dtype=DT)
-        loss = loss + (torch.tanh(w * 1.5) - target).pow(2).sum() + 0.3 * torch.sin(2 * w).sum()
-    return list(torch.autograd.grad(loss, ws))
-
-
-# ----------------------------------------------------------------------------- the oracle
-def oracle(update, n_steps=N_STEPS, *, lam=0.1, period=PERIOD, mode="paper", inner_decay=True,
-           wd=0.0, maximize=False):
-    """Algorithm 1: anchor at k == 0, gradient g + c (w - anchor) (+ wd w), lr / (k + 1)."""
-    w = init_weights()
-    state = [dict() for _ in w]
-    anchor = None
-    for n in range(n_steps):
-        k = n % period
-        if k == 0:
-            anchor = [t.clone() for t in w]
-        g = grads_at(n, w)
-        lr = lr_at(n)
-        c = lam if mode == "paper" else 2 * lam * LR0 / lr
-        lr_eff = lr / (k + 1) if inner_decay else lr
-        for i in range(len(w)):
-            d = (-g[i] if maximize else g[i]) + c * (w[i] - anchor[i]) + wd * w[i]
-            w[i] = update(w[i], d, lr_eff, state[i])
-    return w
-
-
-def adam_update(betas=(0.9, 0.999), eps=1e-8, amsgrad=False, release=False):
-    """torch's Adam; ``release=True``: the authors' TRAdam's placement of eps (TRAdam's reference mode)."""
-    b1, b2 = betas
-
-    def update(w, d, lr, st):
-        st["t"] = st.get("t", 0) + 1
-        st["m"] = b1 * st.get("m", torch.zeros_like(w)) + (1 - b1) * d
-        st["v"] = b2 * st.get("v", torch.zeros_like(w)) + (1 - b2) * d * d
-        v = st["v"]
-        if amsgrad:
-            st["vmax"] = torch.maximum(st.get("vmax", torch.zeros_like(w)), v)
-            v = st["vmax"]
-        bc1, bc2 = 1 - b1 ** st["t"], 1 - b2 ** st["t"]
-        if release:
-            return w - lr * math.sqrt(bc2) / bc1 * st["m"] / (v.sqrt() + eps)
-        return w - lr * (st["m"] / bc1) / ((v / bc2).sqrt() + eps)
-
-    return update
-
-
-def sgd_update(momentum=0.0, dampening=0.0, nesterov=False):
-    def update(w, d, lr, st):
-        if momentum:
-            if "buf" not in st:
-                st["buf"] = d.clone()
-            else:
-                st["buf"] = momentum * st["buf"] + (1 - dampening) * d
-            d = d + momentum * st["buf"] if nesterov else st["buf"]
-        return w - lr * d
-
-    return update
-
-
-# ----------------------------------------------------------------------------- running ours
-def run(make_opt, n_steps=N_STEPS, resume_at=None, check_lr=True, device="cpu", make_resumed=None):
-    """Step ``make_opt(params)`` on ``device`` with a LambdaLR schedule; at ``resume_at`` the state goes through
-    torch.save/load into a fresh optimizer (``make_resumed``, default the same kind). Returns CPU weights."""
-    params = [torch.nn.Parameter(w.clone().to(device)) for w in init_weights()]
-    opt = make_opt(params)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-    for n in range(n_steps):
-        if n == resume_at:
-            buf = io.BytesIO()
-            torch.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, buf)
-            buf.seek(0)
-            saved = torch.load(buf, weights_only=False, map_location="cpu")
-            params = [torch.nn.Parameter(p.detach().clone()) for p in params]
-            opt = (make_resumed or make_opt)(params)
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-            opt.load_state_dict(saved["opt"])
-            sched.load_state_dict(saved["sched"])
-        for p, g in zip(params, grads_at(n, [p.detach().cpu() for p in params])):
-            p.grad = g.to(device)
-        opt.step()
-        sched.step()
-        if check_lr:  # the group's lr is the scheduler's (a tensor with capturable=True), never the inner one
-            assert float(opt.param_groups[0]["lr"]) == pytest.approx(lr_at(n + 1), rel=1e-12)
-    return [p.detach().cpu() for p in params]
-
-
-def assert_close(got, want):
-    for g, w in zip(got, want):
-        torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-11)
-
+from conftest import ORACLE_LR0 as LR0
+from conftest import ORACLE_PERIOD as PERIOD
+from conftest import ORACLE_STEPS as N_STEPS
+from conftest import assert_close_to_oracle as assert_close
+from conftest import oracle
+from conftest import oracle_adam_update as adam_update
+from conftest import oracle_grads_at as grads_at
+from conftest import oracle_init_weights as init_weights
+from conftest import oracle_lr_at as lr_at
+from conftest import oracle_sgd_update as sgd_update
+from conftest import run_against_oracle as run
 
 IMPLS = {
     "default": {},

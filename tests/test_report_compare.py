@@ -13,23 +13,37 @@ import pytest
 from PIL import Image
 
 from pix2pix_tr.report.compare import CompareError, compare_runs, main
-from test_report_training import assert_links_resolve, parse_page
+from conftest import assert_links_resolve, parse_page
 
 STEMS = [f"frankfurt_000000_{k:06d}" for k in range(5)]
 
 
-def make_result(run_dir: Path, name: str, stems, value: int, *, with_json=True, optimizer="adam (lr 0.0002)"):
-    """A folder as test.py writes it; fake_B of stem k is filled with (value, k, 0)."""
+def make_result(run_dir: Path, name: str, stems, value: int, *, with_json=True, optimizer="adam (lr 0.0002)",
+                contract=True, run_id=None, full_frame=True):
+    """A folder as test.py writes it; fake_B of stem k is filled with (value, k, 0). ``contract``: results.json
+    states status, run_id and test_preprocess and every PNG carries the run id (test.py's contract); without it,
+    the layout of an older test.py."""
+    from PIL.PngImagePlugin import PngInfo
+
+    run_id = run_id or f"run-{name}-{value}"
+    info = PngInfo()
+    info.add_text("pix2pix_tr_run", run_id)
     images = run_dir / "images"
     images.mkdir(parents=True)
     for stem in stems:
         k = STEMS.index(stem)
         for vis, colour in (("real_A", (1, k, 1)), ("fake_B", (value, k, 0)), ("real_B", (2, k, 2))):
-            Image.fromarray(np.full((4, 4, 3), colour, np.uint8)).save(images / f"{stem}_{vis}.png")
+            Image.fromarray(np.full((4, 4, 3), colour, np.uint8)).save(images / f"{stem}_{vis}.png",
+                                                                      pnginfo=info if contract else None)
     if with_json:
-        (run_dir / "results.json").write_text(json.dumps({
-            "name": name, "epoch": "latest", "stems": list(stems),
-            "header": {"run": name, "epoch": "latest", "optimizer": optimizer}}))
+        meta = {"name": name, "epoch": "latest", "stems": list(stems),
+                "header": {"run": name, "epoch": "latest", "optimizer": optimizer}}
+        if contract:
+            meta.update(status="complete", run_id=run_id,
+                        test_preprocess={"preprocess": "resize_and_crop", "load_size": 4 if full_frame else 6,
+                                         "crop_size": 4, "crop": "none" if full_frame else "center",
+                                         "full_frame": full_frame})
+        (run_dir / "results.json").write_text(json.dumps(meta))
         (run_dir / "index.html").write_text("<html></html>")
     return run_dir
 
@@ -130,4 +144,66 @@ def test_compare_cli_success(tmp_path, capsys):
     a = make_result(tmp_path / "a" / "val_latest", "a", STEMS, 1)
     b = make_result(tmp_path / "b" / "val_latest", "b", STEMS[:3], 2)
     assert main([str(a), str(b), "--output", str(tmp_path / "out")]) == 0
-    assert "compared 3 input(s) (2 dropped: not in every run) across 2 runs" in capsys.readouterr().out
+    assert "compared 3 input(s)" in (out := capsys.readouterr().out) and "2 dropped" in out
+
+
+def _set_meta(run_dir: Path, **changes):
+    path = run_dir / "results.json"
+    meta = json.loads(path.read_text())
+    meta.update(changes)
+    path.write_text(json.dumps(meta))
+
+
+def test_incomplete_and_mixed_run_folders_are_refused(tmp_path, capsys):
+    """fcn_score's rule here too (issue 21 #6): a folder test.py left incomplete, or whose images carry another
+    run's id or none, is refused naming the folder and saying to rerun test.py."""
+    a = make_result(tmp_path / "a" / "val_latest", "a", STEMS, 1)
+    b = make_result(tmp_path / "b" / "val_latest", "b", STEMS, 2)
+    _set_meta(b, status="incomplete")
+    assert main([str(a), str(b), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{b} is incomplete" in err[0] and "rerun test.py" in err[0]
+    assert not (tmp_path / "out").exists()
+    # an interrupted rerun of another run over b: one image carries the other run's id, one carries none
+    _set_meta(b, status="complete", run_id="new-run")
+    with pytest.raises(CompareError, match=rf"{re.escape(str(b))} mixes images of different test\.py runs "
+                                           r"\(\S+_fake_B\.png carries run id 'run-b-2', results\.json says "
+                                           r"'new-run'\); rerun test\.py"):
+        compare_runs([a, b], tmp_path / "out")
+    _set_meta(b, run_id="run-b-2")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(b / "images" / f"{STEMS[3]}_fake_B.png")
+    with pytest.raises(CompareError, match=r"_fake_B\.png carries no run id"):
+        compare_runs([a, b], tmp_path / "out")
+    _set_meta(b, stems=STEMS[:3])  # the unmarked image is not listed, so it is not shown: accepted
+    assert compare_runs([a, b], tmp_path / "out")["stems"] == STEMS[:3]
+
+
+def test_older_results_folders_are_accepted_with_one_note(tmp_path, capsys):
+    a = make_result(tmp_path / "a" / "val_latest", "a", STEMS, 1, contract=False)
+    b = make_result(tmp_path / "b" / "val_latest", "b", STEMS, 2)
+    assert main([str(a), str(b), "--output", str(tmp_path / "out")]) == 0
+    assert main([str(a), str(b), "--output", str(tmp_path / "out")]) == 0
+    notes = [l for l in capsys.readouterr().err.splitlines() if l.startswith("note:")]
+    assert len(notes) == 1 and str(a / "results.json") in notes[0] and "cannot be checked" in notes[0]
+
+
+def test_runs_with_different_test_preprocessing_are_refused(tmp_path):
+    a = make_result(tmp_path / "a" / "val_latest", "a", STEMS, 1)
+    b = make_result(tmp_path / "b" / "val_latest", "b", STEMS, 2, full_frame=False)
+    with pytest.raises(CompareError, match=r"different test-time preprocessing \(preprocess resize_and_crop, "
+                                           r"load_size 4, crop_size 4, crop none vs .*load_size 6.*crop center\)"):
+        compare_runs([a, b], tmp_path / "out")
+    c = make_result(tmp_path / "c" / "val_latest", "c", STEMS, 3, full_frame=False)
+    assert compare_runs([b, c], tmp_path / "out")["stems"] == STEMS  # two crops alike line up
+
+
+def test_compare_never_writes_into_another_tools_output_folder(tmp_path):
+    a = make_result(tmp_path / "a" / "val_latest", "a", STEMS, 1)
+    b = make_result(tmp_path / "b" / "val_latest", "b", STEMS, 2)
+    report = tmp_path / "eval" / "adam"
+    report.mkdir(parents=True)
+    (report / "evaluation_results.json").write_text("{}")
+    (report / "index.html").write_text("fcn_score's page")
+    with pytest.raises(CompareError, match=r"holds an fcn_score report \(evaluation_results\.json\)"):
+        compare_runs([a, b], report)
+    assert (report / "index.html").read_text() == "fcn_score's page"

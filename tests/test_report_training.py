@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-from html.parser import HTMLParser
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pytest
@@ -14,46 +11,7 @@ from PIL import Image
 
 from pix2pix_tr.report import TrainingGallery, plot_losses, tensor_to_image
 from pix2pix_tr.report.html import rel_url
-
-
-class _Links(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.links: list[tuple[str, str]] = []
-        self.h2: list[str] = []
-        self._in_h2 = False
-
-    def handle_starttag(self, tag, attrs):
-        for name, value in attrs:
-            if name in ("src", "href") and value is not None:
-                self.links.append((tag, value))
-        self._in_h2 = tag == "h2"
-
-    def handle_endtag(self, tag):
-        if tag == "h2":
-            self._in_h2 = False
-
-    def handle_data(self, data):
-        if self._in_h2:
-            self.h2.append(data.strip())
-
-
-def parse_page(path: Path) -> _Links:
-    parser = _Links()
-    parser.feed(path.read_text(encoding="utf-8"))
-    return parser
-
-
-def assert_links_resolve(page: Path) -> list[str]:
-    """Every src/href of ``page`` is relative and points to an existing file; returns the links."""
-    links = parse_page(page).links
-    for _, link in links:
-        parts = urlsplit(link)
-        assert not parts.scheme and not parts.netloc, f"{page}: absolute link {link}"
-        assert not parts.path.startswith("/"), f"{page}: root-relative link {link}"
-        if parts.path:
-            assert (page.parent / unquote(parts.path)).is_file(), f"{page}: {link} does not resolve"
-    return [link for _, link in links]
+from conftest import assert_links_resolve, parse_page
 
 
 # ---------------------------------------------------------------------------------------------- tensor_to_image

@@ -8,7 +8,7 @@ import pytest
 from pix2pix_tr.options import parse_train
 from pix2pix_tr.report.plots import read_loss_log
 from pix2pix_tr.training.loop import train
-from test_train import tiny_args
+from conftest import tiny_args
 
 
 def test_tensorboard_logs_what_the_csv_and_gallery_hold(ab_root, tmp_path):
@@ -40,5 +40,4 @@ def test_tensorboard_missing_is_one_sentence(monkeypatch, capsys):
         parse(["--dataroot", "x", "--tensorboard"])
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.endswith("--tensorboard needs the tensorboard package, which is not installed: "
-                        "pip install 'pix2pix-tr[tensorboard]'")
+    assert "--tensorboard" in err and "pip install 'pix2pix-tr[tensorboard]'" in err

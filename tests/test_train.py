@@ -4,7 +4,6 @@ Runs call :func:`pix2pix_tr.training.train` in-process (one torch start-up for t
 paths go through :func:`pix2pix_tr.training.cli.main` exactly as train.py does.
 """
 
-import csv
 import json
 import math
 import os
@@ -15,29 +14,11 @@ import torch
 
 from pix2pix_tr.models import count_parameters
 from pix2pix_tr.options import parse_train
-from pix2pix_tr.training import TrainingDiverged, train
+from pix2pix_tr.training import TrainingDiverged
 from pix2pix_tr.training.cli import main
 from pix2pix_tr.training.optimizers import make_optimizer, make_scheduler
-
-
-def tiny_args(ab_root, ckpt, name, *extra):
-    return ["--dataroot", str(ab_root), "--checkpoints_dir", str(ckpt), "--name", name, "--ngf", "8", "--ndf", "8",
-            "--netG", "unet_64", "--load_size", "72", "--crop_size", "64", "--batch_size", "2", "--num_threads", "0",
-            "--n_epochs", "1", "--n_epochs_decay", "1", "--save_epoch_freq", "1", "--print_freq", "2",
-            "--device", "cpu", "--seed", "3", *extra]
-
-
-def run(ab_root, ckpt, name, *extra, **kwargs):
-    return train(parse_train(tiny_args(ab_root, ckpt, name, *extra)), **kwargs)
-
-
-def state_equal(a, b):
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def loss_columns(path):
-    with open(path, newline="") as handle:
-        return [{k: v for k, v in row.items() if k != "time"} for row in csv.DictReader(handle)]
+from conftest import loss_columns, state_equal, tiny_args
+from conftest import train_run as run
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,11 @@ Differences from the original pix2pix ``AlignedDataset`` (the option names and d
   (``numpy.random.default_rng([seed, e, i])``), not of a global RNG whose state depends on worker processes,
   on how many samples were drawn before, or on a resumed run. Index the dataset with the ``(epoch, index)`` pairs
   that :class:`~pix2pix_tr.data.sampler.EpochSampler` yields; a plain ``int`` index means epoch 0.
-* Bad files fail early with one sentence naming the file (:class:`~pix2pix_tr.data.errors.DatasetError`).
+* Bad files fail early with one sentence naming the file (:class:`~pix2pix_tr.data.errors.DatasetError`); a
+  split that its manifest marks incomplete (an interrupted ``prepare_cityscapes_dataset.py``) is refused with the
+  command that finishes it (:mod:`pix2pix_tr.data.manifest`).
+* Files are read as displayed (EXIF orientation applied) and 16-bit files are scaled by one fixed rule
+  (:func:`pix2pix_tr.io.read_image`), never by their own maximum.
 * ``preprocess="none"`` keeps the image size but rounds each side to a multiple of 4 (bicubic), as pix2pix
   does, because the U-Net/ResNet generators halve the resolution several times; for a U-Net use sizes that are a
   multiple of 2**depth (256 for ``unet_256``) or the generator will complain.
@@ -31,43 +35,26 @@ from PIL import Image
 from pix2pix_tr.data.device_augment import crop_flip
 from pix2pix_tr.data.errors import DatasetError
 from pix2pix_tr.data.image_folder import list_images
+from pix2pix_tr.data.manifest import check_complete
+from pix2pix_tr.io import read_image, read_image_size
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 DIRECTIONS = ("AtoB", "BtoA")
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """Decode an image fully; a missing, unreadable or truncated file raises :class:`DatasetError`."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.copy() if img.mode in ("RGB", "L") else _to_rgb(img)
-    except DatasetError:
-        raise
-    except FileNotFoundError:
+    """Decode an image fully, as :func:`pix2pix_tr.io.read_image` does (EXIF orientation applied, 16-bit files
+    scaled by one fixed rule; ``"RGB"`` or ``"L"``); a missing, unreadable or truncated file raises
+    :class:`DatasetError`."""
+    if not os.path.lexists(path):
         raise DatasetError(f"the image {path} does not exist (was it deleted after the dataset was listed?)")
-    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
-        raise DatasetError(f"cannot read the image {path} ({type(exc).__name__}: {exc}): the file is corrupt or "
-                           "not an image; re-create or remove it") from None
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Grayscale, palette, 16-bit and RGBA images become RGB (alpha is composited over black, as PIL does)."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / top * 255 + 0.5, 0, 255).astype(np.uint8), "L")
-    return img.convert("RGB")
+    return read_image(path, error=DatasetError)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """``(width, height)`` from the file header, without decoding the pixels."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except Exception as exc:
-        raise DatasetError(f"cannot read the image {path} ({type(exc).__name__}: {exc}): the file is corrupt or "
-                           "not an image; re-create or remove it") from None
+    """``(width, height)`` of the image :func:`open_image` returns (EXIF orientation applied), from the file
+    header, without decoding the pixels."""
+    return read_image_size(path, error=DatasetError)
 
 
 def resize_target(size: tuple[int, int], *, preprocess: str, load_size: int,
@@ -216,6 +203,7 @@ class AlignedDataset(torch.utils.data.Dataset):
             hint = f" (it has: {', '.join(found[:6])})" if found else ""
             raise DatasetError(f"the dataset folder {self.dir} does not exist{hint}: pass --dataroot pointing at a "
                                f"folder with {phase}/ inside, or a different --phase")
+        check_complete(self.root, phase, what="split")  # an interrupted preparation is not a dataset
         paths = list_images(self.dir, what=f"{phase} folder")
         if max_dataset_size < len(paths):
             paths = paths[: int(max_dataset_size)]

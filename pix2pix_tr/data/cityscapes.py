@@ -33,13 +33,18 @@ from PIL import Image
 
 from pix2pix_tr.cityscapes_labels import ids_to_color
 from pix2pix_tr.data.errors import DatasetError
-from pix2pix_tr.io import atomic_save_image
+from pix2pix_tr.data.manifest import Part, check_complete, claim, command_line, mark_complete
+from pix2pix_tr.io import atomic_save_image, read_image, read_label_ids
 from pix2pix_tr.paths import PathError, check_no_overlap
 
 _FRAME_RE = re.compile(r"^(?P<stem>[^/\\]+?_\d+_\d+)_(?P<kind>leftImg8bit|gtFine_color|gtFine_labelIds)\.png$")
 LABEL_RESIZE = ("nearest", "bicubic")
 IMAGE_FORMATS = ("png", "jpg")
 _SHOW = 5  # how many offending names an error lists
+PREPARE_TOOL = "prepare_cityscapes_dataset.py"
+_PREPARE_FLAGS = {"gtFine_dir": "--gtFine_dir", "leftImg8bit_dir": "--leftImg8bit_dir", "size": "--size",
+                  "label_resize": "--label_resize", "image_format": "--format", "limit": "--limit",
+                  "jpeg_quality": "jpeg_quality"}
 
 
 def _frames(folder: Path, kind: str) -> dict[str, Path]:
@@ -94,22 +99,22 @@ def find_pairs(gtFine_dir, leftImg8bit_dir, split: str) -> list[tuple[str, Path,
     return [(stem, photos[stem], labels[stem]) for stem in sorted(photos)]
 
 
-def _read(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.copy()
-    except Exception as exc:
-        raise DatasetError(f"cannot read {path} ({type(exc).__name__}: {exc}): the file is corrupt; unpack the "
-                           "archive again") from None
-
-
 def make_pair(photo_path: Path, label_path: Path, size: int = 256, *, label_resize: str = "nearest") -> Image.Image:
-    """One A|B image: photo (bicubic) left, colour label (``label_resize``) right, each ``size x size``."""
-    photo = _read(photo_path).convert("RGB").resize((size, size), Image.BICUBIC)
-    label = _read(label_path)
+    """One A|B image: photo (bicubic) left, colour label (``label_resize``) right, each ``size x size``.
+
+    Images are read by :func:`pix2pix_tr.io.read_image` (EXIF orientation, 16-bit files scaled by one fixed
+    rule); a ``*_labelIds.png`` by :func:`pix2pix_tr.io.read_label_ids` (ids are values: a 16-bit file is not
+    scaled) and coloured with the official palette.
+    """
+    photo = read_image(photo_path, error=DatasetError).convert("RGB").resize((size, size), Image.BICUBIC)
     if label_path.name.endswith("_gtFine_labelIds.png"):
-        label = Image.fromarray(ids_to_color(np.asarray(label.convert("L"))))
+        ids = read_label_ids(label_path, error=DatasetError)
+        if ids.size and (ids.min() < 0 or ids.max() > 255):
+            raise DatasetError(f"{label_path} holds label ids outside 0..255 (up to {int(ids.max())}): a Cityscapes "
+                               "*_gtFine_labelIds.png holds ids 0..33; pass the labelIds files, not instance ids")
+        label = Image.fromarray(ids_to_color(ids.astype(np.uint8)))
+    else:
+        label = read_image(label_path, error=DatasetError)
     label = label.convert("RGB")  # the official *_color.png files are RGBA
     label = label.resize((size, size), Image.NEAREST if label_resize == "nearest" else Image.BICUBIC)
     pair = Image.new("RGB", (2 * size, size))
@@ -121,13 +126,17 @@ def make_pair(photo_path: Path, label_path: Path, size: int = 256, *, label_resi
 def prepare_cityscapes(gtFine_dir, leftImg8bit_dir, output_dir, size: int = 256, *,
                        splits: Iterable[str] = ("train", "val"), label_resize: str = "nearest",
                        image_format: str = "png", limit: int | None = None, jpeg_quality: int = 100,
-                       workers: int = 1, progress: bool = False) -> dict[str, list[str]]:
+                       workers: int = 1, progress: bool = False, overwrite: bool = False) -> dict[str, list[str]]:
     """Write pix2pix A|B pairs ``output_dir/{split}/{stem}.{image_format}`` from a Cityscapes-layout folder.
 
     Args:
         gtFine_dir: the ``gtFine`` folder (with ``train/``, ``val/`` inside).
         leftImg8bit_dir: the ``leftImg8bit`` folder.
-        output_dir: destination; ``train/`` and ``val/`` are created (files with the same names are replaced).
+        output_dir: destination; ``train/`` and ``val/`` are created. Its manifest
+            (:mod:`pix2pix_tr.data.manifest`) records each split's settings and marks it complete only after its
+            last file: a rerun with the same settings continues (pairs already written are kept, the rest are
+            written), one with other settings, or into a split holding images no recorded run wrote, is refused
+            unless ``overwrite`` (the split's old images are removed first).
         size: side of each square half (default 256, as in pix2pix).
         splits: which splits to convert (Cityscapes' ``test`` split has no public labels).
         label_resize: ``"nearest"`` (default: exact palette colours) or ``"bicubic"`` (the original behaviour).
@@ -135,8 +144,11 @@ def prepare_cityscapes(gtFine_dir, leftImg8bit_dir, output_dir, size: int = 256,
             ``jpeg_quality``, default 100, without chroma subsampling).
         limit: convert only the first N frames (sorted by name) of each split, for quick runs.
         workers: processes converting frames in parallel (decoding 2048x1024 PNGs dominates; ~0.15 s CPU a frame).
+        overwrite: replace splits made with other settings (``--overwrite``).
 
-    All pairs of all splits are matched before anything is written. Returns ``{split: [stems written]}``.
+    All pairs of all splits are matched before anything is written; an input city whose manifest marks a split
+    incomplete (an interrupted ``make_synthetic_cityscapes``) is refused. Returns ``{split: [stems]}``, the
+    stems each split holds now.
     """
     size = int(size)
     if size < 8:
@@ -158,31 +170,39 @@ def prepare_cityscapes(gtFine_dir, leftImg8bit_dir, output_dir, size: int = 256,
                          output_flag="--output_dir")
     except PathError as exc:
         raise DatasetError(str(exc)) from None
+    splits = list(dict.fromkeys(splits))
+    for split in splits:  # a synthetic city whose writer was interrupted
+        for city in dict.fromkeys((Path(gtFine_dir).parent, Path(leftImg8bit_dir).parent)):
+            check_complete(city, split, what="Cityscapes split")
     pairs = {split: find_pairs(gtFine_dir, leftImg8bit_dir, split) for split in splits}
+    if limit is not None:
+        pairs = {split: items[: int(limit)] for split, items in pairs.items()}
     out = Path(output_dir)
-    other = "jpg" if image_format == "png" else "png"
-    for split, items in pairs.items():
-        stale = [f"{stem}.{other}" for stem, _, _ in items if (out / split / f"{stem}.{other}").exists()]
-        if stale:
-            raise DatasetError(f"--output_dir: {out / split} already holds {len(stale)} {other} pairs from an earlier "
-                               f"run ({_listing(stale)}), which the dataset would read twice next to the new "
-                               f"{image_format} files: remove them or choose another --output_dir")
+    settings = dict(gtFine_dir=str(Path(gtFine_dir).resolve()), leftImg8bit_dir=str(Path(leftImg8bit_dir).resolve()),
+                    size=size, label_resize=label_resize, image_format=image_format, jpeg_quality=int(jpeg_quality),
+                    limit=None if limit is None else int(limit))
+    args = ["--gtFine_dir", gtFine_dir, "--leftImg8bit_dir", leftImg8bit_dir, "--output_dir", output_dir,
+            "--size", size, "--splits", *splits, "--label_resize", label_resize, "--format", image_format]
+    command = command_line("datasets/prepare_cityscapes_dataset.py", args + (["--limit", limit] if limit else []))
+    claim(out, PREPARE_TOOL, [Part(split, settings, [f"{split}/{stem}.{image_format}" for stem, _, _ in items],
+                                   [split], command, _PREPARE_FLAGS) for split, items in pairs.items()],
+          overwrite=overwrite, flag="--output_dir")
     written: dict[str, list[str]] = {}
     save_kwargs = ({"quality": int(jpeg_quality), "subsampling": 0} if image_format == "jpg"
                    else {"compress_level": 1})
     pool = ProcessPoolExecutor(int(workers)) if int(workers) > 1 else None
     try:
         for split, items in pairs.items():
-            if limit is not None:
-                items = items[: int(limit)]
+            # continuing: a pair already there was written, whole (atomic), with these settings
             jobs = [(photo_path, label_path, size, label_resize, out / split / f"{stem}.{image_format}", save_kwargs)
-                    for stem, photo_path, label_path in items]
+                    for stem, photo_path, label_path in items if not (out / split / f"{stem}.{image_format}").exists()]
             results = pool.map(_convert, jobs, chunksize=8) if pool else map(_convert, jobs)
-            written[split] = []
-            for k, ((stem, _, _), _done) in enumerate(zip(items, results)):
-                written[split].append(stem)
-                if progress and ((k + 1) % 100 == 0 or k + 1 == len(items)):
-                    print(f"  {split}: {k + 1}/{len(items)}", flush=True)
+            kept = len(items) - len(jobs)
+            for k, _done in enumerate(results):
+                if progress and ((k + 1) % 100 == 0 or k + 1 == len(jobs)):
+                    print(f"  {split}: {kept + k + 1}/{len(items)}", flush=True)
+            mark_complete(out, split)
+            written[split] = [stem for stem, _, _ in items]
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

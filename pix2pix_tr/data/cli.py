@@ -33,6 +33,9 @@ def synthetic_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same city (default 0)")
     parser.add_argument("--width", type=non_negative_int, default=512, help="image width (default 512)")
     parser.add_argument("--height", type=non_negative_int, default=256, help="image height (default 256)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace splits of --out made with other settings (their old images are removed first); "
+                             "without it such a rerun is refused")
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
     args = parser.parse_args(argv)
     if args.width < 16 or args.height < 8:
@@ -40,7 +43,8 @@ def synthetic_main(argv: list[str] | None = None) -> int:
     if args.train + args.val + args.test == 0:
         parser.error("nothing to do: --train, --val and --test are all 0")
     info = make_synthetic_cityscapes(args.out, args.train, args.val, seed=args.seed, width=args.width,
-                                     height=args.height, n_test=args.test, progress=not args.quiet)
+                                     height=args.height, n_test=args.test, progress=not args.quiet,
+                                     overwrite=args.overwrite)
     print(f"wrote {len(info['train'])} train, {len(info['val'])} val, {len(info['test'])} test frames "
           f"({args.width}x{args.height}) to {info['root']} in {info['seconds']:.1f} s "
           f"({info['cpu_seconds']:.1f} s CPU)")
@@ -75,6 +79,10 @@ def prepare_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=non_negative_int, default=None,
                         help="convert only the first N frames per split")
     parser.add_argument("--workers", type=non_negative_int, default=1, help="parallel processes (default 1)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace splits of --output_dir made with other settings (their old images are removed "
+                             "first); without it such a rerun is refused, and a rerun with the same settings "
+                             "continues where an interrupted one stopped")
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
     args = parser.parse_args(argv)
     if args.workers == 0:
@@ -85,7 +93,8 @@ def prepare_main(argv: list[str] | None = None) -> int:
         args.label_resize, args.image_format = "bicubic", "jpg"
     written = prepare_cityscapes(args.gtFine_dir, args.leftImg8bit_dir, args.output_dir, args.size,
                                  splits=args.splits, label_resize=args.label_resize, image_format=args.image_format,
-                                 limit=args.limit, workers=args.workers, progress=not args.quiet)
+                                 limit=args.limit, workers=args.workers, progress=not args.quiet,
+                                 overwrite=args.overwrite)
     counts = ", ".join(f"{len(v)} {k}" for k, v in written.items())
     print(f"wrote {counts} A|B pairs ({2 * args.size}x{args.size}, photo left, label right) to {args.output_dir}; "
           "train labels->photo with --direction BtoA")
@@ -112,11 +121,18 @@ def combine_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", dest="image_format", choices=["png", "jpg"], default="png",
                         help="output format (default png)")
     parser.add_argument("--limit", type=non_negative_int, default=None, help="combine only the first N pairs")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace what an earlier run with other settings wrote into --fold_AB (its old images "
+                             "are removed first); without it such a rerun is refused")
+    parser.add_argument("--b_label_ids", action="store_true",
+                        help="B holds one-channel label-id maps (8- or 16-bit): copy the ids as they are, never "
+                             "scaled, and resize nearest-neighbour")
     args = parser.parse_args(argv)
     if args.size == 0 or args.limit == 0:
         parser.error("--size and --limit must be >= 1")
     written = combine_A_and_B(args.fold_A, args.fold_B, args.fold_AB, size=args.size, b_resize=args.b_resize,
-                              image_format=args.image_format, limit=args.limit)
+                              image_format=args.image_format, limit=args.limit, b_label_ids=args.b_label_ids,
+                              overwrite=args.overwrite)
     print(f"wrote {len(written)} A|B images to {args.fold_AB}")
     return 0
 

@@ -42,6 +42,7 @@ import cv2
 import numpy as np
 
 from pix2pix_tr.cityscapes_labels import ids_to_color
+from pix2pix_tr.data.manifest import Part, claim, command_line, mark_complete
 from pix2pix_tr.io import atomic_write_bytes
 
 # Cityscapes label ids used by the generator (see cityscapes_labels.LABELS).
@@ -58,6 +59,7 @@ CITIES = {
 _SPLIT_CODE = {"train": 1, "val": 2, "test": 3}
 #: Cityscapes' annotated frames are all frame 19 of a 30-frame snippet; we keep that convention.
 FRAME = 19
+SYNTHETIC_TOOL = "make_synthetic_cityscapes.py"
 
 # Per-class texture strength (fine grain, coarse blotches), indexed by label id.
 _FINE = np.zeros(256, np.float32)
@@ -670,15 +672,21 @@ def _png(array: np.ndarray) -> bytes:
 
 
 def make_synthetic_cityscapes(out_dir, n_train: int, n_val: int, seed: int = 0, width: int = 512,
-                              height: int = 256, *, n_test: int = 0, progress: bool = False) -> dict:
+                              height: int = 256, *, n_test: int = 0, progress: bool = False,
+                              overwrite: bool = False) -> dict:
     """Write a synthetic city in the Cityscapes layout under ``out_dir``.
 
     Args:
-        out_dir: destination; ``leftImg8bit/`` and ``gtFine/`` are created inside (existing files with the same
-            names are replaced, others are left alone).
+        out_dir: destination; ``leftImg8bit/`` and ``gtFine/`` are created inside. Its manifest
+            (:mod:`pix2pix_tr.data.manifest`) records each split's settings and marks it complete after its last
+            frame: a rerun with the same settings writes the split again (the same bytes: the frames are a
+            function of the seed), one with other settings (another seed, size or frame count), or into a split
+            holding images no recorded run wrote, is refused unless ``overwrite`` (the split's old images are
+            removed first). Splits with 0 frames are not written and are left as they are.
         n_train, n_val, n_test: number of frames per split (``test`` is off by default, as in pix2pix).
         seed: the whole set is a function of ``(seed, split, index)``.
         width, height: image size (Cityscapes is 2048x1024; default 512x256 keeps the 2:1 aspect).
+        overwrite: replace splits made with other settings (``--overwrite``).
 
     Returns:
         ``{"root": Path, "width", "height", "seed", "train": [stems], "val": [stems], "test": [stems],
@@ -693,7 +701,22 @@ def make_synthetic_cityscapes(out_dir, n_train: int, n_val: int, seed: int = 0, 
     t0, c0 = time.perf_counter(), time.process_time()
     result: dict = {"root": root, "width": int(width), "height": int(height), "seed": int(seed)}
     counts = np.zeros(256, np.int64)
-    todo = [(split, n) for split, n in (("train", n_train), ("val", n_val), ("test", n_test))]
+    todo = [(split, int(n)) for split, n in (("train", n_train), ("val", n_val), ("test", n_test))]
+    parts = []
+    for split, n in todo:
+        if n == 0:
+            continue
+        files = []
+        for city, stem in frame_names(split, n):
+            files += [f"leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png",
+                      f"gtFine/{split}/{city}/{stem}_gtFine_labelIds.png", f"gtFine/{split}/{city}/{stem}_gtFine_color.png"]
+        args = ["--out", out_dir, "--train", n_train, "--val", n_val, "--test", n_test, "--seed", seed,
+                "--width", width, "--height", height]
+        parts.append(Part(split, dict(seed=int(seed), width=int(width), height=int(height), frames=n), files,
+                          [f"leftImg8bit/{split}", f"gtFine/{split}"],
+                          command_line("datasets/make_synthetic_cityscapes.py", args),
+                          dict(seed="--seed", width="--width", height="--height", frames=f"--{split}")))
+    claim(root, SYNTHETIC_TOOL, parts, overwrite=overwrite, flag="--out")
     total = sum(n for _, n in todo)
     done = 0
     for split, n in todo:
@@ -709,6 +732,8 @@ def make_synthetic_cityscapes(out_dir, n_train: int, n_val: int, seed: int = 0, 
             done += 1
             if progress and (done % 25 == 0 or done == total):
                 print(f"  {done}/{total} frames", flush=True)
+        if n:
+            mark_complete(root, split)
         result[split] = stems
     result["seconds"] = time.perf_counter() - t0
     result["cpu_seconds"] = time.process_time() - c0

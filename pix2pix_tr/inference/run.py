@@ -1,4 +1,5 @@
-"""test.py: run a trained generator over a split and write the images, an HTML gallery and ``results.json``.
+"""test.py: run a trained generator over A|B pairs or single images; write the images, an HTML gallery and
+``results.json``.
 
 ``python test.py --dataroot cityscapes --name NAME`` does, in order:
 
@@ -6,19 +7,32 @@
    --no_dropout --direction --preprocess --crop_size ...``) from training: ``checkpoints/NAME/train_opt.json``,
    else the ``train_opt.txt`` the official pix2pix (and our train.py) writes, else the command line alone
    (``--direction`` then required); it prints which source it used (:mod:`pix2pix_tr.inference.checkpoint`);
-2. load ``checkpoints/NAME/{epoch}_net_G.pth`` with ``torch.load(weights_only=True)`` (a plain state_dict;
-   nothing in it is executed; ours or the official pix2pix's, with or without BatchNorm's
-   ``num_batches_tracked``); if its keys or shapes do not fit the built generator, say which options to change
-   (read off the checkpoint's own keys and shapes);
-3. run the generator over ``DATAROOT/{phase}`` (``val`` by default; the first ``--num_test`` images in file
-   name order, all by default) in batches of ``--batch_size``, on ``--device``, with a progress bar;
-4. write ``results/NAME/{phase}_{epoch}/images/{stem}_real_A.png``, ``_fake_B.png``, ``_real_B.png`` (the
-   stem is the input's file name, so Cityscapes frame names such as ``frankfurt_000000_000294`` survive and the
-   FCN-score can find the ground truth), ``index.html`` (+ ``index_2.html``... 50 rows per page) and
-   ``results.json`` (stems, epoch, every option, the training options).
+2. load ``checkpoints/NAME/{epoch}_net_G.pth`` into a :class:`~pix2pix_tr.inference.translator.Translator`
+   (``weights_only=True``; NaN/inf refused; a checkpoint that does not fit the options names the flags to change);
+3. read the inputs: ``--dataset_mode aligned`` (the default) reads the A|B pairs of ``DATAROOT/{phase}``
+   (``val`` by default); ``--dataset_mode single`` (``--model test`` implies it) reads plain images from
+   ``--dataroot``: a folder, a text file listing paths, or one image, e.g. label maps from a simulator (colour
+   maps, or single-channel Cityscapes label ids / train ids, coloured through the label table). A folder of the
+   other kind is refused in one sentence naming the mode that fits (:mod:`pix2pix_tr.inference.datasets`);
+4. run the generator over the first ``--num_test`` inputs (all by default) in batches of ``--batch_size``, on
+   ``--device``, with a progress bar;
+5. write ``results/NAME/{phase}_{epoch}/images/{stem}_real_A.png``, ``_fake_B.png`` (and ``_real_B.png`` for
+   pairs), ``index.html`` (+ ``index_2.html``... 50 rows per page) and ``results.json``.
 
-Preprocessing is deterministic: no flip, and ``--load_size`` defaults to ``--crop_size`` so that
-``resize_and_crop`` is a plain resize (pix2pix's test options do the same).
+Preprocessing is deterministic (:func:`pix2pix_tr.data.single.test_transform`): no flip, ``--load_size`` defaults to
+``--crop_size`` so that ``resize_and_crop`` is a plain resize, and a crop, when the sizes ask for one, is the
+centre crop; ``results.json`` records it (``test_preprocess``), with ``full_frame: false`` when only part of each
+frame is shown.
+
+The results folder (``results.json``, with ``status`` and ``run_id``):
+
+* before any image is written, ``results.json`` says ``"status": "incomplete"`` with a fresh ``run_id``, and the
+  outputs of an earlier run in that folder (``images/*_real_A.png``, ``*_fake_B.png``, ``*_real_B.png``, the
+  gallery pages, orphan temporary files) are removed, so nothing left from it can pass for part of this run;
+* every PNG written carries the run's id as a PNG text chunk ``pix2pix_tr_run`` (``Image.open(p).text``);
+* at the end ``results.json`` says ``"status": "complete"``. Ctrl-C or SIGTERM stops after the current batch: the
+  images in flight are finished (no temporary file is left), ``results.json`` stays ``incomplete`` (listing the
+  images written) and test.py exits 130. One test.py at a time writes a results folder (``.lock``).
 
 Train mode vs ``--eval``. The original pix2pix tests in *train* mode by default: BatchNorm normalises with the
 statistics of the test batch itself and dropout stays active (dropout is the only noise source of pix2pix's
@@ -32,27 +46,32 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import datetime as _dt
 import json
 import math
 import os
+import re
+import signal
 import sys
+import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 
-from pix2pix_tr.cli import json_clean, resolve_device, run_cli
-from pix2pix_tr.inference.checkpoint import (InferenceError, build_generator, checkpoint_path, generator_options,
-                                             load_state_dict, network_options)
+from pix2pix_tr.cli import json_clean, run_cli
+from pix2pix_tr.inference.checkpoint import InferenceError
 from pix2pix_tr.io import atomic_save_image, atomic_write_text
-from pix2pix_tr.paths import PathError, check_no_overlap, ensure_writable_dir, join_name
+from pix2pix_tr.paths import PathError, check_no_overlap, ensure_writable_dir, is_within, join_name
 from pix2pix_tr.safe_load import NonFiniteStateError
 from pix2pix_tr.report.gallery import VISUALS, image_file_name, write_results_gallery
 from pix2pix_tr.report.images import tensor_to_image
 
-__all__ = ["optimizer_summary", "run_header", "run_test", "main"]
+__all__ = ["optimizer_summary", "run_header", "run_test", "main", "resolve_mode", "remove_earlier_outputs",
+           "RESULTS_FILE", "RUN_ID_KEY", "EXIT_INTERRUPTED"]
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -105,135 +124,270 @@ def run_header(name: str, epoch: str, phase: str, train_opt: Mapping[str, Any], 
     }
 
 
+# ------------------------------------------------------------------------------------------------ the results folder
+#: results.json's name in a results folder, and the PNG text chunk that ties each image to its run
+RESULTS_FILE = "results.json"
+RUN_ID_KEY = "pix2pix_tr_run"
+#: interrupted (Ctrl-C or SIGTERM): results.json stays "incomplete"
+EXIT_INTERRUPTED = 130
+_OUTPUT_RE = re.compile(r"^.+_(real_A|fake_B|real_B)\.png$")
+_PAGE_RE = re.compile(r"^index(_\d+)?\.html$")
+
+
+class StopRequest:
+    """Ctrl-C / SIGTERM -> ``requested`` (test.py stops after the current batch); a second Ctrl-C raises
+    KeyboardInterrupt at once. Installed only in the main thread; the previous handlers come back on exit."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal_name = ""
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested, self.signal_name = True, signal.Signals(signum).name
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _results_lock(run_dir: Path):
+    """One test.py per results folder: an exclusive ``flock`` on ``run_dir/.lock`` (dropped by the kernel when the
+    process ends, however it ends)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no exclusion
+        yield
+        return
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 300, 0).decode(errors="replace").strip() or "process unknown"
+            raise InferenceError(f"{run_dir} is being written by another test.py ({holder}); wait for it to finish, "
+                                 f"or pass another --results_dir or --phase") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}: {' '.join(sys.argv)[:300]}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_earlier_outputs(run_dir: Path) -> int:
+    """Remove what an earlier test.py left in ``run_dir``: its images (``images/*_{real_A,fake_B,real_B}.png``),
+    gallery pages (``index*.html``) and orphan temporary files; other files are left alone. Returns the count."""
+    removed = 0
+    for folder, pattern in ((run_dir / "images", _OUTPUT_RE), (run_dir, _PAGE_RE)):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            name = path.name
+            if (pattern.match(name) or (name.startswith(".") and name.endswith(".tmp"))) and path.is_file():
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def _png_info(run_id: str):
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(RUN_ID_KEY, run_id)
+    return info
+
+
+def _check_inputs_and_outputs(run_dir: Path, root: Path, mode: str, phase: str, paths: Sequence[Path]) -> None:
+    """Outputs never overlap inputs: the results folder is not inside a folder test.py reads (aligned:
+    ``DATAROOT/PHASE``; single: the ``--dataroot`` folder, listed recursively), and no input lies inside the
+    results folder, whose earlier outputs test.py removes. (A list or one file is read file by file: outputs
+    beside them are never read back.)"""
+    folder = root / phase if mode == "aligned" else root if root.is_dir() else None
+    if folder is not None:
+        check_no_overlap(run_dir, {"the input folder": folder}, output_flag="--results_dir")
+    for item in ([folder] if folder is not None else []) + list(paths):
+        if is_within(item, run_dir):
+            raise PathError(f"the input {item} is inside the results folder {run_dir}, whose earlier outputs "
+                            f"test.py replaces: copy the inputs elsewhere, or pass another --results_dir or --phase")
+
+
+def resolve_mode(opt: argparse.Namespace) -> str:
+    """``--dataset_mode`` after ``--model``: ``--model test`` (the official spelling) means single images."""
+    mode = getattr(opt, "dataset_mode", None)
+    model = getattr(opt, "model", None)
+    if model == "test":
+        if mode == "aligned":
+            raise InferenceError("--model test reads single images: drop --dataset_mode aligned, or pass --model "
+                                 "pix2pix for A|B pairs")
+        return "single"
+    return mode or "aligned"
+
+
 def run_test(opt: argparse.Namespace, *, train_opt: Mapping[str, Any] | None = None, per_page: int = 50,
              progress: bool = True) -> dict[str, Any]:
     """Run test.py for the parsed options ``opt`` (as :func:`pix2pix_tr.options.parse_test` returns them).
 
     ``train_opt`` defaults to the experiment's ``train_opt.json``. Returns the content of ``results.json``
-    (plus ``run_dir``). Raises InferenceError with a one-sentence message on bad input.
+    (plus ``run_dir``); ``status`` is ``"incomplete"`` when Ctrl-C or SIGTERM stopped the run. Raises
+    InferenceError (or DatasetError, PathError) with a one-sentence message on bad input.
     """
-    from pix2pix_tr.options import merge_test_options
+    from pix2pix_tr.data.errors import DatasetError
+    from pix2pix_tr.inference.datasets import check_network_sizes, input_sizes, make_test_dataset
+    from pix2pix_tr.inference.translator import OPTION_NAMES, Translator
 
+    mode = resolve_mode(opt)
+    phase = opt.phase or ("single" if mode == "single" else "val")
     ckpt_dir = join_name(opt.checkpoints_dir, opt.name)
-    if train_opt is None:
-        train_opt, options_source = network_options(ckpt_dir, opt)
-    else:
-        options_source = "the train_opt given to run_test"
-    train_opt = dict(train_opt)
-
-    load_size_given = getattr(opt, "load_size", None) is not None
-    opt = merge_test_options(opt, train_opt)
-    if not load_size_given:
-        opt.load_size = opt.crop_size  # resize_and_crop becomes a plain resize: no random crop at test time
-    opt.no_flip = True
-    gen = generator_options(opt)
-    from pix2pix_tr.models import GENERATORS, NORMS, required_multiple
-
-    for key, allowed in (("netG", GENERATORS), ("norm", NORMS)):
-        if gen[key] not in allowed:
-            raise InferenceError(f"cannot build the generator: unknown {key} {gen[key]!r} (from "
-                                 f"{options_source}): pass --{key} with one of {', '.join(allowed)}")
-
-    multiple = required_multiple(gen["netG"])
-    if opt.preprocess != "none" and opt.crop_size % multiple:
-        raise InferenceError(f"--netG {gen['netG']} needs inputs whose side is a multiple of {multiple}, but "
-                             f"--crop_size is {opt.crop_size}: pass --crop_size {multiple} (or a multiple of it)")
-
-    device = resolve_device(getattr(opt, "device", "auto"), InferenceError)
-    path = checkpoint_path(ckpt_dir, opt.epoch)
-    state = load_state_dict(path)
-    net = build_generator(gen, state, source=str(path), options_source=options_source).to(device)
+    overrides = {k: getattr(opt, k, None) for k in OPTION_NAMES}
+    translator, info = Translator._load(ckpt_dir, opt.epoch, overrides, train_opt=train_opt,
+                                        device=getattr(opt, "device", "auto"), eval=bool(getattr(opt, "eval", False)),
+                                        amp=getattr(opt, "amp", None), seed=None, batch_size=opt.batch_size)
+    options, train_opt, options_source, gen = info["options"], info["train_options"], info["source"], info["generator"]
+    opt = argparse.Namespace(**{**vars(opt), **options, "phase": phase, "dataset_mode": mode})
+    spec = translator.preprocess_spec
+    device = translator.device
     print(f"network options from {options_source}: {gen['netG']}, ngf {gen['ngf']}, norm {gen['norm']}, "
           f"{'dropout' if gen['use_dropout'] else 'no dropout'}, {gen['input_nc']}->{gen['output_nc']} channels, "
           f"{opt.direction}")
-    eval_mode = bool(getattr(opt, "eval", False))
-    net.eval() if eval_mode else net.train()
+    eval_mode = translator.eval_mode
     if not eval_mode and opt.batch_size > 1 and gen["norm"] == "batch":
         print(f"note: train-mode testing with --batch_size {opt.batch_size}: BatchNorm statistics are shared by "
               f"the images of a batch; pass --eval or --batch_size 1 for per-image results", file=sys.stderr)
 
-    root = _resolve_dataroot(opt.dataroot)
-    if not (root / opt.phase).is_dir():
-        raise InferenceError(f"{root / opt.phase} does not exist: --phase {opt.phase} needs a {opt.phase}/ folder of "
-                        f"A|B images in --dataroot {opt.dataroot}")
-    from pix2pix_tr.data import AlignedDataset
-
+    root = _resolve_dataroot(opt.dataroot) if mode == "aligned" else Path(opt.dataroot)
     try:
-        dataset = AlignedDataset(str(root), phase=opt.phase, direction=opt.direction, preprocess=opt.preprocess,
-                                 load_size=opt.load_size, crop_size=opt.crop_size, no_flip=True,
-                                 max_dataset_size=getattr(opt, "max_dataset_size", math.inf), seed=opt.seed,
-                                 input_nc=gen["input_nc"], output_nc=gen["output_nc"])
+        dataset = make_test_dataset(mode, root, phase, direction=opt.direction, spec=spec, input_nc=gen["input_nc"],
+                                    output_nc=gen["output_nc"],
+                                    max_dataset_size=getattr(opt, "max_dataset_size", math.inf),
+                                    label_format=getattr(opt, "label_format", None) or "auto")
+        n = len(dataset) if opt.num_test is None else min(opt.num_test, len(dataset))
+        paths = list(dataset.paths[:n])
+        sizes = input_sizes(dataset)[:n]
+        check_network_sizes(dataset, spec, gen["netG"])
+        record = spec.record(sizes)
     except (FileNotFoundError, ValueError) as exc:
         raise InferenceError(str(exc)) from exc
-    n = len(dataset) if opt.num_test is None else min(opt.num_test, len(dataset))
+    where = root / phase if mode == "aligned" else root
     if n == 0:
-        raise InferenceError(f"{root / opt.phase} holds no images: put A|B pairs there "
-                        f"(datasets/prepare_cityscapes_dataset.py writes them)")
+        raise InferenceError(f"{where} holds no images: put A|B pairs there "
+                             f"(datasets/prepare_cityscapes_dataset.py writes them)")
+    if not record["full_frame"]:
+        print(f"note: --load_size {spec.load_size} with --crop_size {spec.crop_size} ({spec.preprocess}): each image "
+              f"is shown by its centre {spec.crop_size}x{spec.crop_size} only, not the full frame (recorded in "
+              f"results.json: test_preprocess)", file=sys.stderr)
     subset = torch.utils.data.Subset(dataset, range(n))
     loader = torch.utils.data.DataLoader(subset, batch_size=opt.batch_size, shuffle=False,
                                          num_workers=getattr(opt, "num_threads", 0),
                                          pin_memory=device.type == "cuda")
 
-    run_dir = join_name(opt.results_dir, opt.name) / f"{opt.phase}_{opt.epoch}"
-    check_no_overlap(run_dir, {"the input folder": root / opt.phase, "the checkpoint folder": ckpt_dir},
-                     output_flag="--results_dir")
-    image_dir = ensure_writable_dir(run_dir / "images", flag="--results_dir")
-    torch.manual_seed(opt.seed)  # dropout masks in train mode
-    stems: list[str] = []
-    seen: set[str] = set()
-
-    from tqdm import tqdm
-
-    bar = tqdm(total=n, desc=f"test {opt.name} {opt.phase}_{opt.epoch}", unit="img", disable=not progress,
-               file=sys.stderr)
-    # PNG encoding runs in two threads while the next batch is computed; at most ``max_pending`` images wait
-    max_pending = max(48, 6 * opt.batch_size)
-    with ThreadPoolExecutor(max_workers=2) as pool, torch.inference_mode():
-        pending: collections.deque = collections.deque()
-        for batch in loader:
-            real_A = batch["A"].to(device, non_blocking=True)
-            fake_B = net(real_A)
-            arrays = {"real_A": batch["A"], "fake_B": fake_B.float().cpu(), "real_B": batch["B"]}
-            for i, stem in enumerate(batch["name"]):
-                if stem in seen:
-                    raise InferenceError(f"two inputs in {root / opt.phase} are both named {stem!r}: test.py "
-                                         f"names its outputs after the input file, so the names must be unique")
-                seen.add(stem)
-                stems.append(stem)
-                for v in VISUALS:
-                    img = tensor_to_image(arrays[v][i])
-                    pending.append(pool.submit(atomic_save_image, img, image_dir / image_file_name(stem, v)))
-            bar.update(len(batch["name"]))
-            while pending and (pending[0].done() or len(pending) > max_pending):
-                pending.popleft().result()  # re-raises a failed write here
-        while pending:
-            pending.popleft().result()
-    bar.close()
-
-    date = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    header = run_header(opt.name, str(opt.epoch), opt.phase, train_opt, gen, eval_mode=eval_mode, n_images=n,
-                        checkpoint=str(path), date=date,
-                        data=f"{root / opt.phase} ({opt.direction}, {opt.preprocess} to {opt.crop_size}px, no flip)")
-    pages = write_results_gallery(run_dir, stems, title=f"{opt.name}: {opt.phase} {opt.epoch}", header=header,
-                                  per_page=per_page)
-    results = {
+    run_dir = join_name(opt.results_dir, opt.name) / f"{phase}_{opt.epoch}"
+    _check_inputs_and_outputs(run_dir, root, mode, phase, paths)
+    check_no_overlap(run_dir, {"the checkpoint folder": ckpt_dir}, output_flag="--results_dir")
+    ensure_writable_dir(run_dir, flag="--results_dir")
+    visuals = VISUALS if mode == "aligned" else ("real_A", "fake_B")
+    header = run_header(opt.name, str(opt.epoch), phase, train_opt, gen, eval_mode=eval_mode, n_images=n,
+                        checkpoint=str(info["checkpoint"]), date="",
+                        data=(f"{where} ({opt.direction}, {spec.describe()}, no flip)" if mode == "aligned" else
+                              f"{where} (single images, {spec.describe()})"))
+    results: dict[str, Any] = {
+        "status": "incomplete",
+        "run_id": uuid.uuid4().hex,
         "name": opt.name,
         "epoch": str(opt.epoch),
-        "phase": opt.phase,
+        "phase": phase,
+        "dataset_mode": mode,
         "eval": eval_mode,
-        "date": date,
+        "date": "",
         "n_images": n,
-        "stems": stems,
-        "visuals": {v: f"images/{{stem}}_{v}.png" for v in VISUALS},
-        "pages": [p.name for p in pages],
+        "stems": [],
+        "visuals": {v: f"images/{{stem}}_{v}.png" for v in visuals},
+        "pages": [],
+        "test_preprocess": record,
         "header": header,
         "generator": gen,
         "options": json_clean(vars(opt)),
         "options_source": options_source,
         "train_options": json_clean(train_opt),
     }
-    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=1))
+
+    def commit(**changes: Any) -> None:
+        results.update(changes)
+        atomic_write_text(run_dir / RESULTS_FILE, json.dumps(results, indent=1))
+
+    with _results_lock(run_dir), StopRequest() as stop:
+        date = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        header["date"] = date
+        commit(date=date)  # "incomplete", before any image is written
+        remove_earlier_outputs(run_dir)
+        image_dir = ensure_writable_dir(run_dir / "images", flag="--results_dir")
+        stems = _write_images(loader, translator, visuals, image_dir, _png_info(results["run_id"]), stop,
+                              where=where, total=n, desc=f"test {opt.name} {phase}_{opt.epoch}", progress=progress,
+                              seed=opt.seed, batch_size=opt.batch_size)
+        if stop.requested:
+            commit(stems=stems, n_images=len(stems), interrupted=stop.signal_name)
+            return {**results, "run_dir": str(run_dir)}
+        pages = write_results_gallery(run_dir, stems, title=f"{opt.name}: {phase} {opt.epoch}", header=header,
+                                      per_page=per_page, visuals=visuals)
+        commit(status="complete", stems=stems, pages=[p.name for p in pages])
     return {**results, "run_dir": str(run_dir)}
+
+
+def _write_images(loader, translator, visuals: Sequence[str], image_dir: Path, pnginfo, stop: StopRequest, *,
+                  where: Path, total: int, desc: str, progress: bool, seed: int, batch_size: int) -> list[str]:
+    """Run the translator over the loader and write each visual as a PNG (in two threads, while the next batch
+    is computed); stop after the current batch when ``stop.requested``. Returns the stems written."""
+    from tqdm import tqdm
+
+    stems: list[str] = []
+    seen: set[str] = set()
+    torch.manual_seed(seed)  # dropout masks in train mode (the translator draws from the global generator here)
+    bar = tqdm(total=total, desc=desc, unit="img", disable=not progress, file=sys.stderr)
+    max_pending = max(48, 6 * batch_size)  # at most this many images wait to be encoded
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending: collections.deque = collections.deque()
+        batches = iter(loader)
+        while not stop.requested:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except RuntimeError:
+                if stop.requested:  # a Ctrl-C reaches the loader's workers too; they end, and so does the run
+                    break
+                raise
+            fake_B = translator.forward(batch["A"])
+            arrays = {"real_A": batch["A"], "fake_B": fake_B.cpu(), "real_B": batch.get("B")}
+            names = []
+            for i, stem in enumerate(batch["name"]):
+                if stem in seen:
+                    raise InferenceError(f"two inputs in {where} are both named {stem!r}: test.py names its outputs "
+                                         f"after the input file, so the names must be unique")
+                seen.add(stem)
+                names.append(stem)
+                for v in visuals:
+                    img = tensor_to_image(arrays[v][i])
+                    pending.append(pool.submit(atomic_save_image, img, image_dir / image_file_name(stem, v),
+                                               pnginfo=pnginfo))
+            stems.extend(names)
+            bar.update(len(names))
+            while pending and (pending[0].done() or len(pending) > max_pending):
+                pending.popleft().result()  # re-raises a failed write here
+        while pending:
+            pending.popleft().result()
+        del batches
+    bar.close()
+    return stems
+
+
 
 
 def _test(argv: Sequence[str] | None) -> int:
@@ -247,8 +401,15 @@ def _test(argv: Sequence[str] | None) -> int:
         # a file that only fails when decoded surfaces from the DataLoader, from a worker wrapped in its traceback
         message = str(exc).strip().splitlines()[-1] if "Original Traceback" in str(exc) else str(exc)
         raise InferenceError(message.split("DatasetError: ", 1)[-1]) from exc
-    print(f"wrote {results['n_images']} image triplets and {len(results['pages'])} page(s) to "
-          f"{results['run_dir']}; open {Path(results['run_dir']) / 'index.html'}")
+    run_dir = Path(results["run_dir"])
+    if results["status"] != "complete":
+        print(f"test.py: stopped by {results.get('interrupted', 'a signal')} after {results['n_images']} image(s); "
+              f"{run_dir / RESULTS_FILE} says \"incomplete\": run the same command again for the whole set",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    kind = "image triplets" if results["dataset_mode"] == "aligned" else "input/output pairs"
+    print(f"wrote {results['n_images']} {kind} and {len(results['pages'])} page(s) to {run_dir}; open "
+          f"{run_dir / 'index.html'}")
     return 0
 
 

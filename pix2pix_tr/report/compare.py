@@ -9,6 +9,10 @@ settings on top (optimizer and its hyper-parameters, generator, test mode...), t
 with relative links, so it keeps working when a folder holding both the runs and the page (e.g. ``results/``)
 is moved or served; ``--copy`` copies the images into ``--output`` instead, which makes the page
 self-contained. ``compare.json`` beside the page lists the runs, labels and stems.
+
+A run folder must be trustworthy (:func:`pix2pix_tr.results_folder.check_trusted`, the rule fcn_score applies):
+one that test.py left incomplete, or whose images carry another test.py run's id, is refused with advice to rerun
+test.py; runs whose recorded test-time preprocessing differs are refused too (their rows would not line up).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from pix2pix_tr.io import atomic_write_text
 from pix2pix_tr.paths import PathError, check_no_overlap
 from pix2pix_tr.report.gallery import image_file_name, n_pages
 from pix2pix_tr.report.html import image_cell, new_document, page_file_name, pager, rel_url, safe_name, write_document
+from pix2pix_tr.results_folder import (RESULTS_JSON, ResultsFolderError, check_trusted, foreign_outputs,
+                                       test_preprocess)
 
 __all__ = ["CompareError", "load_run", "compare_runs", "main"]
 
@@ -43,13 +49,19 @@ def load_run(run_dir: str | os.PathLike) -> dict[str, Any]:
     if not run_dir.is_dir():
         raise CompareError(f"{run_dir} is not a folder: pass result folders written by test.py "
                            f"(results/NAME/PHASE_EPOCH)")
-    meta_path = run_dir / "results.json"
+    meta_path = run_dir / RESULTS_JSON
     if meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             stems = [str(s) for s in meta["stems"]]
         except (ValueError, KeyError, TypeError) as exc:
             raise CompareError(f"{meta_path} is not a test.py results.json ({exc}): rerun test.py for that run") from exc
+        # the same rule as fcn_score's: an interrupted (incomplete) or mixed folder is refused
+        fakes = [run_dir / "images" / image_file_name(stem, "fake_B") for stem in stems]
+        try:
+            check_trusted(run_dir, meta, [p for p in fakes if p.is_file()])
+        except ResultsFolderError as exc:
+            raise CompareError(str(exc)) from None
     else:
         suffix = "_fake_B.png"
         stems = sorted(p.name[: -len(suffix)] for p in (run_dir / "images").glob(f"*{suffix}"))
@@ -59,7 +71,25 @@ def load_run(run_dir: str | os.PathLike) -> dict[str, Any]:
         meta = {"name": run_dir.parent.name, "epoch": run_dir.name, "header": {"run": run_dir.parent.name,
                                                                                "folder": run_dir.name}}
     return {"dir": run_dir, "name": str(meta.get("name", run_dir.parent.name)), "epoch": str(meta.get("epoch", "")),
-            "stems": stems, "header": {str(k): str(v) for k, v in dict(meta.get("header", {})).items()}}
+            "stems": stems, "header": {str(k): str(v) for k, v in dict(meta.get("header", {})).items()},
+            "test_preprocess": test_preprocess(meta)}
+
+
+def _check_same_framing(runs: Sequence[dict]) -> None:
+    """Runs whose test.py preprocessing differs (a centre crop against the whole frame, another size) show
+    different parts of the picture in one row: refused, naming both, where both folders record it."""
+    recorded = [(r, r["test_preprocess"]) for r in runs if r.get("test_preprocess") is not None]
+    for run, pre in recorded[1:]:
+        first, first_pre = recorded[0]
+        if pre != first_pre:
+            raise CompareError(f"{first['dir']} and {run['dir']} were made with different test-time preprocessing "
+                               f"({_framing(first_pre)} vs {_framing(pre)}), so a row would show different parts of "
+                               f"the frames; rerun test.py for one of them with the other's --preprocess, "
+                               f"--load_size and --crop_size")
+
+
+def _framing(pre: dict) -> str:
+    return ", ".join(f"{k} {pre[k]}" for k in ("preprocess", "load_size", "crop_size", "crop") if k in pre)
 
 
 def _labels(runs: Sequence[dict], labels: Sequence[str] | None) -> list[str]:
@@ -105,12 +135,17 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], output: str | os.PathLik
     if per_page < 1:
         raise CompareError(f"--per_page must be at least 1, got {per_page}")
     runs = [load_run(d) for d in run_dirs]
+    _check_same_framing(runs)
     names = _labels(runs, labels)
     output = Path(output)
     try:  # the output must not be a run folder or lie inside one (its pages would replace the run's)
         check_no_overlap(output, {f"the run folder {i + 1}": r["dir"] for i, r in enumerate(runs)}, output_flag="--output")
     except PathError as exc:
         raise CompareError(str(exc)) from None
+    foreign = foreign_outputs(output, own=("compare.json",))
+    if foreign is not None:  # e.g. an fcn_score report, whose index.html the page would replace
+        raise CompareError(f"--output {output} holds {foreign}, and compare must not write into another tool's "
+                           f"output folder: choose a new --output")
 
     # stems present in every run (listed and on disk), in the first run's order
     def present(run, stem, vis):
