@@ -18,6 +18,7 @@ reads it and :func:`merge_test_options` fills a test run's unset network/data op
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 from dataclasses import dataclass
@@ -182,10 +183,14 @@ def test_parser() -> argparse.ArgumentParser:
                         "the results folder (default single)")
     p.add_argument("--eval", action="store_true",
                    help="eval mode (batch-norm running statistics, no dropout); pix2pix's default is train mode")
-    p.add_argument("--dataset_mode", choices=("aligned", "single"), default=None,
+    p.add_argument("--dataset_mode", default=None, type=_choice(
+        "--dataset_mode", ("aligned", "single"), {},
+        "only aligned A|B pairs and single images are read here, not {value}"),
                    help="aligned: A|B pairs in DATAROOT/PHASE (default); single: plain input images (e.g. label maps) "
                         "in --dataroot, a folder, a text file of paths, or one image")
-    p.add_argument("--model", choices=("pix2pix", "test"), default=None,
+    p.add_argument("--model", default=None, type=_choice(
+        "--model", ("pix2pix", "test"), {}, "only pix2pix (and its generator alone, test) is implemented here, not "
+                                            "{value}"),
                    help="the official spelling: test = a generator alone on single images (implies --dataset_mode "
                         "single); pix2pix = aligned pairs")
     p.add_argument("--label_format", choices=("auto", "color", "label_ids", "train_ids"), default="auto",
@@ -193,6 +198,7 @@ def test_parser() -> argparse.ArgumentParser:
                         "train ids by their values and colours them as in training")
     p.add_argument("--amp", choices=AMP_MODES, default="none", help="run the generator under bf16/fp16 autocast")
     p.set_defaults(num_threads=0, seed=0)
+    _add_official(p, "test")
     return p
 
 
@@ -240,6 +246,13 @@ def parse_test(argv: Sequence[str] | None = None) -> argparse.Namespace:
     opt = parser.parse_args(argv)
     if opt.epoch != "latest" and not opt.epoch.isdigit():
         parser.error(f"--epoch must be 'latest' or an epoch number, got {opt.epoch!r}")
+    if opt.use_wandb and importlib.util.find_spec("wandb") is None:
+        parser.error("--use_wandb needs the wandb package, which is not installed: pip install 'pix2pix-tr[wandb]'")
+    if opt.load_iter > 0:  # the official's iter_N_net_G.pth (train.py --save_by_iter), in place of --epoch
+        opt.epoch = f"iter_{opt.load_iter}"
+    _apply_suffix(opt, parser)
+    if opt.name in ("", ".", "..") or "/" in opt.name or "\\" in opt.name:
+        parser.error(f"--name {opt.name!r} must be a plain folder name (no slashes)")
     return opt
 
 
@@ -366,7 +379,8 @@ OFFICIAL_FLAGS: tuple[OfficialFlag, ...] = (
                  "(`--continue_train` resumes the latest state; another epoch is refused with the way to start "
                  "from it)"),
     OfficialFlag("--load_iter", "train, test", "honoured", "test.py: loads `iter_N_net_G.pth` (written by "
-                 "`--save_by_iter`) into `{phase}_{epoch}_iterN`; train.py: 0 only"),
+                 "`--save_by_iter`), results in `{phase}_iter_N` (the official: `{phase}_{epoch}_iterN`); train.py: "
+                 "0 only"),
     OfficialFlag("--verbose", "train, test", "honoured", "prints the networks and their parameter counts"),
     OfficialFlag("--suffix", "train, test", "honoured", "`--name` becomes `NAME_SUFFIX`, the suffix formatted "
                  "with the options (`{netG}_size{load_size}`)"),
@@ -530,6 +544,21 @@ def _add_official(p: argparse.ArgumentParser, script: str) -> None:
             "--pool_size", 0, "{value}: pix2pix keeps no pool of generated images (the official pix2pix "
                               "model sets --pool_size 0 too); drop the flag"),
             help="0 (pix2pix uses no image pool)")
+    else:
+        o.add_argument("--load_iter", type=non_negative_int, default=0,
+                       help="load iter_N_net_G.pth (train.py --save_by_iter) instead of --epoch's; results go to "
+                            "PHASE_iter_N")
+        o.add_argument("--aspect_ratio", type=positive_float, default=1.0,
+                       help="resize the saved images to this width/height ratio (above 1 wider, below 1 taller)")
+        o.add_argument("--model_suffix", default="", type=_choice(
+            "--model_suffix", ("",), {}, "{value!r} picks one of CycleGAN's generators (latest_net_G{value}.pth); a "
+                                         "pix2pix run has one, latest_net_G.pth: drop the flag"),
+            help="empty (a pix2pix run has one generator)")
+        o.add_argument("--serial_batches", action="store_true", help="no effect: test.py reads the images in order")
+        for flag, kind in (("--ndf", positive_int), ("--netD", str), ("--n_layers_D", positive_int),
+                           ("--init_type", str), ("--init_gain", positive_float)):
+            o.add_argument(flag, type=kind, default=argparse.SUPPRESS,
+                           help="no effect at test time (as in the official: D is not built, G is loaded)")
     o.add_argument("--display_winsize", type=positive_int, default=256, help="width of the images on the web pages")
     o.add_argument("--verbose", action="store_true", help="print the networks and their parameter counts")
     o.add_argument("--suffix", default="",

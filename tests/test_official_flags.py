@@ -76,6 +76,23 @@ def test_each_refused_official_flag_names_its_replacement(entry, capsys):
     assert named and all(flag in message for flag in named), message
 
 
+@pytest.mark.parametrize("entry", [e for e in OFFICIAL_FLAGS if e.status == "refused" and "test" in e.scripts],
+                         ids=lambda e: e.flag)
+def test_each_refused_official_test_flag_names_its_replacement(entry, capsys):
+    message = refused(["--dataroot", "d", entry.flag, "1"], capsys, parse=options.parse_test)
+    named = re.findall(r"`(--\w+)", entry.here)
+    assert entry.flag in message and named and all(flag in message for flag in named), message
+
+
+@pytest.mark.parametrize("flag, bad, reason", [
+    ("--model", "cycle_gan", "only pix2pix (and its generator alone, test) is implemented here"),
+    ("--dataset_mode", "unaligned", "only aligned A|B pairs and single images are read here"),
+    ("--model_suffix", "_A", "a pix2pix run has one, latest_net_G.pth"),
+])
+def test_test_py_takes_the_official_pix2pix_values_and_refuses_the_rest(flag, bad, reason, capsys):
+    assert reason in refused(["--dataroot", "d", flag, bad], capsys, parse=options.parse_test)
+
+
 @pytest.mark.parametrize("value, replacement", [("0", "use --device cuda:0"), ("1", "use --device cuda:1"),
                                                 ("-1", "use --device cpu"), ("0,1", "torchrun --nproc_per_node 2")])
 def test_gpu_ids_names_the_device_or_torchrun(value, replacement, capsys):
@@ -309,13 +326,15 @@ def _stop_after_first_iteration(monkeypatch):
 
 OFFICIAL_TRAIN = ["--dataroot", "./datasets/facades", "--name", "facades_pix2pix", "--model", "pix2pix",
                   "--direction", "BtoA"]
+OFFICIAL_TEST = OFFICIAL_TRAIN  # python test.py with the same flags
 
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:This DataLoader will create 4 worker processes")  # the official default, 2 CPUs
-def test_the_official_readme_training_command_runs_unchanged(ab_root, tmp_path, monkeypatch, capsys):
+def test_the_official_readme_commands_run_unchanged(ab_root, tmp_path, monkeypatch, capsys):
     """`python train.py --dataroot ./datasets/facades --name facades_pix2pix --model pix2pix --direction BtoA`, at
-    its full size (unet_256, ngf 64, 286 -> 256 crops), stopped after one iteration."""
+    its full size (unet_256, ngf 64, 286 -> 256 crops), stopped after one iteration; then `python test.py` with the
+    same flags, unchanged (our test.py reads val/, the official's default phase is test/)."""
     monkeypatch.chdir(tmp_path)
     _official_layout(ab_root, tmp_path)
     _stop_after_first_iteration(monkeypatch)
@@ -324,10 +343,18 @@ def test_the_official_readme_training_command_runs_unchanged(ab_root, tmp_path, 
     state = torch.load(run_dir / "training_state.pth", weights_only=True)
     assert state["total_iters"] == 1 and state["options"]["direction"] == "BtoA"
     assert state["options"]["model"] == "pix2pix" and state["options"]["netG"] == "unet_256"
+    from pix2pix_tr.inference import main as test_main
+
+    assert test_main(OFFICIAL_TEST) == 0  # `python test.py ...` as the README writes it
+    results = json.loads((tmp_path / "results" / "facades_pix2pix" / "val_latest" / "results.json").read_text())
+    assert results["status"] == "complete" and results["n_images"] == 4
 
 
-def test_the_official_readme_training_command_runs_with_tiny_networks(ab_root, tmp_path, monkeypatch):
-    """The same command, with flags appended only to make the networks tiny (the full size is the slow test)."""
+def test_the_official_readme_commands_run_with_tiny_networks(ab_root, tmp_path, monkeypatch):
+    """The same training command, with flags appended only to make the networks tiny (the full size is the slow
+    test), then the README's test command exactly as written."""
+    from pix2pix_tr.inference import main as test_main
+
     monkeypatch.chdir(tmp_path)
     _official_layout(ab_root, tmp_path)
     _stop_after_first_iteration(monkeypatch)
@@ -335,3 +362,79 @@ def test_the_official_readme_training_command_runs_with_tiny_networks(ab_root, t
                                         "--crop_size", "64", "--num_threads", "0"]) == 0
     state = torch.load(tmp_path / "checkpoints" / "facades_pix2pix" / "training_state.pth", weights_only=True)
     assert state["total_iters"] == 1 and state["options"]["model"] == "pix2pix"
+    assert test_main(OFFICIAL_TEST) == 0
+    results = json.loads((tmp_path / "results" / "facades_pix2pix" / "val_latest" / "results.json").read_text())
+    assert results["status"] == "complete" and results["n_images"] == 4 and results["options"]["direction"] == "BtoA"
+
+
+# ---------------------------------------------------------------------------------------------------- test.py
+@pytest.fixture(scope="module")
+def saved_by_iter(ab_root, tmp_path_factory):
+    """A tiny run saved with --save_by_iter: iter_2 and iter_6 networks beside latest (8 iterations)."""
+    ckpt = tmp_path_factory.mktemp("by_iter")
+    train(parse_train(tiny(ab_root, ckpt, "run", "--save_latest_freq", "2", "--save_by_iter", "--direction", "BtoA")))
+    return ckpt
+
+
+def _test_args(ab_root, ckpt, results, *extra):
+    return ["--dataroot", str(ab_root), "--name", "run", "--checkpoints_dir", str(ckpt), "--results_dir",
+            str(results), "--num_test", "2", "--eval", *extra]
+
+
+def _images(folder, visual="fake_B"):
+    import numpy as np
+    from PIL import Image
+
+    return {p.name: np.asarray(Image.open(p)) for p in sorted((folder / "images").glob(f"*_{visual}.png"))}
+
+
+def test_load_iter_tests_the_networks_save_by_iter_kept(ab_root, saved_by_iter, tmp_path):
+    from pix2pix_tr.inference import main as test_main
+
+    assert test_main(_test_args(ab_root, saved_by_iter, tmp_path / "res", "--load_iter", "6")) == 0
+    out = tmp_path / "res" / "run" / "val_iter_6"
+    assert json.loads((out / "results.json").read_text())["epoch"] == "iter_6"
+    # the same images as the iter_6 weights copied in as a run's latest ones
+    copy = tmp_path / "ckpt" / "run"
+    copy.mkdir(parents=True)
+    shutil.copy(saved_by_iter / "run" / "iter_6_net_G.pth", copy / "latest_net_G.pth")
+    shutil.copy(saved_by_iter / "run" / "train_opt.json", copy / "train_opt.json")
+    assert test_main(_test_args(ab_root, tmp_path / "ckpt", tmp_path / "res2")) == 0
+    ours, theirs = _images(out), _images(tmp_path / "res2" / "run" / "val_latest")
+    assert len(ours) == 2 and ours.keys() == theirs.keys() and all((ours[k] == theirs[k]).all() for k in ours)
+    assert test_main(_test_args(ab_root, saved_by_iter, tmp_path / "res3")) == 0  # latest: other weights
+    latest = _images(tmp_path / "res3" / "run" / "val_latest")
+    assert any((latest[k] != ours[k]).any() for k in ours)
+
+
+def test_aspect_ratio_display_winsize_and_verbose_at_test_time(ab_root, saved_by_iter, tmp_path, capsys):
+    from pix2pix_tr.inference import main as test_main
+
+    for ratio, shape in (("2", (64, 128)), ("0.5", (128, 64))):
+        results = tmp_path / f"r{ratio}"
+        assert test_main(_test_args(ab_root, saved_by_iter, results, "--aspect_ratio", ratio)) == 0
+        for visual in ("real_A", "fake_B", "real_B"):
+            assert {image.shape[:2] for image in _images(results / "run" / "val_latest", visual).values()} == {shape}
+    capsys.readouterr()
+    assert test_main(_test_args(ab_root, saved_by_iter, tmp_path / "w", "--display_winsize", "96", "--verbose")) == 0
+    assert 'width="96"' in (tmp_path / "w" / "run" / "val_latest" / "index.html").read_text()
+    out = capsys.readouterr().out
+    assert "UnetGenerator(" in out and "[Network G] Total number of parameters" in out
+
+
+def test_use_wandb_at_test_time_logs_the_result_images(ab_root, saved_by_iter, tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    from pix2pix_tr.inference import main as test_main
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    assert test_main(_test_args(ab_root, saved_by_iter, tmp_path / "res", "--use_wandb")) == 0
+    wandb.teardown()
+    [run_file] = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    logged = [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
+              for r in _wandb_records(run_file) if r.WhichOneof("record_type") == "history"]
+    [row] = [h for h in logged if "results/_type" in h]
+    assert row["results/_type"] == "table-file" and row["results/nrows"] == 2
+    table = json.loads((run_file.parent / "files" / row["results/path"]).read_text())
+    assert table["columns"] == ["id", "real_A", "fake_B", "real_B"] and len(table["data"]) == 2

@@ -69,3 +69,27 @@ class WandbLog:
 
     def close(self, failed: bool = False) -> None:
         self.run.finish(exit_code=1 if failed else 0)
+
+
+def log_test_results(image_dir: str | Path, stems, visuals, *, project: str, name: str, config: Mapping[str, Any],
+                     error: type[Exception] = TrainingError) -> None:
+    """``test.py --use_wandb``: the result images of a finished test.py run as one W&B table (``results``: a row per
+    input, a column per visual), as the official test.py logs them. ``error`` (one sentence) when W&B cannot
+    start; the results folder is complete either way."""
+    problem = wandb_problem()
+    if problem:
+        raise error(problem)
+    import wandb
+
+    from ..report.gallery import image_file_name
+
+    try:
+        run = wandb.init(project=project, name=name, config=dict(config), job_type="test")
+    except Exception as exc:
+        raise error(f"--use_wandb: Weights & Biases could not start a run ({type(exc).__name__}: {exc}); the "
+                            f"results are written; log in with `wandb login`, or set WANDB_MODE=offline") from exc
+    table = wandb.Table(columns=["id", *visuals])
+    for stem in stems:
+        table.add_data(stem, *(wandb.Image(str(Path(image_dir) / image_file_name(stem, v))) for v in visuals))
+    run.log({"results": table})
+    run.finish()
