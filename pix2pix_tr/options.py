@@ -183,14 +183,14 @@ def test_parser() -> argparse.ArgumentParser:
                         "the results folder (default single)")
     p.add_argument("--eval", action="store_true",
                    help="eval mode (batch-norm running statistics, no dropout); pix2pix's default is train mode")
-    p.add_argument("--dataset_mode", default=None, type=_choice(
-        "--dataset_mode", ("aligned", "single"), {},
-        "only aligned A|B pairs and single images are read here, not {value}"),
+    p.add_argument("--dataset_mode", default=None,
+                   type=_choice(("aligned", "single"), {},
+                                "only aligned A|B pairs and single images are read here, not {value}"),
                    help="aligned: A|B pairs in DATAROOT/PHASE (default); single: plain input images (e.g. label maps) "
                         "in --dataroot, a folder, a text file of paths, or one image")
-    p.add_argument("--model", default=None, type=_choice(
-        "--model", ("pix2pix", "test"), {}, "only pix2pix (and its generator alone, test) is implemented here, not "
-                                            "{value}"),
+    p.add_argument("--model", default=None,
+                   type=_choice(("pix2pix", "test"), {},
+                                "only pix2pix (and its generator alone, test) is implemented here, not {value}"),
                    help="the official spelling: test = a generator alone on single images (implies --dataset_mode "
                         "single); pix2pix = aligned pairs")
     p.add_argument("--label_format", choices=("auto", "color", "label_ids", "train_ids"), default="auto",
@@ -457,7 +457,8 @@ def official_refusal(flag: str, value: str | None) -> str:
                     f"{len(ids)} train.py ... (docs/training.md), with CUDA_VISIBLE_DEVICES={value} to pick them")
         if ids and ids[0].lstrip("-").isdigit() and int(ids[0]) < 0:
             return f"--gpu_ids {value} is the official pix2pix's CPU setting: use --device cpu here"
-        return f"--gpu_ids {value}: use --device cuda:{ids[0] if ids else 0} here (--device auto picks CUDA when present)"
+        return (f"--gpu_ids {value}: use --device cuda:{ids[0] if ids else 0} here (--device auto picks CUDA when "
+                f"present)")
     entry = next(e for e in OFFICIAL_FLAGS if e.flag == flag)
     if flag.startswith("--display_"):
         return f"{flag} configures visdom, which is not used here: use --tensorboard (or --use_wandb) for live " \
@@ -478,8 +479,8 @@ class _Refused(argparse.Action):
         parser.error(official_refusal(self.option_strings[0], values))
 
 
-def _choice(flag: str, accepted: Sequence[str], why: Mapping[str, str], other: str):
-    """An argparse type accepting ``accepted`` values of ``flag``; ``why[value]`` (or ``other``) refuses the rest."""
+def _choice(accepted: Sequence[str], why: Mapping[str, str], other: str):
+    """An argparse type accepting the ``accepted`` values; ``why[value]`` (or ``other``) refuses the rest."""
     def check(text: str) -> str:
         if text in accepted:
             return text
@@ -487,7 +488,8 @@ def _choice(flag: str, accepted: Sequence[str], why: Mapping[str, str], other: s
     return check
 
 
-def _at_most(flag: str, limit: int, refusal: str):
+def _at_most(limit: int, refusal: str):
+    """An argparse type accepting whole numbers up to ``limit``; ``refusal`` (formatted with the value) the rest."""
     def check(text: str) -> int:
         try:
             value = int(text)
@@ -499,34 +501,33 @@ def _at_most(flag: str, limit: int, refusal: str):
     return check
 
 
+#: how to start from weights train.py does not resume by itself (``--epoch N`` / ``--load_iter N`` of train.py)
+_START_FROM = ("{{value}}: train.py --continue_train resumes the latest training state; to start a new run from "
+               "{files}, copy them into a new run folder as latest_net_G.pth and latest_net_D.pth and add "
+               "--continue_train there")
+
+
 def _add_official(p: argparse.ArgumentParser, script: str) -> None:
     """The official pix2pix's flags that are not ours already: honoured ones (with the official meaning) and
     refused ones (:class:`_Refused`). ``script``: "train" or "test"."""
     train = script == "train"
     o = p.add_argument_group("official pix2pix flags (docs/migration.md)")
     if train:
-        o.add_argument("--model", default=argparse.SUPPRESS, type=_choice(
-            "--model", ("pix2pix",), {"test": "test is the official's test-time model (a generator alone over single "
-                                              "images): use it with test.py; train.py trains --model pix2pix"},
-            "only pix2pix (paired A|B training) is implemented here, not {value}"),
-            help="pix2pix (the only model here)")
-        o.add_argument("--dataset_mode", default=argparse.SUPPRESS, type=_choice(
-            "--dataset_mode", ("aligned",), {"single": "single is test.py's (a generator over plain images); training "
-                                                       "needs A|B pairs: --dataset_mode aligned"},
-            "only aligned A|B pairs (and single images at test time) are read here, not {value}"),
-            help="aligned (A|B pairs, the only training data here)")
-        o.add_argument("--epoch", default=argparse.SUPPRESS, type=_choice(
-            "--epoch", ("latest",), {}, "{value}: train.py --continue_train resumes the latest training state; "
-                                        "to start a new run from epoch {value}'s weights, copy {value}_net_G.pth and "
-                                        "{value}_net_D.pth into a new run folder as latest_net_G.pth and "
-                                        "latest_net_D.pth and add --continue_train there"),
-            help="latest (the state --continue_train resumes)")
-        o.add_argument("--load_iter", default=argparse.SUPPRESS, type=_at_most(
-            "--load_iter", 0, "{value}: train.py --continue_train resumes the latest training state; to "
-                              "start a new run from iter_{value}_net_G.pth and iter_{value}_net_D.pth, copy them into "
-                              "a new run folder as latest_net_G.pth and latest_net_D.pth and add --continue_train "
-                              "there"),
-            help="0 (test.py reads --save_by_iter's files)")
+        o.add_argument("--model", default=argparse.SUPPRESS, help="pix2pix (the only model here)", type=_choice(
+            ("pix2pix",), {"test": "test is the official's test-time model (a generator alone over single images): "
+                                   "use it with test.py; train.py trains --model pix2pix"},
+            "only pix2pix (paired A|B training) is implemented here, not {value}"))
+        o.add_argument("--dataset_mode", default=argparse.SUPPRESS, help="aligned (A|B pairs: what training reads)",
+                       type=_choice(("aligned",), {"single": "single is test.py's (a generator over plain images); "
+                                                             "training needs A|B pairs: --dataset_mode aligned"},
+                                    "only aligned A|B pairs (and single images at test time) are read here, not "
+                                    "{value}"))
+        o.add_argument("--epoch", default=argparse.SUPPRESS, help="latest (the state --continue_train resumes)",
+                       type=_choice(("latest",), {}, _START_FROM.format(files="{value}_net_G.pth and "
+                                                                              "{value}_net_D.pth")))
+        o.add_argument("--load_iter", default=argparse.SUPPRESS, help="0 (test.py reads --save_by_iter's files)",
+                       type=_at_most(0, _START_FROM.format(files="iter_{value}_net_G.pth and "
+                                                                 "iter_{value}_net_D.pth")))
         o.add_argument("--epoch_count", type=positive_int, default=None,
                        help="number the first epoch of a new run N (its schedule starts there, as the official's); "
                             "with --continue_train: the saved run's next epoch, or left out")
@@ -536,24 +537,23 @@ def _add_official(p: argparse.ArgumentParser, script: str) -> None:
         o.add_argument("--no_html", action="store_true", help="write no web/ gallery")
         o.add_argument("--update_html_freq", type=positive_int, default=None,
                        help="refresh the current epoch's gallery row every N iterations (default: at the epoch's end)")
-        o.add_argument("--display_id", default=argparse.SUPPRESS, type=_at_most(
-            "--display_id", 0, "{value} opens a visdom window, and visdom is not used here: use "
-                               "--tensorboard (or --use_wandb); web/index.html and loss_curve.png are written anyway"),
-            help="0 or less: no visdom window (there is none here)")
-        o.add_argument("--pool_size", default=argparse.SUPPRESS, type=_at_most(
-            "--pool_size", 0, "{value}: pix2pix keeps no pool of generated images (the official pix2pix "
-                              "model sets --pool_size 0 too); drop the flag"),
-            help="0 (pix2pix uses no image pool)")
+        o.add_argument("--display_id", default=argparse.SUPPRESS, help="0 or less: no visdom window (none here)",
+                       type=_at_most(0, "{value} opens a visdom window, and visdom is not used here: use "
+                                        "--tensorboard (or --use_wandb); web/index.html and loss_curve.png are "
+                                        "written anyway"))
+        o.add_argument("--pool_size", default=argparse.SUPPRESS, help="0 (pix2pix uses no image pool)",
+                       type=_at_most(0, "{value}: pix2pix keeps no pool of generated images (the official pix2pix "
+                                        "model sets --pool_size 0 too); drop the flag"))
     else:
         o.add_argument("--load_iter", type=non_negative_int, default=0,
                        help="load iter_N_net_G.pth (train.py --save_by_iter) instead of --epoch's; results go to "
                             "PHASE_iter_N")
         o.add_argument("--aspect_ratio", type=positive_float, default=1.0,
                        help="resize the saved images to this width/height ratio (above 1 wider, below 1 taller)")
-        o.add_argument("--model_suffix", default="", type=_choice(
-            "--model_suffix", ("",), {}, "{value!r} picks one of CycleGAN's generators (latest_net_G{value}.pth); a "
-                                         "pix2pix run has one, latest_net_G.pth: drop the flag"),
-            help="empty (a pix2pix run has one generator)")
+        o.add_argument("--model_suffix", default="", help="empty (a pix2pix run has one generator)",
+                       type=_choice(("",), {}, "{value!r} picks one of CycleGAN's generators "
+                                               "(latest_net_G{value}.pth); a pix2pix run has one, latest_net_G.pth: "
+                                               "drop the flag"))
         o.add_argument("--serial_batches", action="store_true", help="no effect: test.py reads the images in order")
         for flag, kind in (("--ndf", positive_int), ("--netD", str), ("--n_layers_D", positive_int),
                            ("--init_type", str), ("--init_gain", positive_float)):

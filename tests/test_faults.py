@@ -698,7 +698,8 @@ def test_a_corrupt_image_read_by_a_loader_worker_is_one_sentence(ab_root, tmp_pa
     assert train_main(tiny_args(data, tmp_path, "w", "--num_threads", "2", "--n_epochs_decay", "0")) == 2
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "error" in line]  # (the progress bar shares stderr)
-    assert len(lines) == 1 and lines[0].startswith("train.py: error: cannot read the image ") and broken.name in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("train.py: error: cannot read the image ")
+    assert broken.name in lines[0]
     assert "Traceback" not in err and "DataLoader worker" not in err
     make_run(tmp_path / "checkpoints", "ok")
     shutil.copy(broken, data / "val" / broken.name)

@@ -106,7 +106,7 @@ def test_gpu_ids_names_the_device_or_torchrun(value, replacement, capsys):
     ("--dataset_mode", "single", "training needs A|B pairs: --dataset_mode aligned"),
     ("--pool_size", "50", "pix2pix keeps no pool of generated images"),
     ("--display_id", "1", "visdom is not used here: use --tensorboard"),
-    ("--epoch", "5", "copy 5_net_G.pth and 5_net_D.pth into a new run folder as latest_net_G.pth"),
+    ("--epoch", "5", "from 5_net_G.pth and 5_net_D.pth, copy them into a new run folder as latest_net_G.pth"),
     ("--load_iter", "100", "copy them into a new run folder as latest_net_G.pth"),
 ])
 def test_honoured_flags_take_the_official_pix2pix_values_and_refuse_the_rest(flag, bad, reason, capsys):

@@ -19,7 +19,7 @@ are finite before anything is written, and knows what was saved last (for the ad
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
@@ -78,28 +78,6 @@ def load_training_state(run_dir: Path) -> dict[str, Any]:
         raise TrainingError(f"--continue_train: {path} is not a pix2pix-TR training state (format "
                             f"{FORMAT_VERSION}); start a new run under another --name")
     return state
-
-
-# Options that define the networks and the optimiser state: a resumed run must use the same values.
-# The optimiser settings are restored from the saved param groups on resume, so a changed value would be
-# silently ignored: refuse it instead.
-RESUME_MUST_MATCH = ("netG", "netD", "ngf", "ndf", "n_layers_D", "norm", "input_nc", "output_nc", "no_dropout",
-                     "optimizer", "gan_mode", "lr_policy", "lr", "beta1", "beta2", "tr_lambda", "tr_period",
-                     "tr_mode", "no_tr_inner_decay", "tr_restart_each_epoch")
-
-
-def check_resume_options(saved: dict[str, Any], current: dict[str, Any], run_dir: Path,
-                         overrides: Iterable[str] = ()) -> None:
-    """Refuse to resume with options that change the networks or the optimiser (one sentence, names the flag),
-    except those the user names in ``--override`` (see :data:`pix2pix_tr.training.guards.OVERRIDABLE`)."""
-    from .guards import OVERRIDABLE
-
-    for key in RESUME_MUST_MATCH:
-        if key in saved and key in current and saved[key] != current[key] and key not in overrides:
-            hint = f", or add --override {key} to change it on purpose" if key in OVERRIDABLE else ""
-            raise TrainingError(
-                f"--continue_train: --{key} is {current[key]!r} but the run in {run_dir} was trained with "
-                f"{saved[key]!r}; pass the original run's options (see {Path(run_dir) / 'train_opt.txt'}){hint}")
 
 
 class Checkpointer:
