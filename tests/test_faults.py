@@ -728,3 +728,34 @@ def test_checkpoints_never_overlap_any_part_of_the_dataroot(ab_root, tmp_path, c
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err, err
     assert sorted(p.relative_to(data).as_posix() for p in data.rglob("*")) == before
+
+
+def test_a_run_that_fails_before_its_first_state_leaves_no_weights(ab_root, tmp_path, capsys, monkeypatch):
+    """The weights a run wrote before committing its first training state (an epoch's files, then a full disk on the
+    state) are removed, so its advice "run the same command again" is not refused as another run's folder; the
+    weights of a folder it started from are kept."""
+    import errno
+
+    real_save = torch.save
+
+    def state_never_fits(obj, f, *args, **kwargs):
+        if ".training_state.pth" in str(getattr(f, "name", "")):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", state_never_fits)
+    args = tiny_args(ab_root, tmp_path, "f", "--max_dataset_size", "2", "--n_epochs_decay", "0")
+    assert train_main(args) == 3
+    assert not list((tmp_path / "f").glob("*.pth"))  # 1_net_*.pth and latest_net_*.pth were written, then removed
+    assert "run the same command again" in capsys.readouterr().err
+    # a start from weights that fails the same way keeps the weights it started from (moved to pretrained/)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert train_main(args) == 0
+    (tmp_path / "f" / "training_state.pth").unlink()
+    monkeypatch.setattr(torch, "save", state_never_fits)
+    assert train_main(args + ["--continue_train"]) == 3
+    assert sorted(p.name for p in (tmp_path / "f").rglob("*.pth")) == ["1_net_D.pth", "1_net_G.pth",
+                                                                       "latest_net_D.pth", "latest_net_G.pth"]
+    assert all(p.parent.name == "pretrained" for p in (tmp_path / "f").rglob("*.pth"))
+    monkeypatch.setattr(torch, "save", real_save)
+    assert train_main(args + ["--continue_train"]) == 0  # starts from the kept weights, as before

@@ -90,9 +90,12 @@ def train(opt: Namespace | TrainConfig, *, after_iteration: Callable[[int], None
         created = not run_dir.exists()
         if ctx.is_main:
             lock = RunLock(run_dir).acquire()
+        found_before = _file_identities(run_dir)
         try:
             return run(cfg, ctx, run_dir, after_iteration)
         except BaseException as exc:
+            if lock is not None:
+                remove_uncommitted_weights(run_dir, found_before)  # never raises
             if created and lock is not None:
                 lock.remove_folder_if_empty()  # a run that failed its checks leaves no folder behind; never raises
             if isinstance(exc, (OSError, RuntimeError)) and not isinstance(exc, TrainingError) and is_no_space(exc):
@@ -398,6 +401,31 @@ def prepare_run_dir(run_dir: Path, continue_train: bool) -> None:
         f"{run_dir} already holds another run's files ({shown}) but neither a training state nor latest_net_G.pth: "
         f"choose another --name (or delete the folder to start over); to start from one of those epochs, copy its "
         f"N_net_G.pth and N_net_D.pth to latest_net_G.pth and latest_net_D.pth and add --continue_train")
+
+
+def _file_identities(run_dir: Path) -> dict[str, tuple[int, int]]:
+    """``{name: (inode, mtime)}`` of :func:`checkpoint_files`: a file rewritten under its name is another file, a
+    file renamed (into ``pretrained/``) the same one."""
+    found = {}
+    for name in checkpoint_files(run_dir):
+        with contextlib.suppress(OSError):
+            st = (run_dir / name).stat()
+            found[name] = (st.st_ino, st.st_mtime_ns)
+    return found
+
+
+def remove_uncommitted_weights(run_dir: Path, found_before: dict[str, tuple[int, int]]) -> None:
+    """A run that fails (diverges, fills the disk, is aborted) before committing its first training state removes
+    the weights it wrote (an epoch's files, ``latest_*``, ``iter_*``): no checkpoint was saved, as its message
+    says, and the same command then runs again in the folder instead of being refused as another run's. Called
+    holding the lock; files that were there before the run are left alone; never raises."""
+    if (run_dir / STATE_FILE).exists():
+        return
+    kept = set(found_before.values())  # by identity: files moved into pretrained/ are the same files
+    for name, identity in _file_identities(run_dir).items():
+        if identity not in kept:
+            with contextlib.suppress(OSError):
+                (run_dir / name).unlink()
 
 
 def checkpoint_files(run_dir: Path) -> list[str]:
