@@ -759,3 +759,32 @@ def test_a_run_that_fails_before_its_first_state_leaves_no_weights(ab_root, tmp_
     assert all(p.parent.name == "pretrained" for p in (tmp_path / "f").rglob("*.pth"))
     monkeypatch.setattr(torch, "save", real_save)
     assert train_main(args + ["--continue_train"]) == 0  # starts from the kept weights, as before
+
+
+def test_a_run_killed_before_its_first_state_is_rerun_by_the_same_command(ab_root, tmp_path, capsys, monkeypatch):
+    """kill -9 between a new run's first weights and its first state leaves weights without a state; the folder's
+    .uncommitted mark says they are an interrupted start's, so the same command runs again (a copied run has no mark
+    and is refused: test_a_new_run_never_writes_into_a_folder_holding_another_runs_weights)."""
+    import pix2pix_tr.io as io_module
+    import pix2pix_tr.training.loop as loop_module
+
+    real_replace = os.replace
+
+    def die_before_the_state(src, dst):
+        if Path(dst).name == "training_state.pth":
+            raise Killed
+        real_replace(src, dst)
+
+    monkeypatch.setattr(io_module.os, "replace", die_before_the_state)
+    monkeypatch.setattr(loop_module, "remove_uncommitted_weights", lambda *a: None)  # SIGKILL: no cleanup runs
+    args = tiny_args(ab_root, tmp_path, "k9", "--max_dataset_size", "2", "--n_epochs_decay", "0")
+    with pytest.raises(Killed):
+        train_main(args)
+    run_dir = tmp_path / "k9"
+    assert (run_dir / ".uncommitted").exists() and (run_dir / "latest_net_G.pth").exists()
+    assert not (run_dir / "training_state.pth").exists()
+    monkeypatch.setattr(io_module.os, "replace", real_replace)
+    capsys.readouterr()
+    assert train_main(args) == 0
+    assert "removed 4 network file(s) of a run started in" in capsys.readouterr().out
+    assert (run_dir / "training_state.pth").exists() and not (run_dir / ".uncommitted").exists()

@@ -28,6 +28,9 @@ from ..safe_load import UnloadableCheckpointError, load_weights_only
 from .errors import NoSpaceLeft, TrainingDiverged, TrainingError
 
 STATE_FILE = "training_state.pth"
+#: written by a new run before its first weights and removed when its first training state is committed: weights in
+#: a folder that holds it (and no state) are an interrupted start's (kill -9), not another run's
+UNCOMMITTED = ".uncommitted"
 FORMAT_VERSION = 1
 
 
@@ -123,6 +126,7 @@ class Checkpointer:
         if self.is_main:
             save_networks(self.run_dir, "latest", state.G, state.D)
             save_training_state(self.run_dir, state.state_dict())  # last: it commits the save
+            (self.run_dir / UNCOMMITTED).unlink(missing_ok=True)
         self.last_saved = state.total_iters
 
     def save_iter(self, state) -> None:

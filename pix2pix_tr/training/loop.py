@@ -50,7 +50,7 @@ from ..models import GANLoss, count_parameters, define_D, define_G
 from ..models.pix2pix import NonFiniteLossError, train_step
 from ..options import format_options, non_default_options, options_to_json_dict
 from ..paths import PathError, check_no_overlap, ensure_writable_dir, is_within, join_name
-from .checkpoint import STATE_FILE, Checkpointer, load_training_state
+from .checkpoint import STATE_FILE, UNCOMMITTED, Checkpointer, load_training_state
 from .config import TrainConfig
 from .distributed import DistContext, ddp_wrap, init_distributed
 from .errors import NoSpaceLeft, TrainingError
@@ -132,6 +132,9 @@ def run(cfg: TrainConfig, ctx: DistContext, run_dir: Path,
     if from_weights and ctx.is_main:
         say(ctx, keep_pretrained(run_dir))
     if ctx.is_main:  # after the data checks, so a typo in --dataroot leaves no folder behind
+        if saved is None and not from_weights:  # a new run: until its first state, its weights are not a run's
+            atomic_write_text(run_dir / UNCOMMITTED, "a new training run started here and has not committed its "
+                                                     "first training state yet\n")
         atomic_write_text(run_dir / "train_opt.txt", format_options(cfg.options))
         atomic_write_text(run_dir / "train_opt.json",
                           json.dumps(options_to_json_dict(cfg.options), indent=2, sort_keys=True) + "\n")
@@ -296,7 +299,9 @@ def _checked_run_dir(cfg: TrainConfig) -> Path:
 def _saved_run(cfg: TrainConfig, ctx: DistContext, run_dir: Path) -> tuple[dict[str, Any] | None, bool]:
     """``(saved training state or None, from_weights)``: what ``--continue_train`` resumes, checked against the
     options; ``from_weights`` when the folder holds weights without a state (e.g. an official pix2pix folder)."""
-    prepare_run_dir(run_dir, cfg.continue_train)
+    note = prepare_run_dir(run_dir, cfg.continue_train)
+    if note:
+        say(ctx, note)
     if cfg.norm == "syncbatch" and ctx.distributed and ctx.device.type != "cuda":
         raise TrainingError("--norm syncbatch synchronises batch statistics between GPUs and needs CUDA; on CPU "
                             "use --norm batch (or instance)")
@@ -376,19 +381,27 @@ def autocast_factory(amp: str, device: torch.device) -> Callable[[], contextlib.
     return partial(torch.autocast, device_type=device.type, dtype=dtype)
 
 
-def prepare_run_dir(run_dir: Path, continue_train: bool) -> None:
+def prepare_run_dir(run_dir: Path, continue_train: bool) -> str | None:
     """A run never writes into a folder holding another run's checkpoints without being told how: a new run
     refuses a folder with a training state or any network weights (a forgotten ``--continue_train``, a copied
     run, an official pretrained folder), naming what is there and the choices. A folder holding only the
-    options, log or gallery of a run that saved nothing (e.g. one that diverged at once) is reused."""
+    options, log or gallery of a run that saved nothing (e.g. one that diverged at once) is reused, and so are the
+    weights of a new run killed before its first state (marked :data:`UNCOMMITTED`): they are removed, and the
+    returned note says so."""
     if (run_dir / STATE_FILE).exists():
         if not continue_train:
             raise TrainingError(f"{run_dir} already holds a training run: add --continue_train to resume it, or "
                                 f"choose another --name (or delete the folder to start over)")
-        return
+        return None
     found = checkpoint_files(run_dir)
     if not found:
-        return
+        return None
+    if (run_dir / UNCOMMITTED).exists() and not continue_train:
+        leftovers = [name for name in found if "/" not in name]
+        for name in leftovers:
+            (run_dir / name).unlink()
+        return (f"removed {len(leftovers)} network file(s) of a run started in {run_dir} that was stopped before "
+                f"saving its first training state")
     shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
     if is_pretrained_folder(run_dir):
         if not continue_train:
