@@ -18,8 +18,10 @@ reads it and :func:`merge_test_options` fills a test run's unset network/data op
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -88,7 +90,7 @@ def train_parser() -> argparse.ArgumentParser:
     """The argparse parser of train.py (pix2pix's train options, plus the TR optimiser and speed flags)."""
     p = argparse.ArgumentParser(
         prog="train.py", description="Train pix2pix (U-Net G + PatchGAN D), each network with its own optimiser "
-        "(TRAdam by default), on aligned A|B image pairs.",
+        "(TRAdam by default), on aligned A|B image pairs.", usage=USAGE,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_common(p, test=False)
     p.add_argument("--phase", default="train", help="subfolder of --dataroot to train on")
@@ -166,6 +168,7 @@ def train_parser() -> argparse.ArgumentParser:
     f.add_argument("--max_iters", type=non_negative_int, default=0,
                    help="stop after this many iterations in total, saving the state (0 = no limit); "
                         "for smoke tests and for splitting a run into chunks")
+    _add_official(p, "train")
     return p
 
 
@@ -173,7 +176,8 @@ def test_parser() -> argparse.ArgumentParser:
     """The argparse parser of test.py. Network/data flags default to None = "as saved in train_opt.json"."""
     p = argparse.ArgumentParser(
         prog="test.py", description="Run a trained pix2pix generator over a folder of A|B pairs and write an "
-        "HTML page of real_A / fake_B / real_B.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "HTML page of real_A / fake_B / real_B.", usage=USAGE,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_common(p, test=True)
     p.add_argument("--results_dir", default="./results", help="results go to RESULTS_DIR/NAME/PHASE_EPOCH/")
     p.add_argument("--epoch", default="latest", help="which checkpoint: latest or an epoch number")
@@ -183,10 +187,14 @@ def test_parser() -> argparse.ArgumentParser:
                         "the results folder (default single)")
     p.add_argument("--eval", action="store_true",
                    help="eval mode (batch-norm running statistics, no dropout); pix2pix's default is train mode")
-    p.add_argument("--dataset_mode", choices=("aligned", "single"), default=None,
+    p.add_argument("--dataset_mode", default=None,
+                   type=_choice(("aligned", "single"), {},
+                                "only aligned A|B pairs and single images are read here, not {value}"),
                    help="aligned: A|B pairs in DATAROOT/PHASE (default); single: plain input images (e.g. label maps) "
                         "in --dataroot, a folder, a text file of paths, or one image")
-    p.add_argument("--model", choices=("pix2pix", "test"), default=None,
+    p.add_argument("--model", default=None,
+                   type=_choice(("pix2pix", "test"), {},
+                                "only pix2pix (and its generator alone, test) is implemented here, not {value}"),
                    help="the official spelling: test = a generator alone on single images (implies --dataset_mode "
                         "single); pix2pix = aligned pairs")
     p.add_argument("--label_format", choices=("auto", "color", "label_ids", "train_ids"), default="auto",
@@ -194,6 +202,7 @@ def test_parser() -> argparse.ArgumentParser:
                         "train ids by their values and colours them as in training")
     p.add_argument("--amp", choices=AMP_MODES, default="none", help="run the generator under bf16/fp16 autocast")
     p.set_defaults(num_threads=0, seed=0)
+    _add_official(p, "test")
     return p
 
 
@@ -219,6 +228,10 @@ def check_train_options(opt: argparse.Namespace, parser: argparse.ArgumentParser
     problem = device_problem(opt.device, check_available=False)  # whether CUDA is there is checked at run time
     if problem is not None:
         parser.error(problem)
+    if opt.epoch_count is not None and opt.epoch_count > opt.n_epochs + opt.n_epochs_decay:
+        parser.error(f"--epoch_count {opt.epoch_count} is past the last epoch (--n_epochs + --n_epochs_decay = "
+                     f"{opt.n_epochs + opt.n_epochs_decay}): nothing to train")
+    _apply_suffix(opt, parser)
     if opt.name in ("", ".", "..") or "/" in opt.name or "\\" in opt.name:
         parser.error(f"--name {opt.name!r} must be a plain folder name (no slashes)")
     opt.override = sorted(set(opt.override))
@@ -237,13 +250,19 @@ def parse_test(argv: Sequence[str] | None = None) -> argparse.Namespace:
     opt = parser.parse_args(argv)
     if opt.epoch != "latest" and not opt.epoch.isdigit():
         parser.error(f"--epoch must be 'latest' or an epoch number, got {opt.epoch!r}")
+    if opt.use_wandb and importlib.util.find_spec("wandb") is None:
+        parser.error("--use_wandb needs the wandb package, which is not installed: pip install 'pix2pix-tr[wandb]'")
+    if opt.load_iter > 0:  # the official's iter_N_net_G.pth (train.py --save_by_iter), in place of --epoch
+        opt.epoch = f"iter_{opt.load_iter}"
+    _apply_suffix(opt, parser)  # (test.py checks that --name is a plain folder name, naming the flag)
     return opt
 
 
 def train_defaults() -> dict[str, Any]:
     """Every train option's default (``--dataroot`` excluded)."""
     parser = train_parser()
-    return {a.dest: a.default for a in parser._actions if a.dest not in ("help", "dataroot")}
+    return {a.dest: a.default for a in parser._actions
+            if a.dest not in ("help", "dataroot") and a.default is not argparse.SUPPRESS}
 
 
 def _as_dict(opt: argparse.Namespace | Mapping[str, Any]) -> dict[str, Any]:
@@ -300,3 +319,279 @@ def merge_test_options(opt: argparse.Namespace, train_opt: dict[str, Any] | None
         if getattr(merged, key, None) is None:
             setattr(merged, key, train_opt.get(key, defaults[key]))
     return merged
+
+
+# ------------------------------------------------------------------------------------------------ official flags
+#: The short usage line of an error (argparse's own lists every flag: 30 lines before the one that matters).
+USAGE = "%(prog)s --dataroot DATAROOT [--name NAME] [options]  (%(prog)s --help lists them)"
+
+
+@dataclass(frozen=True)
+class OfficialFlag:
+    """One flag of the official pix2pix's train.py / test.py and what it does here.
+
+    ``scripts``: "train", "test" or "train, test" (where the official accepts it). ``status``: ``same`` (same name,
+    same meaning), ``honoured`` (accepted with the official meaning, see ``here``) or ``refused`` (one sentence
+    naming ``here``, our replacement). ``here`` is what the docs' table says."""
+
+    flag: str
+    scripts: str
+    status: str
+    here: str
+
+
+_COUNTED = "counted in iterations (batches); the official counts images, the same at --batch_size 1"
+
+#: Every flag of the official pytorch-CycleGAN-and-pix2pix train.py and test.py for pix2pix (options/base_options.py,
+#: train_options.py, test_options.py, models/pix2pix_model.py and test_model.py), its older names and CycleGAN's
+#: own flags. docs/migration.md's table is generated from it (:func:`official_flags_markdown`; a test compares).
+OFFICIAL_FLAGS: tuple[OfficialFlag, ...] = (
+    OfficialFlag("--dataroot", "train, test", "same", ""),
+    OfficialFlag("--name", "train, test", "same", ""),
+    OfficialFlag("--gpu_ids", "train, test", "refused", "`--device cuda:N` for GPU N, `--device cpu` for -1, "
+                 "torchrun (one process per GPU) for several"),
+    OfficialFlag("--checkpoints_dir", "train, test", "same", ""),
+    OfficialFlag("--model", "train, test", "honoured", "`pix2pix`; `test` at test time (a generator alone over "
+                 "single images, implies `--dataset_mode single`); other models are refused"),
+    OfficialFlag("--input_nc", "train, test", "same", ""),
+    OfficialFlag("--output_nc", "train, test", "same", ""),
+    OfficialFlag("--ngf", "train, test", "same", ""),
+    OfficialFlag("--ndf", "train, test", "same", "no effect at test time (D is not built), as in the official"),
+    OfficialFlag("--netD", "train, test", "same", "no effect at test time, as in the official"),
+    OfficialFlag("--netG", "train, test", "same", "default `unet_256`, the official pix2pix model's; also `unet_64`"),
+    OfficialFlag("--n_layers_D", "train, test", "same", "no effect at test time, as in the official"),
+    OfficialFlag("--norm", "train, test", "same", "default `batch`, the official pix2pix model's; also `syncbatch`"),
+    OfficialFlag("--init_type", "train, test", "same", "no effect at test time, as in the official"),
+    OfficialFlag("--init_gain", "train, test", "same", "no effect at test time, as in the official"),
+    OfficialFlag("--no_dropout", "train, test", "same", ""),
+    OfficialFlag("--dataset_mode", "train, test", "honoured", "`aligned`; `single` at test time; `unaligned` "
+                 "and `colorization` are refused"),
+    OfficialFlag("--direction", "train, test", "same", ""),
+    OfficialFlag("--serial_batches", "train, test", "honoured", "the samples in file order, not shuffled (test.py "
+                 "always reads them in order)"),
+    OfficialFlag("--num_threads", "train, test", "same", "test.py: loader workers (the official forces 0)"),
+    OfficialFlag("--batch_size", "train, test", "same", "test.py: batches of that size (the official forces 1)"),
+    OfficialFlag("--load_size", "train, test", "same", ""),
+    OfficialFlag("--crop_size", "train, test", "same", ""),
+    OfficialFlag("--max_dataset_size", "train, test", "same", ""),
+    OfficialFlag("--preprocess", "train, test", "same", ""),
+    OfficialFlag("--no_flip", "train, test", "same", ""),
+    OfficialFlag("--display_winsize", "train, test", "honoured", "the width of the images on the web pages"),
+    OfficialFlag("--epoch", "train, test", "honoured", "test.py: which checkpoint; train.py: `latest` only "
+                 "(`--continue_train` resumes the latest state; another epoch is refused with the way to start "
+                 "from it)"),
+    OfficialFlag("--load_iter", "train, test", "honoured", "test.py: loads `iter_N_net_G.pth` (written by "
+                 "`--save_by_iter`), results in `{phase}_iter_N` (the official: `{phase}_{epoch}_iterN`); train.py: "
+                 "0 only"),
+    OfficialFlag("--verbose", "train, test", "honoured", "prints the networks and their parameter counts"),
+    OfficialFlag("--suffix", "train, test", "honoured", "`--name` becomes `NAME_SUFFIX`, the suffix formatted "
+                 "with the options (`{netG}_size{load_size}`)"),
+    OfficialFlag("--use_wandb", "train, test", "honoured", "logs the losses, learning rates and gallery images "
+                 "(test.py: the result images) to Weights & Biases; `pip install 'pix2pix-tr[wandb]'`"),
+    OfficialFlag("--wandb_project_name", "train, test", "honoured", "the W&B project, default "
+                 "`CycleGAN-and-pix2pix` as in the official"),
+    OfficialFlag("--display_freq", "train", "honoured", "how often the progress bar shows the losses (no visdom); "
+                 + _COUNTED),
+    OfficialFlag("--display_ncols", "train", "refused", "visdom is not used: `--tensorboard` or `--use_wandb`"),
+    OfficialFlag("--display_id", "train", "honoured", "0 or less (no visdom window) is what happens here; a "
+                 "window id above 0 is refused naming `--tensorboard` or `--use_wandb`"),
+    OfficialFlag("--display_server", "train", "refused", "visdom is not used: `--tensorboard` or `--use_wandb`"),
+    OfficialFlag("--display_env", "train", "refused", "visdom is not used: `--tensorboard` or `--use_wandb`"),
+    OfficialFlag("--display_port", "train", "refused", "visdom is not used: `--tensorboard` or `--use_wandb`"),
+    OfficialFlag("--update_html_freq", "train", "honoured", "refreshes the current epoch's row of `web/index.html` "
+                 "every N iterations (default: off, the row is written at the epoch's end); " + _COUNTED),
+    OfficialFlag("--print_freq", "train", "same", _COUNTED),
+    OfficialFlag("--no_html", "train", "honoured", "no `web/` gallery"),
+    OfficialFlag("--save_latest_freq", "train", "same", _COUNTED),
+    OfficialFlag("--save_epoch_freq", "train", "same", ""),
+    OfficialFlag("--save_by_iter", "train", "honoured", "every `--save_latest_freq` save also writes "
+                 "`iter_N_net_G.pth` / `iter_N_net_D.pth` (the latest networks are kept as well, for resuming)"),
+    OfficialFlag("--continue_train", "train", "same", "resumes the full state (optimisers, schedule, position)"),
+    OfficialFlag("--epoch_count", "train", "honoured", "a new run numbers its first epoch N and starts the "
+                 "schedule there; with `--continue_train` it must be the saved run's next epoch (or left out)"),
+    OfficialFlag("--phase", "train, test", "same", "test.py's default is `val` (the official's `test`)"),
+    OfficialFlag("--n_epochs", "train", "same", ""),
+    OfficialFlag("--n_epochs_decay", "train", "same", ""),
+    OfficialFlag("--beta1", "train", "same", ""),
+    OfficialFlag("--lr", "train", "same", ""),
+    OfficialFlag("--gan_mode", "train", "same", "default `vanilla`, the official pix2pix model's"),
+    OfficialFlag("--pool_size", "train", "honoured", "0 (the official pix2pix model's: no image pool); other "
+                 "sizes are refused"),
+    OfficialFlag("--lr_policy", "train", "same", "`linear`, `step`, `plateau`, `cosine` (stepping: docs/training.md)"),
+    OfficialFlag("--lr_decay_iters", "train", "same", ""),
+    OfficialFlag("--lambda_L1", "train", "same", ""),
+    OfficialFlag("--results_dir", "test", "same", ""),
+    OfficialFlag("--aspect_ratio", "test", "honoured", "the saved images are resized to that width/height ratio"),
+    OfficialFlag("--eval", "test", "same", ""),
+    OfficialFlag("--num_test", "test", "same", "default: all images (the official's 50)"),
+    OfficialFlag("--model_suffix", "test", "honoured", "empty only: a pix2pix run has one generator, "
+                 "`latest_net_G.pth`"),
+    # older official names
+    OfficialFlag("--niter", "train", "refused", "`--n_epochs`"),
+    OfficialFlag("--niter_decay", "train", "refused", "`--n_epochs_decay`"),
+    OfficialFlag("--which_direction", "train, test", "refused", "`--direction`"),
+    OfficialFlag("--which_model_netG", "train, test", "refused", "`--netG`"),
+    OfficialFlag("--which_model_netD", "train, test", "refused", "`--netD`"),
+    OfficialFlag("--loadSize", "train, test", "refused", "`--load_size`"),
+    OfficialFlag("--fineSize", "train, test", "refused", "`--crop_size`"),
+    OfficialFlag("--resize_or_crop", "train, test", "refused", "`--preprocess`"),
+    OfficialFlag("--no_lsgan", "train", "refused", "`--gan_mode vanilla` (the default here)"),
+    OfficialFlag("--which_epoch", "train, test", "refused", "`--epoch`"),
+    OfficialFlag("--how_many", "test", "refused", "`--num_test`"),
+    OfficialFlag("--ntest", "test", "refused", "`--num_test`"),
+    # CycleGAN's own
+    OfficialFlag("--lambda_A", "train", "refused", "CycleGAN only: only pix2pix is implemented here"),
+    OfficialFlag("--lambda_B", "train", "refused", "CycleGAN only: only pix2pix is implemented here"),
+    OfficialFlag("--lambda_identity", "train", "refused", "CycleGAN only: only pix2pix is implemented here"),
+)
+
+#: what ``--suffix`` formatting sees for the official flags that keep no value here
+_OFFICIAL_VALUES = {"model": "pix2pix", "dataset_mode": "aligned", "pool_size": 0, "epoch": "latest", "load_iter": 0,
+                    "display_id": 0, "model_suffix": ""}
+
+
+def official_refusal(flag: str, value: str | None) -> str:
+    """The one sentence refusing official ``flag`` (given ``value``), naming what to use here."""
+    if flag == "--gpu_ids":
+        ids = [part.strip() for part in (value or "").split(",") if part.strip()]
+        if len(ids) > 1:
+            return (f"--gpu_ids {value}: several GPUs run as one process each here: torchrun --nproc_per_node "
+                    f"{len(ids)} train.py ... (docs/training.md), with CUDA_VISIBLE_DEVICES={value} to pick them")
+        if ids and ids[0].lstrip("-").isdigit() and int(ids[0]) < 0:
+            return f"--gpu_ids {value} is the official pix2pix's CPU setting: use --device cpu here"
+        return (f"--gpu_ids {value}: use --device cuda:{ids[0] if ids else 0} here (--device auto picks CUDA when "
+                f"present)")
+    entry = next(e for e in OFFICIAL_FLAGS if e.flag == flag)
+    if flag.startswith("--display_"):
+        return f"{flag} configures visdom, which is not used here: use --tensorboard (or --use_wandb) for live " \
+               f"curves and images; web/index.html and loss_curve.png are written anyway"
+    if entry.here.startswith("CycleGAN only"):
+        return f"{flag} is a CycleGAN option: only pix2pix (--model pix2pix) is implemented here"
+    name = entry.here.split("`")[1]  # the flag named first, e.g. `--gan_mode vanilla`
+    return f"{flag} is the official pix2pix's older name of {name.split()[0]}: use {name}"
+
+
+class _Refused(argparse.Action):
+    """An official flag that has no counterpart here: parsing it ends with the sentence naming the replacement."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs="?", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(official_refusal(self.option_strings[0], values))
+
+
+def _choice(accepted: Sequence[str], why: Mapping[str, str], other: str):
+    """An argparse type accepting the ``accepted`` values; ``why[value]`` (or ``other``) refuses the rest."""
+    def check(text: str) -> str:
+        if text in accepted:
+            return text
+        raise argparse.ArgumentTypeError(why.get(text, other.format(value=text)))
+    return check
+
+
+def _at_most(limit: int, refusal: str):
+    """An argparse type accepting whole numbers up to ``limit``; ``refusal`` (formatted with the value) the rest."""
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value > limit:
+            raise argparse.ArgumentTypeError(refusal.format(value=value))
+        return value
+    return check
+
+
+#: how to start from weights train.py does not resume by itself (``--epoch N`` / ``--load_iter N`` of train.py)
+_START_FROM = ("{{value}}: train.py --continue_train resumes the latest training state; to start a new run from "
+               "{files}, copy them into a new run folder as latest_net_G.pth and latest_net_D.pth and add "
+               "--continue_train there")
+
+
+def _add_official(p: argparse.ArgumentParser, script: str) -> None:
+    """The official pix2pix's flags that are not ours already: honoured ones (with the official meaning) and
+    refused ones (:class:`_Refused`). ``script``: "train" or "test"."""
+    train = script == "train"
+    o = p.add_argument_group("official pix2pix flags (docs/migration.md)")
+    if train:
+        o.add_argument("--model", default=argparse.SUPPRESS, help="pix2pix (the only model here)", type=_choice(
+            ("pix2pix",), {"test": "test is the official's test-time model (a generator alone over single images): "
+                                   "use it with test.py; train.py trains --model pix2pix"},
+            "only pix2pix (paired A|B training) is implemented here, not {value}"))
+        o.add_argument("--dataset_mode", default=argparse.SUPPRESS, help="aligned (A|B pairs: what training reads)",
+                       type=_choice(("aligned",), {"single": "single is test.py's (a generator over plain images); "
+                                                             "training needs A|B pairs: --dataset_mode aligned"},
+                                    "only aligned A|B pairs (and single images at test time) are read here, not "
+                                    "{value}"))
+        o.add_argument("--epoch", default=argparse.SUPPRESS, help="latest (the state --continue_train resumes)",
+                       type=_choice(("latest",), {}, _START_FROM.format(files="{value}_net_G.pth and "
+                                                                              "{value}_net_D.pth")))
+        o.add_argument("--load_iter", default=argparse.SUPPRESS, help="0 (test.py reads --save_by_iter's files)",
+                       type=_at_most(0, _START_FROM.format(files="iter_{value}_net_G.pth and "
+                                                                 "iter_{value}_net_D.pth")))
+        o.add_argument("--epoch_count", type=positive_int, default=None,
+                       help="number the first epoch of a new run N (its schedule starts there, as the official's); "
+                            "with --continue_train: the saved run's next epoch, or left out")
+        o.add_argument("--serial_batches", action="store_true", help="take the samples in file order, not shuffled")
+        o.add_argument("--save_by_iter", action="store_true",
+                       help="every --save_latest_freq save also writes iter_N_net_G.pth / iter_N_net_D.pth")
+        o.add_argument("--no_html", action="store_true", help="write no web/ gallery")
+        o.add_argument("--update_html_freq", type=positive_int, default=None,
+                       help="refresh the current epoch's gallery row every N iterations (default: at the epoch's end)")
+        o.add_argument("--display_id", default=argparse.SUPPRESS, help="0 or less: no visdom window (none here)",
+                       type=_at_most(0, "{value} opens a visdom window, and visdom is not used here: use "
+                                        "--tensorboard (or --use_wandb); web/index.html and loss_curve.png are "
+                                        "written anyway"))
+        o.add_argument("--pool_size", default=argparse.SUPPRESS, help="0 (pix2pix uses no image pool)",
+                       type=_at_most(0, "{value}: pix2pix keeps no pool of generated images (the official pix2pix "
+                                        "model sets --pool_size 0 too); drop the flag"))
+    else:
+        o.add_argument("--load_iter", type=non_negative_int, default=0,
+                       help="load iter_N_net_G.pth (train.py --save_by_iter) instead of --epoch's; results go to "
+                            "PHASE_iter_N")
+        o.add_argument("--aspect_ratio", type=positive_float, default=1.0,
+                       help="resize the saved images to this width/height ratio (above 1 wider, below 1 taller)")
+        o.add_argument("--model_suffix", default="", help="empty (a pix2pix run has one generator)",
+                       type=_choice(("",), {}, "{value!r} picks one of CycleGAN's generators "
+                                               "(latest_net_G{value}.pth); a pix2pix run has one, latest_net_G.pth: "
+                                               "drop the flag"))
+        o.add_argument("--serial_batches", action="store_true", help="no effect: test.py reads the images in order")
+        for flag, kind in (("--ndf", positive_int), ("--netD", str), ("--n_layers_D", positive_int),
+                           ("--init_type", str), ("--init_gain", positive_float)):
+            o.add_argument(flag, type=kind, default=argparse.SUPPRESS,
+                           help="no effect at test time (as in the official: D is not built, G is loaded)")
+    o.add_argument("--display_winsize", type=positive_int, default=256, help="width of the images on the web pages")
+    o.add_argument("--verbose", action="store_true", help="print the networks and their parameter counts")
+    o.add_argument("--suffix", default="",
+                   help="append _SUFFIX to --name, formatted with the options, e.g. {netG}_size{load_size}")
+    o.add_argument("--use_wandb", action="store_true",
+                   help="also log to Weights & Biases (needs: pip install 'pix2pix-tr[wandb]'; WANDB_MODE=offline "
+                        "logs locally)")
+    o.add_argument("--wandb_project_name", default="CycleGAN-and-pix2pix", help="the W&B project")
+    known = {a for action in p._actions for a in action.option_strings}
+    for entry in OFFICIAL_FLAGS:
+        if entry.status == "refused" and script in entry.scripts and entry.flag not in known:
+            p.add_argument(entry.flag, action=_Refused)
+
+
+def _apply_suffix(opt: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """``--suffix``: ``--name`` becomes ``NAME_SUFFIX``, the suffix formatted with the options (as the official)."""
+    if not opt.suffix:
+        return
+    try:
+        suffix = opt.suffix.format(**{**_OFFICIAL_VALUES, **vars(opt)})
+    except (KeyError, IndexError, ValueError) as exc:
+        parser.error(f"--suffix {opt.suffix!r} cannot be formatted with the options ({type(exc).__name__}: {exc}): "
+                     f"name options in braces, e.g. {{netG}}_size{{load_size}}")
+    opt.name = f"{opt.name}_{suffix}"
+
+
+def official_flags_markdown() -> str:
+    """docs/migration.md's table of the official flags, generated from :data:`OFFICIAL_FLAGS`."""
+    lines = ["| official flag | in | here |", "|---|---|---|"]
+    for entry in OFFICIAL_FLAGS:
+        status = {"same": "same", "honoured": "honoured", "refused": "refused, use"}[entry.status]
+        here = f"{status}: {entry.here}" if entry.here else status
+        lines.append(f"| `{entry.flag}` | {entry.scripts} | {here} |")
+    return "\n".join(lines) + "\n"

@@ -225,8 +225,9 @@ def test_resume_with_another_lr_names_the_override_and_refuses_unknown_ones(ab_r
     with pytest.raises(SystemExit) as info:
         train_main(args + ["--continue_train", "--override", "ngf"])
     assert info.value.code == 2
-    assert "--override ngf is not an option that can change on resume; allowed: lr, dataroot" in \
-        capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--override ngf is not an option that can change on resume (the saved weights have this width" in err
+    assert "allowed: " in err and "lr, " in err and "dataroot" in err
     with pytest.raises(SystemExit):
         train_main(args + ["--override", "lr"])
     assert "--override" in (err := capsys.readouterr().err) and "--continue_train" in err
@@ -602,3 +603,188 @@ def test_read_only_output_folders_give_one_sentence(ab_root, tmp_path, capsys):
                           "--results_dir", str(ro / "results")]) == 2
         err = capsys.readouterr().err
         assert "--results_dir" in err and "cannot be created (Read-only file system)" in err
+
+
+# ---------------------------------------------------------------------------------------------------- issue 21
+def test_a_new_run_never_writes_into_a_folder_holding_another_runs_weights(ab_root, tmp_path, capsys):
+    """Issue 21 #3: a copied run or an official pretrained folder (weights, no training state) is refused without
+    --continue_train, naming what is there and the choices; each choice, followed as written, works."""
+    args = tiny_args(ab_root, tmp_path, "copied", "--max_dataset_size", "2", "--n_epochs_decay", "0")
+    assert train_main(args) == 0
+    run_dir = tmp_path / "copied"
+    (run_dir / "training_state.pth").unlink()  # what a copy of the weights alone looks like
+    before = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
+    capsys.readouterr()
+    assert train_main(args) == 2
+    err = capsys.readouterr().err
+    assert "already holds another run's files (1_net_D.pth, 1_net_G.pth, latest_net_D.pth, latest_net_G.pth)" in err
+    assert "add --continue_train to start a new run from its latest weights" in err and "another --name" in err
+    after = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert after == before  # nothing written: not the options, not the log, not the gallery
+    assert train_main(args + ["--continue_train"]) == 0  # the first choice, as advised
+    assert (run_dir / "pretrained" / "1_net_G.pth").read_bytes() == before[Path("1_net_G.pth")]
+    # epoch files only (no latest_net_G.pth): --continue_train would have nothing to start from, so it is not offered
+    only_epochs = tmp_path / "epochs"
+    only_epochs.mkdir()
+    for which in ("G", "D"):
+        shutil.copy(run_dir / "pretrained" / f"1_net_{which}.pth", only_epochs / f"1_net_{which}.pth")
+    other = tiny_args(ab_root, tmp_path, "epochs", "--max_dataset_size", "2", "--n_epochs_decay", "0")
+    for extra in ([], ["--continue_train"]):
+        assert train_main(other + extra) == 2
+        err = capsys.readouterr().err
+        assert "neither a training state nor latest_net_G.pth" in err and "add --continue_train" in err
+    for which in ("G", "D"):  # the advice for starting from epoch 1, followed as written
+        shutil.copy(only_epochs / f"1_net_{which}.pth", only_epochs / f"latest_net_{which}.pth")
+    assert train_main(other + ["--continue_train"]) == 0
+    # a folder left by a run that saved no weights (it diverged at once) is reused, as that run's advice says
+    empty = tmp_path / "nothing_saved"
+    empty.mkdir()
+    (empty / "train_opt.txt").write_text("old options")
+    assert train_main(tiny_args(ab_root, tmp_path, "nothing_saved", "--max_dataset_size", "2", "--n_epochs_decay",
+                                "0")) == 0
+
+
+def _small_copy(ab_root, tmp_path, n=2):
+    data = tmp_path / "data"
+    (data / "train").mkdir(parents=True)
+    (data / "val").mkdir()
+    for f in sorted((ab_root / "train").iterdir())[:n]:
+        shutil.copy(f, data / "train" / f.name)
+    return data
+
+
+def test_images_that_do_not_fit_the_network_are_one_sentence(ab_root, tmp_path, capsys):
+    """Rough, issue 21: --preprocess none keeps the images' 64x64 halves, which unet_128 cannot take (exit 1 and a
+    traceback from inside the network before); the same images fit unet_64."""
+    args = tiny_args(ab_root, tmp_path, "none", "--preprocess", "none", "--max_dataset_size", "2", "--n_epochs_decay",
+                     "0")
+    assert train_main(args + ["--netG", "unet_128"]) == 2
+    err = capsys.readouterr().err
+    assert "--netG unet_128 needs image sides that are multiples of 128" in err and "64x64 halves" in err
+    assert "Traceback" not in err and not (tmp_path / "none").exists()
+    assert train_main(args) == 0  # unet_64: the sizes fit
+
+
+def test_a_batch_of_images_of_mixed_sizes_is_one_sentence(ab_root, tmp_path, capsys):
+    """Rough, issue 21: scale_width keeps each image's aspect ratio, so batch 2 of mixed heights cannot be stacked
+    (the collate failed with a traceback)."""
+    from PIL import Image
+
+    data = _small_copy(ab_root, tmp_path)
+    tall = sorted((data / "train").iterdir())[1]
+    Image.open(tall).resize((128, 32)).save(tall)  # halves 64x32 instead of 64x64
+    args = tiny_args(data, tmp_path, "mixed", "--preprocess", "scale_width", "--load_size", "64", "--crop_size", "32",
+                     "--netG", "resnet_6blocks", "--n_epochs_decay", "0")
+    assert train_main(args) == 2
+    err = capsys.readouterr().err
+    assert "--batch_size 2 stacks the samples of a batch into one tensor" in err and tall.name in err
+    assert "64x32" in err and "Traceback" not in err
+    assert train_main(args + ["--batch_size", "1"]) == 0  # the first remedy, as written
+
+
+def test_a_lock_that_is_a_folder_is_one_sentence(ab_root, tmp_path, capsys):
+    (tmp_path / "locked" / ".lock").mkdir(parents=True)
+    assert train_main(tiny_args(ab_root, tmp_path, "locked")) == 2
+    err = capsys.readouterr().err
+    assert ".lock is a folder" in err and "--name" in err and "Traceback" not in err
+
+
+def test_a_corrupt_image_read_by_a_loader_worker_is_one_sentence(ab_root, tmp_path, capsys):
+    """Rough, issue 21: with --num_threads 2 the DatasetError came back wrapped in the worker's traceback; it now
+    crosses the worker boundary as its own sentence (for train.py and test.py alike)."""
+    data = _small_copy(ab_root, tmp_path)
+    broken = sorted((data / "train").iterdir())[1]
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
+    assert train_main(tiny_args(data, tmp_path, "w", "--num_threads", "2", "--n_epochs_decay", "0")) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "error" in line]  # (the progress bar shares stderr)
+    assert len(lines) == 1 and lines[0].startswith("train.py: error: cannot read the image ")
+    assert broken.name in lines[0]
+    assert "Traceback" not in err and "DataLoader worker" not in err
+    make_run(tmp_path / "checkpoints", "ok")
+    shutil.copy(broken, data / "val" / broken.name)
+    assert inference_main(["--dataroot", str(data), "--name", "ok", "--checkpoints_dir", str(tmp_path / "checkpoints"),
+                           "--results_dir", str(tmp_path / "results"), "--num_threads", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "test.py: error: cannot read the image " in err and broken.name in err and "DataLoader worker" not in err
+
+
+@pytest.mark.parametrize("where", ["val", "root", "parent_of_data"])
+def test_checkpoints_never_overlap_any_part_of_the_dataroot(ab_root, tmp_path, capsys, where):
+    """Rough, issue 21: --checkpoints_dir in another split of the data (not only DATAROOT/PHASE) wrote the run into
+    the data; the data inside the run folder is refused too. Nothing is created before the refusal."""
+    data = _small_copy(ab_root, tmp_path)
+    before = sorted(p.relative_to(data).as_posix() for p in data.rglob("*"))
+    if where == "parent_of_data":  # --dataroot CKPT/NAME/data: the run folder would hold the data
+        args = tiny_args(data, tmp_path, "data")
+        args[args.index("--dataroot") + 1] = str(data)
+        args[args.index("--checkpoints_dir") + 1] = str(tmp_path)
+        args[args.index("--name") + 1] = "data"
+        expected = "--checkpoints_dir/--name"
+    else:
+        ckpt = data / "val" / "ckpt" if where == "val" else data
+        args, expected = tiny_args(data, ckpt, "run"), "is inside --dataroot"
+    assert train_main(args) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err, err
+    assert sorted(p.relative_to(data).as_posix() for p in data.rglob("*")) == before
+
+
+def test_a_run_that_fails_before_its_first_state_leaves_no_weights(ab_root, tmp_path, capsys, monkeypatch):
+    """The weights a run wrote before committing its first training state (an epoch's files, then a full disk on the
+    state) are removed, so its advice "run the same command again" is not refused as another run's folder; the
+    weights of a folder it started from are kept."""
+    import errno
+
+    real_save = torch.save
+
+    def state_never_fits(obj, f, *args, **kwargs):
+        if ".training_state.pth" in str(getattr(f, "name", "")):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", state_never_fits)
+    args = tiny_args(ab_root, tmp_path, "f", "--max_dataset_size", "2", "--n_epochs_decay", "0")
+    assert train_main(args) == 3
+    assert not list((tmp_path / "f").glob("*.pth"))  # 1_net_*.pth and latest_net_*.pth were written, then removed
+    assert "run the same command again" in capsys.readouterr().err
+    # a start from weights that fails the same way keeps the weights it started from (moved to pretrained/)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert train_main(args) == 0
+    (tmp_path / "f" / "training_state.pth").unlink()
+    monkeypatch.setattr(torch, "save", state_never_fits)
+    assert train_main(args + ["--continue_train"]) == 3
+    assert sorted(p.name for p in (tmp_path / "f").rglob("*.pth")) == ["1_net_D.pth", "1_net_G.pth",
+                                                                       "latest_net_D.pth", "latest_net_G.pth"]
+    assert all(p.parent.name == "pretrained" for p in (tmp_path / "f").rglob("*.pth"))
+    monkeypatch.setattr(torch, "save", real_save)
+    assert train_main(args + ["--continue_train"]) == 0  # starts from the kept weights, as before
+
+
+def test_a_run_killed_before_its_first_state_is_rerun_by_the_same_command(ab_root, tmp_path, capsys, monkeypatch):
+    """kill -9 between a new run's first weights and its first state leaves weights without a state; the folder's
+    .uncommitted mark says they are an interrupted start's, so the same command runs again (a copied run has no mark
+    and is refused: test_a_new_run_never_writes_into_a_folder_holding_another_runs_weights)."""
+    import pix2pix_tr.io as io_module
+    import pix2pix_tr.training.loop as loop_module
+
+    real_replace = os.replace
+
+    def die_before_the_state(src, dst):
+        if Path(dst).name == "training_state.pth":
+            raise Killed
+        real_replace(src, dst)
+
+    monkeypatch.setattr(io_module.os, "replace", die_before_the_state)
+    monkeypatch.setattr(loop_module, "remove_uncommitted_weights", lambda *a: None)  # SIGKILL: no cleanup runs
+    args = tiny_args(ab_root, tmp_path, "k9", "--max_dataset_size", "2", "--n_epochs_decay", "0")
+    with pytest.raises(Killed):
+        train_main(args)
+    run_dir = tmp_path / "k9"
+    assert (run_dir / ".uncommitted").exists() and (run_dir / "latest_net_G.pth").exists()
+    assert not (run_dir / "training_state.pth").exists()
+    monkeypatch.setattr(io_module.os, "replace", real_replace)
+    capsys.readouterr()
+    assert train_main(args) == 0
+    assert "removed 4 network file(s) of a run started in" in capsys.readouterr().out
+    assert (run_dir / "training_state.pth").exists() and not (run_dir / ".uncommitted").exists()

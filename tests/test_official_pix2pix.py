@@ -171,13 +171,19 @@ def _old_state_dict_of(state):
 
 
 def test_continue_train_from_an_official_folder_starts_a_run_from_its_weights(ab_root, tmp_path, capsys):
+    from pix2pix_tr.training.cli import main as train_main
     from pix2pix_tr.training.loop import train
     from conftest import tiny_args
 
     run = _official_folder(ab_root, tmp_path, "official")
     before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
     capsys.readouterr()
-    result = train(parse_train(tiny_args(ab_root, tmp_path, "official", "--continue_train", "--n_epochs_decay", "0")))
+    # its train_opt.txt says BtoA: continuing the other way round is refused (issue 21 #1), as for our own runs
+    assert train_main(tiny_args(ab_root, tmp_path, "official", "--continue_train", "--n_epochs_decay", "0")) == 2
+    assert "--direction is 'AtoB' but the weights in" in capsys.readouterr().err
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"} == before
+    result = train(parse_train(tiny_args(ab_root, tmp_path, "official", "--continue_train", "--n_epochs_decay", "0",
+                                         "--direction", "BtoA")))
     out = capsys.readouterr().out
     assert "found weights but no training state" in out and "start fresh" in out
     assert result.status == "finished" and result.total_iters == 4  # a whole new run: epoch 1 from iteration 0
@@ -186,7 +192,7 @@ def test_continue_train_from_an_official_folder_starts_a_run_from_its_weights(ab
     assert (run / "training_state.pth").is_file() and (run / "train_opt.json").is_file()
     # a second --continue_train resumes the new run (it has a training state now)
     assert train(parse_train(tiny_args(ab_root, tmp_path, "official", "--continue_train", "--n_epochs_decay",
-                                       "1"))).total_iters == 8
+                                       "1", "--direction", "BtoA"))).total_iters == 8
 
 
 def test_continue_train_from_weights_of_other_options_names_the_flag(ab_root, tmp_path, capsys):
@@ -194,11 +200,12 @@ def test_continue_train_from_weights_of_other_options_names_the_flag(ab_root, tm
     from conftest import tiny_args
 
     _official_folder(ab_root, tmp_path, "wide", ngf="16")
-    assert train_main(tiny_args(ab_root, tmp_path, "wide", "--continue_train")) == 2
+    assert train_main(tiny_args(ab_root, tmp_path, "wide", "--continue_train", "--direction", "BtoA")) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and errors[0].startswith("train.py: error: --continue_train: ")
     assert "--ngf 16" in errors[0]
-    assert train_main(tiny_args(ab_root, tmp_path, "wide", "--continue_train", "--ngf", "16")) == 0  # as advised
+    assert train_main(tiny_args(ab_root, tmp_path, "wide", "--continue_train", "--direction", "BtoA", "--ngf",
+                                "16")) == 0  # as advised
 
 
 def test_original_preparation_writes_the_official_scripts_bytes(synthetic_city, tmp_path):

@@ -373,3 +373,118 @@ def test_adam_and_sgd_baselines_run_the_kernels_tradam_and_trsgd_run():
     # where TRAdam would not take the fused kernel, neither does the baseline: torch's default decides
     assert fused_like_tr([torch.nn.Parameter(torch.zeros(3, dtype=torch.complex64))]) is None
     assert make_optimizer("adam", params, lr=0.1, fused=True).param_groups[0]["fused"] is True  # --fused
+
+
+# ---------------------------------------------------------------------------------------------------- resume rules
+def test_every_train_option_has_a_resume_rule():
+    """pix2pix_tr/training/resume.py's table covers every option of the parser, so a new option must be classed."""
+    from pix2pix_tr.options import _Refused, train_parser
+    from pix2pix_tr.training.resume import RESUME_RULES
+
+    # (the official flags that are refused never parse, so they have no value to compare)
+    dests = {a.dest for a in train_parser()._actions if a.dest != "help" and not isinstance(a, _Refused)}
+    assert dests == set(RESUME_RULES)
+    assert {kind for kind, _ in RESUME_RULES.values()} == {"fixed", "override", "data", "schedule", "free"}
+
+
+def _epoch_lrs(run_dir):
+    """{epoch: lr_G} from the loss log (one row per iteration with --print_freq 1)."""
+    rows = loss_columns(run_dir / "loss_log.csv")
+    return {int(r["epoch"]): r["lr_G"] for r in rows}
+
+
+@pytest.mark.parametrize("case", [
+    # (lr_policy and other options of every run, the first run's schedule, the extended schedule)
+    ((), ("--n_epochs", "1", "--n_epochs_decay", "1"), ("--n_epochs", "2", "--n_epochs_decay", "1")),
+    ((), ("--n_epochs", "1", "--n_epochs_decay", "1"), ("--n_epochs", "1", "--n_epochs_decay", "3")),
+    (("--lr_policy", "step", "--lr_decay_iters", "1"), ("--n_epochs", "2", "--n_epochs_decay", "0"),
+     ("--n_epochs", "4", "--n_epochs_decay", "0")),
+    (("--lr_policy", "cosine"), ("--n_epochs", "1", "--n_epochs_decay", "1"), ("--n_epochs", "2", "--n_epochs_decay",
+                                                                              "2")),
+    (("--lr_policy", "plateau"), ("--n_epochs", "1", "--n_epochs_decay", "1"), ("--n_epochs", "3", "--n_epochs_decay",
+                                                                               "1")),
+    (("--tr_mode", "reference"), ("--n_epochs", "1", "--n_epochs_decay", "1"), ("--n_epochs", "2", "--n_epochs_decay",
+                                                                               "2")),
+], ids=["linear-n_epochs", "linear-n_epochs_decay", "step", "cosine", "plateau", "tr_mode-reference"])
+def test_extending_a_finished_run_follows_the_schedule_of_the_options_now_in_force(ab_root, tmp_path, case):
+    """Issue 21 #2: the resumed epochs train at the lr a run started with the final options trains them at."""
+    common, first, extended = case
+    args = ("--max_dataset_size", "2", "--print_freq", "1", *common)  # batch 2: one iteration per epoch
+    scratch = run(ab_root, tmp_path, "scratch", *args, *extended)
+    done = run(ab_root, tmp_path, "ext", *args, *first)
+    assert done.status == "finished"
+    more = run(ab_root, tmp_path, "ext", *args, *extended, "--continue_train")
+    assert more.status == "finished" and more.epoch == scratch.epoch
+    want, got = _epoch_lrs(tmp_path / "scratch"), _epoch_lrs(tmp_path / "ext")
+    new_epochs = range(done.epoch, scratch.epoch)
+    assert [got[e] for e in new_epochs] == [want[e] for e in new_epochs]
+    assert all(float(got[e]) > 0 for e in new_epochs)
+    last_before = torch.load(tmp_path / "ext" / f"{done.epoch - 1}_net_G.pth", weights_only=True)
+    assert not state_equal(last_before, more.G.state_dict())  # the new epochs trained
+
+
+def test_a_resumed_schedule_equals_the_uninterrupted_one_mid_epoch(ab_root, tmp_path):
+    """Stopped in epoch 2 of 4 and resumed with the same options: every epoch's lr (and the weights) equal the
+    uninterrupted run's, so rebuilding the schedule from the options changes nothing when nothing changed."""
+    args = ("--n_epochs", "2", "--n_epochs_decay", "2", "--print_freq", "1")
+    whole = run(ab_root, tmp_path, "whole", *args)
+    run(ab_root, tmp_path, "parts", *args, "--max_iters", "6")
+    parts = run(ab_root, tmp_path, "parts", *args, "--continue_train")
+    assert _epoch_lrs(tmp_path / "parts") == _epoch_lrs(tmp_path / "whole")
+    assert state_equal(parts.G.state_dict(), whole.G.state_dict())
+
+
+def test_resume_refuses_options_that_change_the_meaning_unless_overridden(ab_root, tmp_path, capsys):
+    """Issue 21 #1: each class of resume_rules: fixed (refused, not overridable), override (refused unless named,
+    then recorded), schedule and free (follow the command line). A refused resume leaves train_opt.* as it was."""
+    args = tiny_args(ab_root, tmp_path, "m", "--max_dataset_size", "2", "--max_iters", "1", "--direction", "BtoA")
+    assert main(args) == 0
+    run_dir = tmp_path / "m"
+    saved = {name: (run_dir / name).read_bytes() for name in ("train_opt.json", "train_opt.txt")}
+    capsys.readouterr()
+    again = [a for a in args if a not in ("--direction", "BtoA")] + ["--continue_train", "--max_iters", "2"]
+    for extra, flag in ((["--direction", "AtoB"], "--direction"), (["--crop_size", "32", "--netG", "resnet_6blocks"],
+                                                                   "--netG"),
+                        (["--no_dropout"], "--no_dropout"), (["--init_type", "xavier"], "--init_type"),
+                        (["--gan_mode", "lsgan"], "--gan_mode"), (["--preprocess", "scale_width_and_crop"],
+                                                                  "--preprocess")):
+        assert main(again + ["--direction", "BtoA"] + extra if flag != "--direction" else again + extra) == 2, flag
+        err = capsys.readouterr().err
+        assert f"{flag} is " in err and "but the run in" in err and "Traceback" not in err, err
+        assert {name: (run_dir / name).read_bytes() for name in saved} == saved  # nothing rewritten
+    # an option of the override class names the override; a fixed one says it cannot change
+    assert main(again + ["--direction", "AtoB"]) == 2
+    assert "or add --override direction to change it on purpose" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(again + ["--direction", "BtoA", "--override", "ngf"])
+    assert "--override ngf is not an option that can change on resume (the saved weights have this width" in \
+        capsys.readouterr().err
+    # the override is applied and recorded: train_opt.json, the loss log's note, the state
+    assert main(again + ["--direction", "AtoB", "--override", "direction"]) == 0
+    opts = json.loads((run_dir / "train_opt.json").read_text())
+    assert opts["direction"] == "AtoB" and opts["override"] == ["direction"]
+    notes = [r["note"] for r in loss_columns(run_dir / "loss_log.csv") if r["note"]]
+    assert notes == ["override direction BtoA -> AtoB"]
+    state = torch.load(run_dir / "training_state.pth", weights_only=True)
+    assert state["overrides"] == [{"total_iters": 1, "note": "override direction BtoA -> AtoB"}]
+    # schedule and free options follow the command line, and are recorded as now
+    assert main(again + ["--direction", "AtoB", "--max_iters", "3", "--n_epochs", "3", "--print_freq", "5",
+                         "--num_threads", "1"]) == 0
+    opts = json.loads((run_dir / "train_opt.json").read_text())
+    assert (opts["n_epochs"], opts["print_freq"], opts["num_threads"]) == (3, 5, 1)
+
+
+def test_the_resume_table_of_the_docs_is_the_code_table():
+    """docs/training.md's table of resume classes lists exactly the options of each class of RESUME_RULES."""
+    import re
+    from pathlib import Path
+
+    from pix2pix_tr.training.resume import RESUME_RULES
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    documented = {}
+    for kind in ("fixed", "override", "data", "schedule", "free"):
+        row = re.search(rf"^\s*\| {kind} \| (.*?) \|", text, re.M)
+        assert row, kind
+        documented[kind] = set(re.findall(r"`--(\w+)`", row.group(1)))
+    assert documented == {kind: {k for k, (c, _) in RESUME_RULES.items() if c == kind} for kind in documented}

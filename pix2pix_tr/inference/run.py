@@ -258,6 +258,9 @@ def run_test(opt: argparse.Namespace, *, train_opt: Mapping[str, Any] | None = N
     print(f"network options from {options_source}: {gen['netG']}, ngf {gen['ngf']}, norm {gen['norm']}, "
           f"{'dropout' if gen['use_dropout'] else 'no dropout'}, {gen['input_nc']}->{gen['output_nc']} channels, "
           f"{opt.direction}")
+    if getattr(opt, "verbose", False):  # the official's --verbose: the network and its size
+        print(f"{translator.net}\n[Network G] Total number of parameters : "
+              f"{sum(p.numel() for p in translator.net.parameters()) / 1e6:.3f} M")
     eval_mode = translator.eval_mode
     if not eval_mode and opt.batch_size > 1 and gen["norm"] == "batch":
         print(f"note: train-mode testing with --batch_size {opt.batch_size}: BatchNorm statistics are shared by "
@@ -331,20 +334,29 @@ def run_test(opt: argparse.Namespace, *, train_opt: Mapping[str, Any] | None = N
         image_dir = ensure_writable_dir(run_dir / "images", flag="--results_dir")
         stems = _write_images(loader, translator, visuals, image_dir, _png_info(results["run_id"]), stop,
                               where=where, total=n, desc=f"test {opt.name} {phase}_{opt.epoch}", progress=progress,
-                              seed=opt.seed, batch_size=opt.batch_size)
+                              seed=opt.seed, batch_size=opt.batch_size,
+                              aspect_ratio=getattr(opt, "aspect_ratio", 1.0))
         if stop.requested:
             commit(stems=stems, n_images=len(stems), interrupted=stop.signal_name)
             return {**results, "run_dir": str(run_dir)}
         pages = write_results_gallery(run_dir, stems, title=f"{opt.name}: {phase} {opt.epoch}", header=header,
-                                      per_page=per_page, visuals=visuals)
+                                      per_page=per_page, visuals=visuals,
+                                      image_width=getattr(opt, "display_winsize", 256))
         commit(status="complete", stems=stems, pages=[p.name for p in pages])
+    if getattr(opt, "use_wandb", False):  # the official's --use_wandb: the result images, one table row per input
+        from pix2pix_tr.training.wandb_log import log_test_results
+
+        log_test_results(run_dir / "images", stems, visuals, project=opt.wandb_project_name, name=opt.name,
+                         config=results["options"], error=InferenceError)
     return {**results, "run_dir": str(run_dir)}
 
 
 def _write_images(loader, translator, visuals: Sequence[str], image_dir: Path, pnginfo, stop: StopRequest, *,
-                  where: Path, total: int, desc: str, progress: bool, seed: int, batch_size: int) -> list[str]:
+                  where: Path, total: int, desc: str, progress: bool, seed: int, batch_size: int,
+                  aspect_ratio: float = 1.0) -> list[str]:
     """Run the translator over the loader and write each visual as a PNG (in two threads, while the next batch
-    is computed); stop after the current batch when ``stop.requested``. Returns the stems written."""
+    is computed); stop after the current batch when ``stop.requested``. Returns the stems written.
+    ``aspect_ratio`` (the official's ``--aspect_ratio``): above 1 the images are widened, below 1 made taller."""
     from tqdm import tqdm
 
     stems: list[str] = []
@@ -374,7 +386,7 @@ def _write_images(loader, translator, visuals: Sequence[str], image_dir: Path, p
                 seen.add(stem)
                 names.append(stem)
                 for v in visuals:
-                    img = tensor_to_image(arrays[v][i])
+                    img = _with_aspect_ratio(tensor_to_image(arrays[v][i]), aspect_ratio)
                     pending.append(pool.submit(atomic_save_image, img, image_dir / image_file_name(stem, v),
                                                pnginfo=pnginfo))
             stems.extend(names)
@@ -388,6 +400,19 @@ def _write_images(loader, translator, visuals: Sequence[str], image_dir: Path, p
     return stems
 
 
+
+
+def _with_aspect_ratio(img, ratio: float):
+    """The official save_images' resize of an (H, W, 3) uint8 image: width x ratio when ratio > 1, height / ratio
+    when ratio < 1 (bicubic)."""
+    if ratio == 1.0:
+        return img
+    import numpy as np
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    size = (int(w * ratio), h) if ratio > 1.0 else (w, int(h / ratio))
+    return np.asarray(Image.fromarray(img).resize(size, Image.BICUBIC))
 
 
 def _test(argv: Sequence[str] | None) -> int:

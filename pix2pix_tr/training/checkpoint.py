@@ -31,6 +31,9 @@ from .errors import NoSpaceLeft, TrainingDiverged, TrainingError
 from .guards import OVERRIDABLE, finite_check_tensors, no_space_message, nonfinite_message, tensor_bytes, tensor_norms
 
 STATE_FILE = "training_state.pth"
+#: written by a new run before its first weights and removed when its first training state is committed: weights in
+#: a folder that holds it (and no state) are an interrupted start's (kill -9), not another run's
+UNCOMMITTED = ".uncommitted"
 FORMAT_VERSION = 1
 
 
@@ -81,26 +84,6 @@ def load_training_state(run_dir: Path) -> dict[str, Any]:
         raise TrainingError(f"--continue_train: {path} is not a pix2pix-TR training state (format "
                             f"{FORMAT_VERSION}); start a new run under another --name")
     return state
-
-
-# Options that define the networks and the optimiser state: a resumed run must use the same values.
-# The optimiser settings are restored from the saved param groups on resume, so a changed value would be
-# silently ignored: refuse it instead.
-RESUME_MUST_MATCH = ("netG", "netD", "ngf", "ndf", "n_layers_D", "norm", "input_nc", "output_nc", "no_dropout",
-                     "optimizer", "gan_mode", "lr_policy", "lr", "beta1", "beta2", "tr_lambda", "tr_period",
-                     "tr_mode", "no_tr_inner_decay", "tr_restart_each_epoch")
-
-
-def check_resume_options(saved: dict[str, Any], current: dict[str, Any], run_dir: Path,
-                         overrides: Iterable[str] = ()) -> None:
-    """Refuse to resume with options that change the networks or the optimiser (one sentence, names the flag),
-    except those the user names in ``--override`` (see :data:`pix2pix_tr.training.guards.OVERRIDABLE`)."""
-    for key in RESUME_MUST_MATCH:
-        if key in saved and key in current and saved[key] != current[key] and key not in overrides:
-            hint = f", or add --override {key} to change it on purpose" if key in OVERRIDABLE else ""
-            raise TrainingError(
-                f"--continue_train: --{key} is {current[key]!r} but the run in {run_dir} was trained with "
-                f"{saved[key]!r}; pass the original run's options (see {Path(run_dir) / 'train_opt.txt'}){hint}")
 
 
 class Checkpointer:
@@ -172,7 +155,15 @@ class Checkpointer:
         if self.is_main:
             save_networks(self.run_dir, "latest", state.G, state.D)
             save_training_state(self.run_dir, state.state_dict())  # last: it commits the save
+            (self.run_dir / UNCOMMITTED).unlink(missing_ok=True)
         self.last_saved = state.total_iters
+
+    def save_iter(self, state) -> None:
+        """``--save_by_iter``: ``iter_{total_iters}_net_G.pth`` and ``_D.pth`` (checked first), before the latest
+        save that commits the state."""
+        self.check(state)
+        if self.is_main:
+            save_networks(self.run_dir, f"iter_{state.total_iters}", state.G, state.D)
 
     @property
     def resumable(self) -> bool:

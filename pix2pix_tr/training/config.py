@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import TrainingError
-from .guards import OVERRIDABLE
+from .resume import override_problem
 from .tensorboard import tensorboard_problem
+from .wandb_log import wandb_problem
 
 
 class ConfigError(TrainingError):
@@ -91,6 +92,16 @@ class TrainConfig:
     display_freq: int
     max_iters: int
     tensorboard: bool
+    # the official pix2pix's flags that do something here (docs/migration.md)
+    epoch_count: int | None
+    serial_batches: bool
+    save_by_iter: bool
+    no_html: bool
+    update_html_freq: int | None
+    display_winsize: int
+    verbose: bool
+    use_wandb: bool
+    wandb_project_name: str
     #: every option as parsed (also those the loop does not read), for the files that describe the run
     options: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -117,13 +128,11 @@ class TrainConfig:
 
 def training_option_problem(opt: argparse.Namespace) -> str | None:
     """What is wrong with ``opt`` for training, as one sentence naming the flag (None when nothing is)."""
-    overrides = list(opt.override)
-    unknown = [o for o in overrides if o not in OVERRIDABLE]
-    if unknown:
-        return (f"--override {unknown[0]} is not an option that can change on resume; allowed: "
-                f"{', '.join(OVERRIDABLE)}")
-    if overrides and not opt.continue_train:
-        return "--override only applies with --continue_train (a new run takes every option as given)"
-    if opt.tensorboard:
+    problem = override_problem(opt.override, opt.continue_train)
+    if problem:
+        return problem
+    if opt.tensorboard and tensorboard_problem():
         return tensorboard_problem()
+    if opt.use_wandb:
+        return wandb_problem()
     return None

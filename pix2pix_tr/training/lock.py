@@ -68,6 +68,12 @@ class RunLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except FileNotFoundError:  # the folder was removed after mkdir (a failed run cleaning up): start over
             return None
+        except IsADirectoryError:
+            raise TrainingError(f"{self.path} is a folder, but train.py keeps its lock file under that name: remove "
+                                f"it (it is not train.py's) or choose another --name") from None
+        except OSError as exc:
+            raise TrainingError(f"cannot open the lock file {self.path} ({exc.strerror or exc}): make it writable, "
+                                f"remove it, or choose another --name") from None
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

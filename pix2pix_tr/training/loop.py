@@ -51,11 +51,11 @@ import torch
 import torch.nn as nn
 
 from ..io import atomic_write_text, is_no_space
-from ..models import GANLoss, define_D, define_G
+from ..models import GANLoss, count_parameters, define_D, define_G
 from ..models.pix2pix import train_step
 from ..options import format_options, non_default_options, options_to_json_dict
-from ..paths import PathError, check_no_overlap, ensure_writable_dir, join_name
-from .checkpoint import STATE_FILE, Checkpointer, check_resume_options, load_training_state
+from ..paths import PathError, check_no_overlap, ensure_writable_dir, is_within, join_name
+from .checkpoint import STATE_FILE, UNCOMMITTED, Checkpointer, load_training_state
 from .config import TrainConfig
 from .distributed import DistContext, ddp_wrap, init_distributed
 from .errors import NoSpaceLeft, TrainingError
@@ -63,7 +63,9 @@ from .guards import apply_overrides, check_resume_data, data_fingerprint, no_spa
 from .lock import RunLock
 from .observers import LOSS_NAMES, Observers
 from .optimizers import make_optimizer, make_scheduler, step_scheduler
-from .pretrained import is_pretrained_folder, keep_pretrained, load_pretrained
+from .pretrained import (MEANING_OPTIONS, is_pretrained_folder, keep_pretrained, load_pretrained, weights_folder,
+                         weights_options)
+from .resume import check_resume_options, keeps_schedule_state, override_notes, schedule_at
 from .state import TrainState
 
 __all__ = ["train", "run", "TrainResult", "LOSS_NAMES"]
@@ -93,9 +95,12 @@ def train(opt: Namespace | TrainConfig, *, after_iteration: Callable[[int], None
         created = not run_dir.exists()
         if ctx.is_main:
             lock = RunLock(run_dir).acquire()
+        found_before = _file_identities(run_dir)
         try:
             return run(cfg, ctx, run_dir, after_iteration)
         except BaseException as exc:
+            if lock is not None:
+                remove_uncommitted_weights(run_dir, found_before)  # never raises
             if created and lock is not None:
                 lock.remove_folder_if_empty()  # a run that failed its checks leaves no folder behind; never raises
             if isinstance(exc, (OSError, RuntimeError)) and not isinstance(exc, TrainingError) and is_no_space(exc):
@@ -131,23 +136,37 @@ def run(cfg: TrainConfig, ctx: DistContext, run_dir: Path,
     if from_weights:
         ctx.barrier()  # rank 0 has moved the weights into pretrained/
         say(ctx, load_pretrained(run_dir, G, D, cfg.options))
+        if cfg.epoch_count is not None:
+            say(ctx, f"--epoch_count {cfg.epoch_count}: the new run's epochs and schedule start at epoch "
+                     f"{cfg.epoch_count}")
     for net in (G, D):
         net.to(device, memory_format=memory_format).train()
+    if cfg.verbose:
+        say(ctx, describe_networks(G, D))
     state = TrainState(G, D, *build_optimizers(cfg, G, D), *build_scalers(cfg, device),
                        options=options_to_json_dict(cfg.options), data=data_info, world_size=ctx.world_size,
                        batch_size=cfg.batch_size)
+    if cfg.epoch_count is not None:  # the official's first epoch number (a resume checks it against the state)
+        state.epoch = cfg.epoch_count
 
-    # -- restore (--continue_train): every saved object, then the --override changes on top
+    # -- restore (--continue_train): every saved object, then the --override changes on top; the schedules are
+    #    those of the options now in force, at the resumed epoch (resume.py)
     notes: list[str] = []
     if saved is not None:
-        state.load_state_dict(saved)
+        state.load_state_dict(saved, schedules=keeps_schedule_state(saved["options"], cfg.lr_policy))
         notes = apply_overrides(cfg.override, saved["options"], cfg, (state.opt_G, state.opt_D),
                                 (state.sched_G, state.sched_D))
+        notes += override_notes(cfg.override, saved["options"], options_to_json_dict(cfg.options))
         state.record_overrides(notes)
         for note in notes:
             say(ctx, f"--override: {note}")
         say(ctx, f"resuming {run_dir} at epoch {state.epoch}, iteration {state.epoch_iter} of the epoch "
                  f"({state.total_iters} iterations done)")
+    if saved is not None or state.epoch != 1:
+        state.sched_G, state.sched_D = (
+            schedule_at(opt, sched, policy=cfg.lr_policy, epoch=state.epoch, n_epochs=cfg.n_epochs,
+                        n_epochs_decay=cfg.n_epochs_decay, lr_decay_iters=cfg.lr_decay_iters)
+            for opt, sched in ((state.opt_G, state.sched_G), (state.opt_D, state.sched_D)))
     G_run, D_run, D_local = wrap_for_training(G, D, ctx, compile=cfg.compile, mode=cfg.compile_mode)
     step = partial(train_step, G_run, D_run, state.opt_G, state.opt_D, gan_loss=GANLoss(cfg.gan_mode).to(device),
                    lambda_L1=cfg.lambda_L1, lambda_gp=cfg.lambda_gp, D_local=D_local, scaler_G=state.scaler_G,
@@ -195,8 +214,12 @@ def run(cfg: TrainConfig, ctx: DistContext, run_dir: Path,
                     stop = stop_flag.stop or bool(cfg.max_iters and state.total_iters >= cfg.max_iters)
                     if stop:
                         break
+                    if cfg.update_html_freq and state.total_iters % cfg.update_html_freq == 0:
+                        observers.epoch_visuals(state.epoch, visuals, state)  # the official's HTML refresh
                     if (cfg.save_latest_freq and state.total_iters % cfg.save_latest_freq == 0
                             and state.epoch_iter < batches_per_epoch):
+                        if cfg.save_by_iter:
+                            checkpointer.save_iter(state)
                         checkpointer.save_latest(state)
                 observers.close_bar()
                 if stop and state.epoch_iter < batches_per_epoch:
@@ -243,10 +266,16 @@ def run(cfg: TrainConfig, ctx: DistContext, run_dir: Path,
 
 
 def _checked_run_dir(cfg: TrainConfig) -> Path:
-    """``CHECKPOINTS_DIR/NAME``, writable and outside the training data (TrainingError naming the flag)."""
+    """``CHECKPOINTS_DIR/NAME``, writable and apart from the data (TrainingError naming the flag). The whole
+    ``--dataroot`` is input, not only its ``PHASE`` split, and the check comes before anything is created."""
     try:
-        run_dir = join_name(ensure_writable_dir(cfg.checkpoints_dir, flag="--checkpoints_dir"), cfg.name)
-        check_no_overlap(run_dir, {"the training folder": _data_dir(cfg)}, output_flag="--checkpoints_dir/--name")
+        run_dir = join_name(cfg.checkpoints_dir, cfg.name)
+        data = _data_dir(cfg)
+        check_no_overlap(run_dir, {"--dataroot": data}, output_flag="--checkpoints_dir/--name")
+        if data is not None and is_within(data, run_dir):
+            raise PathError(f"--dataroot {data} is inside the run folder {run_dir}: the run writes its checkpoints "
+                            f"and gallery there; move the data, or choose another --checkpoints_dir/--name")
+        ensure_writable_dir(cfg.checkpoints_dir, flag="--checkpoints_dir")
         if run_dir.exists():
             ensure_writable_dir(run_dir, flag="--name")
     except PathError as exc:
@@ -257,14 +286,22 @@ def _checked_run_dir(cfg: TrainConfig) -> Path:
 def _saved_run(cfg: TrainConfig, ctx: DistContext, run_dir: Path) -> tuple[dict[str, Any] | None, bool]:
     """``(saved training state or None, from_weights)``: what ``--continue_train`` resumes, checked against the
     options; ``from_weights`` when the folder holds weights without a state (e.g. an official pix2pix folder)."""
-    prepare_run_dir(run_dir, cfg.continue_train)
+    note = prepare_run_dir(run_dir, cfg.continue_train)
+    if note:
+        say(ctx, note)
     if cfg.norm == "syncbatch" and ctx.distributed and ctx.device.type != "cuda":
         raise TrainingError("--norm syncbatch synchronises batch statistics between GPUs and needs CUDA; on CPU "
                             "use --norm batch (or instance)")
     from_weights = cfg.continue_train and is_pretrained_folder(run_dir)
     saved = load_training_state(run_dir) if cfg.continue_train and not from_weights else None
-    if saved is not None:
-        check_resume_options(saved["options"], options_to_json_dict(cfg.options), run_dir, overrides=cfg.override)
+    current = options_to_json_dict(cfg.options)
+    if saved is not None:  # refused before anything is written: train_opt.json never holds a refused value
+        check_resume_options(saved["options"], current, run_dir, overrides=cfg.override,
+                             saved_epoch=int(saved["epoch"]))
+    if from_weights:
+        folder = weights_folder(run_dir)
+        check_resume_options(weights_options(folder), current, folder, overrides=cfg.override,
+                             keys=MEANING_OPTIONS, weights_only=True)
     return saved, from_weights
 
 
@@ -280,6 +317,9 @@ def _start_run_folder(cfg: TrainConfig, ctx: DistContext, run_dir: Path, dataset
     if ctx.is_main:
         if from_weights:
             say(ctx, keep_pretrained(run_dir))
+        if saved is None and not from_weights:  # a new run: until its first state, its weights are not a run's
+            atomic_write_text(run_dir / UNCOMMITTED, "a new training run started here and has not committed its "
+                                                     "first training state yet\n")
         atomic_write_text(run_dir / "train_opt.txt", format_options(cfg.options))
         atomic_write_text(run_dir / "train_opt.json",
                           json.dumps(options_to_json_dict(cfg.options), indent=2, sort_keys=True) + "\n")
@@ -376,12 +416,74 @@ def autocast_factory(amp: str, device: torch.device) -> Callable[[], contextlib.
     return partial(torch.autocast, device_type=device.type, dtype=dtype)
 
 
-def prepare_run_dir(run_dir: Path, continue_train: bool) -> None:
-    """A new run refuses a folder that already holds a training state (so days of training are not
-    overwritten by a forgotten ``--continue_train``)."""
-    if not continue_train and (run_dir / STATE_FILE).exists():
-        raise TrainingError(f"{run_dir} already holds a training run: add --continue_train to resume it, or "
-                            f"choose another --name (or delete the folder to start over)")
+def prepare_run_dir(run_dir: Path, continue_train: bool) -> str | None:
+    """A run never writes into a folder holding another run's checkpoints without being told how: a new run
+    refuses a folder with a training state or any network weights (a forgotten ``--continue_train``, a copied
+    run, an official pretrained folder), naming what is there and the choices. A folder holding only the
+    options, log or gallery of a run that saved nothing (e.g. one that diverged at once) is reused, and so are the
+    weights of a new run killed before its first state (marked :data:`UNCOMMITTED`): they are removed, and the
+    returned note says so."""
+    if (run_dir / STATE_FILE).exists():
+        if not continue_train:
+            raise TrainingError(f"{run_dir} already holds a training run: add --continue_train to resume it, or "
+                                f"choose another --name (or delete the folder to start over)")
+        return None
+    found = checkpoint_files(run_dir)
+    if not found:
+        return None
+    if (run_dir / UNCOMMITTED).exists() and not continue_train:
+        leftovers = [name for name in found if "/" not in name]
+        for name in leftovers:
+            (run_dir / name).unlink()
+        return (f"removed {len(leftovers)} network file(s) of a run started in {run_dir} that was stopped before "
+                f"saving its first training state")
+    shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+    if is_pretrained_folder(run_dir):
+        if not continue_train:
+            raise TrainingError(
+                f"{run_dir} already holds another run's files ({shown}) but no training state: add "
+                f"--continue_train to start a new run from its latest weights (everything there is first moved to "
+                f"{run_dir / 'pretrained'}), or choose another --name (or delete the folder to start over)")
+        return
+    raise TrainingError(
+        f"{run_dir} already holds another run's files ({shown}) but neither a training state nor latest_net_G.pth: "
+        f"choose another --name (or delete the folder to start over); to start from one of those epochs, copy its "
+        f"N_net_G.pth and N_net_D.pth to latest_net_G.pth and latest_net_D.pth and add --continue_train")
+
+
+def _file_identities(run_dir: Path) -> dict[str, tuple[int, int]]:
+    """``{name: (inode, mtime)}`` of :func:`checkpoint_files`: a file rewritten under its name is another file, a
+    file renamed (into ``pretrained/``) the same one."""
+    found = {}
+    for name in checkpoint_files(run_dir):
+        with contextlib.suppress(OSError):
+            st = (run_dir / name).stat()
+            found[name] = (st.st_ino, st.st_mtime_ns)
+    return found
+
+
+def remove_uncommitted_weights(run_dir: Path, found_before: dict[str, tuple[int, int]]) -> None:
+    """A run that fails (diverges, fills the disk, is aborted) before committing its first training state removes
+    the weights it wrote (an epoch's files, ``latest_*``, ``iter_*``): no checkpoint was saved, as its message
+    says, and the same command then runs again in the folder instead of being refused as another run's. Called
+    holding the lock; files that were there before the run are left alone; never raises."""
+    if (run_dir / STATE_FILE).exists():
+        return
+    kept = set(found_before.values())  # by identity: files moved into pretrained/ are the same files
+    for name, identity in _file_identities(run_dir).items():
+        if identity not in kept:
+            with contextlib.suppress(OSError):
+                (run_dir / name).unlink()
+
+
+def checkpoint_files(run_dir: Path) -> list[str]:
+    """The names of the network and state files (``*.pth``) in ``run_dir`` and its ``pretrained/``."""
+    if not run_dir.is_dir():
+        return []
+    found = sorted(p.name for p in run_dir.glob("*.pth"))
+    pretrained = run_dir / "pretrained"
+    return found + sorted(f"pretrained/{p.name}" for p in pretrained.glob("*.pth")) if pretrained.is_dir() \
+        else found
 
 
 def build_networks(cfg: TrainConfig | Namespace) -> tuple[nn.Module, nn.Module]:
@@ -390,6 +492,14 @@ def build_networks(cfg: TrainConfig | Namespace) -> tuple[nn.Module, nn.Module]:
     D = define_D(cfg.netD, cfg.input_nc + cfg.output_nc, cfg.ndf, n_layers_D=cfg.n_layers_D, norm=cfg.norm,
                  init_type=cfg.init_type, init_gain=cfg.init_gain)
     return G, D
+
+
+def describe_networks(G: nn.Module, D: nn.Module) -> str:
+    """``--verbose``: both networks and their parameter counts (as the official pix2pix prints them)."""
+    parts = ["---------- Networks initialized -------------"]
+    for label, net in (("G", G), ("D", D)):
+        parts += [str(net), f"[Network {label}] Total number of parameters : {count_parameters(net) / 1e6:.3f} M"]
+    return "\n".join(parts + ["-----------------------------------------------"])
 
 
 def build_optimizers(cfg: TrainConfig, G: nn.Module, D: nn.Module) -> tuple[Any, Any, Any, Any]:
@@ -421,14 +531,49 @@ def build_data(cfg: TrainConfig, ctx: DistContext):
                                  augment_on_device=cfg.augment_on_device)
     except DatasetError as exc:
         raise TrainingError(str(exc)) from exc
+    problem = batch_shape_problem(dataset.paths, dataset.sizes, preprocess=cfg.preprocess, load_size=cfg.load_size,
+                                  crop_size=cfg.crop_size, netG=cfg.netG, batch_size=cfg.batch_size)
+    if problem:
+        raise TrainingError(problem)
     if dataset.cache is not None:
         say(ctx, f"--cache_images: {len(dataset)} pairs decoded and resized once, "
                  f"{dataset.cache.nbytes / 2**20:.1f} MB of shared memory")
-    sampler = EpochSampler(len(dataset), shuffle=True, seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size)
+    sampler = EpochSampler(len(dataset), shuffle=not cfg.serial_batches, seed=cfg.seed, rank=ctx.rank,
+                           world_size=ctx.world_size)
     pin = ctx.device.type == "cuda" and not cfg.no_pin_memory
     loader = make_dataloader(dataset, cfg.batch_size, sampler, num_workers=cfg.num_threads, pin_memory=pin,
                              seed=cfg.seed)
     return dataset, sampler, loader
+
+
+def batch_shape_problem(paths, sizes, *, preprocess: str, load_size: int, crop_size: int, netG: str,
+                        batch_size: int) -> str | None:
+    """Why the training images cannot make batches the generator takes (one sentence naming a file), or None.
+    Read off the files' headers (``sizes``: each A|B file's ``(w, h)``) before anything is trained: every sample's
+    side must be a multiple of what ``netG`` needs (``--preprocess none`` / ``scale_width`` keep the images' own
+    sizes), and a batch of several samples needs one size (the DataLoader stacks them)."""
+    from ..data.aligned import resize_target
+    from ..models.networks import required_multiple
+
+    multiple = required_multiple(netG)
+    first = None
+    for path, (w, h) in zip(paths, sizes):
+        half = (w // 2, h)
+        out = (crop_size, crop_size) if preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") else (
+            resize_target(half, preprocess=preprocess, load_size=load_size, crop_size=crop_size) or half)
+        if out[0] % multiple or out[1] % multiple:
+            return (f"--netG {netG} needs image sides that are multiples of {multiple}, but with --preprocess "
+                    f"{preprocess} the image {path} gives {out[0]}x{out[1]} halves: use --preprocess resize_and_crop "
+                    f"(or scale_width_and_crop) with a --crop_size that is a multiple of {multiple}, resize the "
+                    f"images, or choose another --netG")
+        if first is None:
+            first = (path, out)
+        elif batch_size > 1 and out != first[1]:
+            return (f"--batch_size {batch_size} stacks the samples of a batch into one tensor, but with --preprocess "
+                    f"{preprocess} the image {first[0]} gives {first[1][0]}x{first[1][1]} halves and {path} "
+                    f"{out[0]}x{out[1]}: use --batch_size 1, a --preprocess that crops (resize_and_crop, "
+                    f"scale_width_and_crop, crop), or images of one size")
+    return None
 
 
 def wrap_for_training(G: nn.Module, D: nn.Module, ctx: DistContext, *, compile: bool, mode: str = "default"):
@@ -455,10 +600,10 @@ def say(ctx: DistContext, *args: Any) -> None:
 
 
 def _data_dir(cfg: TrainConfig) -> Path | None:
-    """``DATAROOT/PHASE`` when --dataroot resolves (else None: building the dataset reports the problem)."""
+    """The folder ``--dataroot`` resolves to (else None: building the dataset reports the problem)."""
     from ..data import DatasetError, resolve_dataroot
 
     try:
-        return Path(resolve_dataroot(cfg.dataroot)) / cfg.phase
+        return Path(resolve_dataroot(cfg.dataroot))
     except DatasetError:
         return None

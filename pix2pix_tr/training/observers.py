@@ -1,8 +1,9 @@
 """What the main process shows and records of a run, besides its checkpoints.
 
 :class:`Observers` holds the loss log (``loss_log.csv``, :mod:`pix2pix_tr.training.loss_log`), the web gallery
-(``web/index.html``), TensorBoard (``--tensorboard``), the progress bar, the loss plot and the console lines. On
-the other ranks of a distributed run it holds nothing and every method returns at once.
+(``web/index.html``; none with ``--no_html``), TensorBoard (``--tensorboard``), Weights & Biases (``--use_wandb``),
+the progress bar, the loss plot and the console lines. On the other ranks of a distributed run it holds nothing
+and every method returns at once.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Mapping
 
 import torch
 
+from ..cli import json_clean
 from .config import TrainConfig
 from .loss_log import LossLog
 from .tensorboard import TensorBoardLog
@@ -40,25 +42,34 @@ class Observers:
         self.last_means: dict[str, float] = {}
         self.t0 = time.time()
         self.bar = None
-        self.log = self.gallery = self.tb = None
+        self.log = self.gallery = self.tb = self.wandb = None
         if not active:
             return
         from ..report.training_page import TrainingGallery
 
         columns = ["epoch", "epoch_iter", "total_iters", *loss_names(cfg.gan_mode), "lr_G", "lr_D", "time", "note"]
         self.log = LossLog(self.run_dir / "loss_log.csv", columns, resume_at=resume_at)
-        self.gallery = TrainingGallery(self.run_dir / "web", title=f"pix2pix-TR training: {cfg.name}",
-                                       reset=resume_at is None)
+        if not cfg.no_html:
+            self.gallery = TrainingGallery(self.run_dir / "web", title=f"pix2pix-TR training: {cfg.name}",
+                                           reset=resume_at is None, image_width=cfg.display_winsize)
         self.tb = TensorBoardLog(self.run_dir) if cfg.tensorboard else None
+        if cfg.use_wandb:
+            from .wandb_log import WandbLog
+
+            self.wandb = WandbLog(self.run_dir, project=cfg.wandb_project_name, name=cfg.name,
+                                  config=json_clean(dict(cfg.options)), resume=resume_at is not None)
 
     def __enter__(self) -> "Observers":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         self.close_bar()
         if self.tb is not None:
             self.tb.close()
             self.tb = None
+        if self.wandb is not None:
+            self.wandb.close(failed=exc_type is not None)
+            self.wandb = None
 
     # ------------------------------------------------------------------------------------------ per iteration
     def start_epoch(self, epoch: int, done: int, total: int) -> None:
@@ -96,17 +107,23 @@ class Observers:
         self.pending_notes.clear()
         if self.tb is not None:
             self.tb.add_row(row)
+        if self.wandb is not None:
+            self.wandb.add_row(row)
 
     # ------------------------------------------------------------------------------------------ per epoch
     def epoch_visuals(self, epoch: int, visuals: Mapping[str, torch.Tensor], state) -> None:
-        """The gallery row (and TensorBoard images) of a saved epoch: the first sample of its last batch."""
-        if self.gallery is None:
+        """The gallery row (and TensorBoard / W&B images) of an epoch: the first sample of its last batch (called
+        at a saved epoch's end, and every ``--update_html_freq`` iterations for the current epoch)."""
+        if not visuals or (self.gallery is None and self.tb is None and self.wandb is None):
             return
         shown = {k: v[:1].detach().float().cpu().contiguous() for k, v in visuals.items()}
-        self.gallery.add_epoch(epoch, shown, info={"total_iters": state.total_iters,
-                                                   "lr_G": f"{state.opt_G.param_groups[0]['lr']:.3g}"})
+        if self.gallery is not None:
+            self.gallery.add_epoch(epoch, shown, info={"total_iters": state.total_iters,
+                                                       "lr_G": f"{state.opt_G.param_groups[0]['lr']:.3g}"})
         if self.tb is not None:
             self.tb.add_visuals(epoch, state.total_iters, shown)
+        if self.wandb is not None:
+            self.wandb.add_visuals(epoch, state.total_iters, shown)
 
     def end_epoch(self, epoch: int, state) -> None:
         """After an epoch's checkpoint: redraw the loss plot, print one line."""

@@ -13,6 +13,8 @@ The official pix2pix saves only ``{epoch}_net_G.pth`` / ``{epoch}_net_D.pth`` (p
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -38,6 +40,50 @@ def is_pretrained_folder(run_dir: Path) -> bool:
     if (run_dir / STATE_FILE).exists():
         return False
     return _weights(run_dir, "G").is_file() or _weights(run_dir / PRETRAINED_DIR, "G").is_file()
+
+
+def weights_folder(run_dir: Path) -> Path:
+    """Where the weights a ``--continue_train`` without a training state starts from are: the run folder, or its
+    ``pretrained/`` once an earlier start moved them there."""
+    run_dir = Path(run_dir)
+    return run_dir if _weights(run_dir, "G").is_file() else run_dir / PRETRAINED_DIR
+
+
+#: the options a start from weights compares with the weights' own options file (the networks' shapes are checked
+#: against the weights themselves; the optimiser and the schedule start fresh)
+MEANING_OPTIONS = ("direction", "preprocess", "load_size", "crop_size", "no_dropout")
+
+
+def weights_options(folder: Path) -> dict[str, Any]:
+    """The options saved beside weights: our ``train_opt.json``, else the ``name: value`` lines of a
+    ``train_opt.txt`` (the official pix2pix's table, which our train.py writes too), else nothing."""
+    folder = Path(folder)
+    json_path, txt_path = folder / "train_opt.json", folder / "train_opt.txt"
+    try:
+        if json_path.is_file():
+            data = json.loads(json_path.read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {}
+        if txt_path.is_file():
+            options = {}
+            for line in txt_path.read_text(encoding="utf-8", errors="replace").splitlines():
+                found = re.match(r"^\s*(\w+):\s*(\S+)", line)
+                if found:
+                    options[found.group(1)] = _option_value(found.group(2))
+            return options
+    except (OSError, ValueError):
+        pass  # an unreadable options file: the weights' shapes are still checked
+    return {}
+
+
+def _option_value(text: str) -> Any:
+    if text in ("True", "False"):
+        return text == "True"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def keep_pretrained(run_dir: Path) -> str:

@@ -70,10 +70,12 @@ class TrainState:
                 "world_size": self.world_size, "batch_size": self.batch_size, "data": self.data,
                 "overrides": list(self.overrides)}
 
-    def load_state_dict(self, saved: dict[str, Any]) -> None:
+    def load_state_dict(self, saved: dict[str, Any], *, schedules: bool = True) -> None:
         """Continue from ``saved`` (the networks, optimisers, schedules, scalers, running loss sums, position and
-        RNGs). ``options``, ``data``, ``world_size`` and ``batch_size`` stay the current run's: the caller checks
-        the saved ones (:func:`~pix2pix_tr.training.checkpoint.check_resume_options`,
+        RNGs); ``schedules=False`` leaves the schedules as built (the loop rebuilds them from the options now in
+        force: :func:`~pix2pix_tr.training.resume.schedule_at`). ``options``, ``data``, ``world_size`` and
+        ``batch_size`` stay the current run's: the caller checks the saved ones
+        (:func:`~pix2pix_tr.training.resume.check_resume_options`,
         :func:`~pix2pix_tr.training.guards.check_resume_data`); a run stopped mid-epoch must resume with the same
         batch size and number of processes (TrainingError otherwise)."""
         epoch, epoch_iter = int(saved["epoch"]), int(saved["epoch_iter"])
@@ -86,8 +88,9 @@ class TrainState:
         self.D.load_state_dict(saved["D"])
         self.opt_G.load_state_dict(saved["opt_G"])
         self.opt_D.load_state_dict(saved["opt_D"])
-        self.sched_G.load_state_dict(saved["sched_G"])
-        self.sched_D.load_state_dict(saved["sched_D"])
+        if schedules:
+            self.sched_G.load_state_dict(saved["sched_G"])
+            self.sched_D.load_state_dict(saved["sched_D"])
         for scaler, state in ((self.scaler_G, saved["scaler_G"]), (self.scaler_D, saved["scaler_D"])):
             if state:  # empty when the run was saved without --amp fp16: the fresh scaler starts over
                 scaler.load_state_dict(state)
