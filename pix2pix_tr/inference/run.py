@@ -344,7 +344,7 @@ def run_test(opt: argparse.Namespace, *, train_opt: Mapping[str, Any] | None = N
                                       image_width=getattr(opt, "display_winsize", 256))
         commit(status="complete", stems=stems, pages=[p.name for p in pages])
     if getattr(opt, "use_wandb", False):  # the official's --use_wandb: the result images, one table row per input
-        from pix2pix_tr.training.wandb_log import log_test_results
+        from pix2pix_tr.report.wandb_log import log_test_results
 
         log_test_results(run_dir / "images", stems, visuals, project=opt.wandb_project_name, name=opt.name,
                          config=results["options"], error=InferenceError)

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from .errors import TrainingError
 from .resume import override_problem
 from .tensorboard import tensorboard_problem
-from .wandb_log import wandb_problem
+from ..report.wandb_log import wandb_problem
 
 
 class ConfigError(TrainingError):

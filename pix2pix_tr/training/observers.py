@@ -17,6 +17,7 @@ import torch
 
 from ..cli import json_clean
 from .config import TrainConfig
+from .errors import TrainingError
 from .loss_log import LossLog
 from .tensorboard import TensorBoardLog
 
@@ -54,10 +55,11 @@ class Observers:
                                            reset=resume_at is None, image_width=cfg.display_winsize)
         self.tb = TensorBoardLog(self.run_dir) if cfg.tensorboard else None
         if cfg.use_wandb:
-            from .wandb_log import WandbLog
+            from ..report.wandb_log import WandbLog
 
             self.wandb = WandbLog(self.run_dir, project=cfg.wandb_project_name, name=cfg.name,
-                                  config=json_clean(dict(cfg.options)), resume=resume_at is not None)
+                                  config=json_clean(dict(cfg.options)), resume=resume_at is not None,
+                                  error=TrainingError)
 
     def __enter__(self) -> "Observers":
         return self

@@ -1,4 +1,4 @@
-"""Optional Weights & Biases logging of a training run (``train.py --use_wandb [--wandb_project_name P]``), the
+"""Optional Weights & Biases logging of a training run (and of test.py's results) (``train.py --use_wandb [--wandb_project_name P]``), the
 official pix2pix's flags with its meaning: the losses of every loss-log row (``G_GAN``, ``G_L1``, ``D_real``,
 ``D_fake``; ``D_gp`` with wgangp) and both learning rates (``lr_G``, ``lr_D``), stepped by the total iteration
 count, and the gallery images of each gallery row (``real_A``, ``fake_B``, ``real_B``, with ``epoch``).
@@ -17,7 +17,6 @@ from typing import Any, Mapping
 
 import torch
 
-from .errors import TrainingError
 
 INSTALL_HINT = "pip install 'pix2pix-tr[wandb]'"
 RUN_ID_FILE = "wandb_run_id"
@@ -34,7 +33,7 @@ class WandbLog:
     """A W&B run fed by the loop's observers (log rows, gallery rows)."""
 
     def __init__(self, run_dir: str | Path, *, project: str, name: str, config: Mapping[str, Any],
-                 resume: bool) -> None:
+                 resume: bool, error: type[Exception] = RuntimeError) -> None:
         import wandb
 
         self._wandb = wandb
@@ -44,7 +43,7 @@ class WandbLog:
             self.run = wandb.init(project=project, name=name, config=dict(config), id=run_id,
                                   resume="allow" if run_id else None)
         except Exception as exc:  # not logged in, no network, a bad project name: W&B's own words
-            raise TrainingError(f"--use_wandb: Weights & Biases could not start a run ({type(exc).__name__}: {exc}); "
+            raise error(f"--use_wandb: Weights & Biases could not start a run ({type(exc).__name__}: {exc}); "
                                 f"log in with `wandb login`, or set WANDB_MODE=offline to log locally and `wandb sync` "
                                 f"later") from exc
         from ..io import atomic_write_text
@@ -72,7 +71,7 @@ class WandbLog:
 
 
 def log_test_results(image_dir: str | Path, stems, visuals, *, project: str, name: str, config: Mapping[str, Any],
-                     error: type[Exception] = TrainingError) -> None:
+                     error: type[Exception] = RuntimeError) -> None:
     """``test.py --use_wandb``: the result images of a finished test.py run as one W&B table (``results``: a row per
     input, a column per visual), as the official test.py logs them. ``error`` (one sentence) when W&B cannot
     start; the results folder is complete either way."""
