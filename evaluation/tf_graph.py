@@ -1160,8 +1160,14 @@ def _resize_bilinear(node, program):
         h, w = x.shape[2], x.shape[3]
         ylo, yhi, ylerp = (torch.from_numpy(a).to(x.device) for a in bilinear_table(h, oh, align, half))
         xlo, xhi, xlerp = (torch.from_numpy(a).to(x.device) for a in bilinear_table(w, ow, align, half))
-        if (oh, ow) == (h, w) and bool(torch.isfinite(x).all()):
-            return [x]  # every lerp is 0: TensorFlow's formula gives the input back exactly
+        if (oh, ow) == (h, w):
+            # every lerp is 0 and every source pixel its own: TensorFlow's formula is x + (x - x) * 0 (twice), the
+            # input where it is finite and NaN where it is not. On the CPU, where reading is free, a finite input
+            # is given back as it is; elsewhere the formula runs, without a host read (a device synchronisation).
+            if x.device.type != "cpu":
+                return [x + (x - x).mul_(0)]
+            if bool(torch.isfinite(x).all()):
+                return [x]
         # Along the width first, on the input rows (few), then the output rows (many) from those: the same
         # values, in the same order of operations, as TensorFlow's top/bottom per output pixel.
         # (advanced indexing: torch's index_select along an inner axis is many times slower on the CPU)

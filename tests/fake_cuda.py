@@ -18,9 +18,10 @@ How the tests use it (the fixtures are in ``conftest.py``):
 
 Two limits of fake tensors, and how this module gets round them:
 
-* Under ``torch.inference_mode`` the composite ``aten.to`` overloads reach the fake mode undecomposed, and torch's
-  fake mode then "constant-folds" a 0-dim host value by running the real copy to CUDA, which needs a driver
-  (torch 2.11 and 2.14: "Found no NVIDIA driver"). The watch decomposes them into ``aten._to_copy``, as they are
+* Under ``torch.inference_mode`` composite ops (``aten.to``, ``aten.item``, ``aten.is_nonzero``, ...) reach the
+  dispatch modes undecomposed; torch's fake mode then "constant-folds" ``aten.to`` of a 0-dim host value by
+  running the real copy to CUDA, which needs a driver (torch 2.11 and 2.14: "Found no NVIDIA driver"), and the
+  watch would not see the ``aten._local_scalar_dense`` of a ``bool()``. The watch decomposes them, as torch does
   outside inference mode, so the code decorated with ``@torch.inference_mode()`` runs as it is.
 * ``Module.to()`` on a module whose parameters are already fake (fake CPU -> fake CUDA, or ``channels_last`` of
   a fake CUDA module) fails in torch (``_apply(): Couldn't swap``: a fake parameter has a weak reference). Real
@@ -44,6 +45,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 CUDA = torch.device("cuda", 0)
+
+
+def _composite(func) -> bool:
+    """Whether ``func`` has a CompositeImplicitAutograd kernel, i.e. is decomposed before it reaches a dispatch mode
+    outside inference mode."""
+    if not isinstance(func, torch._ops.OpOverload) or func.namespace != "aten":
+        return False
+    return func.has_kernel_for_dispatch_key(torch._C.DispatchKey.CompositeImplicitAutograd)
 
 
 def _device_type(device) -> str | None:
@@ -72,12 +81,9 @@ class HostSyncWatch(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if getattr(func, "overloadpacket", None) is torch.ops.aten.to:  # (see the module docstring: inference mode)
-            out = func.decompose(*args, **kwargs)
-            if out is not NotImplemented:
-                if isinstance(out, torch.Tensor) and out is not args[0]:
-                    self._copy(args[0], out.device.type, bool(kwargs.get("non_blocking", False)), func)
-                return out
+        if _composite(func):  # (see the module docstring: inference mode); the watch sees what it becomes
+            with self:
+                return func.decompose(*args, **kwargs)
         tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
         if self.paused:
             pass
@@ -134,6 +140,26 @@ class FakeGPU:
             with self.host():
                 return fn(*args, **kwargs)
         return wrapper
+
+    def host_loader(self) -> type:
+        """A ``DataLoader`` subclass whose batches are made in :meth:`host` (its seed draw, the workers, the
+        dataset's items, the collation, the pinning): monkeypatch ``torch.utils.data.DataLoader`` with it to run a
+        library function that loads its own data, as on a real machine, where loaders run on the host."""
+        gpu = self
+
+        class HostDataLoader(torch.utils.data.DataLoader):
+            def __iter__(self):
+                with gpu.host():
+                    batches = super().__iter__()
+                while True:
+                    with gpu.host():
+                        try:
+                            batch = next(batches)
+                        except StopIteration:
+                            return
+                    yield batch
+
+        return HostDataLoader
 
     def assert_no_sync(self) -> None:
         assert self.watch.events == [], self.watch.events

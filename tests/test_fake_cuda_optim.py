@@ -3,10 +3,10 @@ executed on the CPU (tier ``fake_cuda``; it runs in CI, no GPU needed).
 
 ``torch._subclasses.fake_tensor.FakeTensorMode`` makes CUDA tensors without a GPU: every op computes shapes, dtypes
 and devices only, a device mismatch raises, and reading a CUDA value on the host (``.item()``, ``bool()``,
-``float()``) raises. Two things it lets through are caught by :class:`HostSyncWatch`, a dispatch mode entered inside
-it (``tests/fake_cuda.py``, shared with the other ``fake_cuda`` modules): copies from CUDA to the CPU (``.cpu()``, ``.to("cpu")``: a synchronisation on a real GPU) and ops whose tensor
-arguments live on different devices (fake mode does not check foreach ops or ``copy_``). Every step below runs
-under the watch and must record nothing.
+``float()``) raises. Two things it lets through are caught by :class:`HostSyncWatch` (``tests/fake_cuda.py``,
+shared by the ``fake_cuda`` modules), a dispatch mode entered inside it: copies from CUDA to the CPU (``.cpu()``,
+``.to("cpu")``: a synchronisation on a real GPU) and ops whose tensor arguments live on different devices (fake mode
+does not check foreach ops or ``copy_``). Every step below runs under the watch and must record nothing.
 
 What cannot run under fake tensors, and what the tests do instead:
 
