@@ -33,8 +33,9 @@ Semantics follow TensorFlow's CPU kernels where they matter for bit-level agreem
 
 Three things run differently from a node-by-node reading, for speed, with the same values: a ReLU that is the only
 reader of a batch norm runs in place on its output; a bilinear resize to the same size returns its (finite) input,
-whose every weight would be 0; and a 1x1 convolution with stride 1 runs as one matrix product over the channels (a
-different summation order from TensorFlow's kernel, as any PyTorch convolution has).
+whose every weight would be 0 (on the CPU; on a GPU it computes ``x + (x - x) * 0``, which is the same, without
+reading on the host whether the input is finite); and a 1x1 convolution with stride 1 runs as one matrix product over
+the channels (a different summation order from TensorFlow's kernel, as any PyTorch convolution has).
 
 A graph that uses any other op is refused in one sentence naming the op and the node (:data:`SUPPORTED_OPS`).
 """

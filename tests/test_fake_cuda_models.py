@@ -178,15 +178,16 @@ def test_the_gan_losses_and_l1_on_the_device_with_a_loss_module_left_on_the_cpu(
 def test_backward_autocast_and_the_gradient_penalty_need_a_real_device(fake_gpu):
     """The skip reasons of the module docstring, checked: if a torch release makes them run on fake tensors, this
     test fails and says so, and the stand-ins above can go."""
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the cuda tier runs the backward and autocast for real (tests/test_cuda.py)")
     with fake_gpu:
         w = torch.nn.Parameter(torch.randn(3, device=CUDA))
         with pytest.raises(RuntimeError, match="hasPrimaryContext|driver|device"):
             (w * 2).sum().backward()
-        if not torch.cuda.is_available():
-            with pytest.warns(UserWarning, match="autocast"):
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    y = F.linear(torch.randn(2, 3, device=CUDA), torch.randn(4, 3, device=CUDA))
-            assert y.dtype == torch.float32  # autocast was switched off
+        with pytest.warns(UserWarning, match="autocast"):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                y = F.linear(torch.randn(2, 3, device=CUDA), torch.randn(4, 3, device=CUDA))
+        assert y.dtype == torch.float32  # autocast was switched off
     pytest.skip("autograd's backward (loss.backward(), the WGAN-GP penalty's torch.autograd.grad) and "
                 "torch.autocast('cuda') need a CUDA device: the training step ran up to each backward with the "
                 "backward stood in; the full step with every amp mode runs in the cuda tier (tests/test_cuda.py)")
