@@ -10,7 +10,8 @@ host read, device-to-host copy or op mixing devices:
 * DRN-D-105 at its published widths, and from a ``DRNSeg`` state-dict file;
 * DeepLab's DPC graph interpreter (evaluation/tf_graph.py, evaluation/deeplab.py) on the small graphs of
   tests/fixtures/deeplab/: the static export at its 129x161 crop, the dynamic one (which pads up to any size) at
-  the published export's 1025x2049 crop.
+  the published export's 1025x2049 crop;
+* pytorch-fid's FID Inception (``fcn_score --fid``, ``evaluation.fid``), up to the features' read to the host.
 
 Then the per-batch scoring: ``protocols.predict`` under each protocol, and ``scoring.score`` end to end with
 ``device="cuda"`` (frames loaded on the host by its DataLoader, as in a real run). Two reads to the host are there
@@ -260,3 +261,27 @@ def test_fcn_score_scores_every_batch_on_the_device(synthetic_city, fake_gpu, fi
     label_size = (64, 128) if protocol == "pix2pix" else (64, 64)  # (h, w): the label maps' own, or eval_size
     assert counted == [label_size] * 4 and len(finite_check_device_half) == 2  # 4 val frames, batches of 3 + 1
     assert [f["frame"] for f in scored.frames] == scored.frame_ids and scored.confusion.shape == (19, 19)
+
+
+# ----------------------------------------------------------------------------- FID's Inception (fcn_score --fid)
+def test_fid_features_run_on_the_device_up_to_their_read_to_the_host(fake_gpu):
+    """``fid.inception_features`` on a CUDA device: pytorch-fid's FID Inception (built on the device from a state
+    of its layout) on 256x256 photos, resized to 299 by the network. Each batch's features are read to the host
+    (numpy, float64), by design: the test stops at the first such read and checks it is the only one."""
+    inception = pytest.importorskip("pytorch_fid.inception")
+    from evaluation import fid
+
+    photos = [Image.fromarray(np.full((256, 256, 3), 40 * i, np.uint8)) for i in range(3)]
+    with fake_gpu, torch.device("cuda"):
+        net = inception._inception_v3(num_classes=1008, aux_logits=False, weights=None, init_weights=False)
+        net.Mixed_5b, net.Mixed_5c = inception.FIDInceptionA(192, 32), inception.FIDInceptionA(256, 64)
+        net.Mixed_5d, net.Mixed_6b = inception.FIDInceptionA(288, 64), inception.FIDInceptionC(768, 128)
+        net.Mixed_6c, net.Mixed_6d = inception.FIDInceptionC(768, 160), inception.FIDInceptionC(768, 160)
+        net.Mixed_6e, net.Mixed_7b = inception.FIDInceptionC(768, 192), inception.FIDInceptionE_1(1280)
+        net.Mixed_7c = inception.FIDInceptionE_2(2048)
+        with fid._local_weights(inception, net.state_dict()):  # what load_fid_inception builds, on the device
+            model = inception.InceptionV3([inception.InceptionV3.BLOCK_INDEX_BY_DIM[fid.DIMS]]).eval()
+        assert_on_device(model)
+        with pytest.raises(RuntimeError, match=r"\.numpy\(\)"):  # the first batch's features: read here
+            fid.inception_features(model, photos, batch_size=2, device=CUDA)
+    assert fake_gpu.watch.events == ["copy from cuda:0 to the CPU (aten._to_copy.default)"]
