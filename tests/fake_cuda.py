@@ -4,9 +4,9 @@
 and devices only, a device mismatch raises, and reading a CUDA value on the host (``.item()``, ``bool()``,
 ``float()``, ``.numpy()``) raises. Three things it lets through are caught by :class:`HostSyncWatch`, a dispatch mode
 entered inside it: copies from CUDA to the CPU (``.cpu()``, ``.to("cpu")``: a synchronisation on a real GPU), ops
-whose tensor arguments live on different devices (fake mode does not check foreach ops, ``copy_`` or a CPU index
-into a CUDA tensor), and (listed apart, for the data path) blocking copies from the host to the device, which wait
-for the device on a real GPU.
+whose tensor arguments live on different devices (fake mode does not check foreach ops, ``copy_``, or a host tensor
+indexed with device indices, which torch runs by copying the indices to the host), and (listed apart, for the data
+path) blocking copies from the host to the device, which wait for the device on a real GPU.
 
 How the tests use it (the fixtures are in ``conftest.py``):
 
@@ -14,7 +14,8 @@ How the tests use it (the fixtures are in ``conftest.py``):
 * ``fake_gpu``: :class:`FakeGPU`, a fake mode that also takes real host tensors (as a DataLoader hands them over:
   they become fake CPU tensors when they meet the fake mode) with the watch on top. Host work with real values
   (reading a checkpoint, checking weights for NaN, building a batch from files) runs before ``with fake_gpu:`` or
-  inside ``with fake_gpu.host():``; the device work inside ``with fake_gpu:``.
+  inside ``with fake_gpu.host():`` (``fake_gpu.on_host(fn)`` wraps a library function so, ``fake_gpu.host_loader()``
+  a DataLoader); the device work inside ``with fake_gpu:``.
 
 Two limits of fake tensors, and how this module gets round them:
 
@@ -31,7 +32,7 @@ Two limits of fake tensors, and how this module gets round them:
 
 Stand-ins for missing fake kernels (the optimizer tier): torch ships no fake (Meta) kernel for some fused kernels
 that real GPUs run (torch 2.14: ``aten::_fused_sgd_``, both overloads, and the tensor-lr overload of
-``aten::_fused_adam_``). :func:`register_stand_ins` registers, for exactly those that are missing, stand-ins that
+``aten::_fused_adam_``). :func:`stand_ins_registered` registers, for exactly those that are missing, stand-ins that
 check that every tensor argument is on the parameters' device and shaped like its parameter, and compute nothing.
 """
 
