@@ -195,11 +195,13 @@ def test_the_deeplab_graph_labels_frames_on_the_device(fake_gpu, kind, size):
     with fake_gpu:
         scorer.model.to(CUDA)
         assert scorer.device == CUDA and scorer.model.device == CUDA
+        fake_gpu.watch.blocking_uploads.clear()  # (the weights went up once, blocking)
         for frames_per_run in (None, 2):  # the GPU default (4 frames a run) and two runs of one
             scorer.model.frames_per_run = frames_per_run
             labels = P.predict(scorer, "dpc", frames.to(CUDA, non_blocking=True), size[::-1])
             assert is_fake_cuda(labels) and labels.shape == (2, *size) and labels.dtype == torch.int64
     fake_gpu.assert_no_sync()
+    assert fake_gpu.watch.blocking_uploads == []  # the interpreter's tables and constants go up non-blocking
 
 
 def test_a_same_size_bilinear_resize_reads_nothing_on_the_device_and_keeps_tensorflows_values():
