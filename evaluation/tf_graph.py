@@ -33,8 +33,9 @@ Semantics follow TensorFlow's CPU kernels where they matter for bit-level agreem
 
 Three things run differently from a node-by-node reading, for speed, with the same values: a ReLU that is the only
 reader of a batch norm runs in place on its output; a bilinear resize to the same size returns its (finite) input,
-whose every weight would be 0; and a 1x1 convolution with stride 1 runs as one matrix product over the channels (a
-different summation order from TensorFlow's kernel, as any PyTorch convolution has).
+whose every weight would be 0 (on the CPU; on a GPU it computes ``x + (x - x) * 0``, which is the same, without
+reading on the host whether the input is finite); and a 1x1 convolution with stride 1 runs as one matrix product over
+the channels (a different summation order from TensorFlow's kernel, as any PyTorch convolution has).
 
 A graph that uses any other op is refused in one sentence naming the op and the node (:data:`SUPPORTED_OPS`).
 """
@@ -429,7 +430,9 @@ class _Context:
         self.program, self.device, self.frames = program, device, frames
 
     def torch(self, v, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """A static value as a tensor on the device (constants are converted once per device)."""
+        """A static value as a tensor on the device (constants are converted once per device). Host arrays made
+        here go up without blocking (a blocking copy would wait for the device's queue on a GPU), as do the
+        resize tables and gather indices below."""
         if _is_frame(v):
             return v
         arr = np.asarray(v)
@@ -438,10 +441,10 @@ class _Context:
         if key in self.program._const_ids:
             hit = cache.get((key, self.device))
             if hit is None:
-                hit = _to_tensor(arr).to(self.device)
+                hit = _to_tensor(arr).to(self.device, non_blocking=True)
                 cache[(key, self.device)] = hit
             return hit if dtype is None else hit.to(dtype)
-        t = _to_tensor(arr).to(self.device)
+        t = _to_tensor(arr).to(self.device, non_blocking=True)
         return t if dtype is None else t.to(dtype)
 
     def frame(self, v) -> torch.Tensor:
@@ -671,7 +674,7 @@ def _index(ctx, x, index: tuple):
     out = x[tuple(torch_index)]
     for dim, item in reversed_dims:
         picked = np.ascontiguousarray(np.arange(out.shape[dim])[item])
-        out = out.index_select(dim, torch.from_numpy(picked).to(out.device))
+        out = out.index_select(dim, torch.from_numpy(picked).to(out.device, non_blocking=True))
     return out
 
 
@@ -1158,10 +1161,18 @@ def _resize_bilinear(node, program):
         x, (oh, ow), align, half = _resize_inputs(node, inputs)
         x = x if x.dtype == torch.float32 else x.float()
         h, w = x.shape[2], x.shape[3]
-        ylo, yhi, ylerp = (torch.from_numpy(a).to(x.device) for a in bilinear_table(h, oh, align, half))
-        xlo, xhi, xlerp = (torch.from_numpy(a).to(x.device) for a in bilinear_table(w, ow, align, half))
-        if (oh, ow) == (h, w) and bool(torch.isfinite(x).all()):
-            return [x]  # every lerp is 0: TensorFlow's formula gives the input back exactly
+        ylo, yhi, ylerp = (torch.from_numpy(a).to(x.device, non_blocking=True)
+                           for a in bilinear_table(h, oh, align, half))
+        xlo, xhi, xlerp = (torch.from_numpy(a).to(x.device, non_blocking=True)
+                           for a in bilinear_table(w, ow, align, half))
+        if (oh, ow) == (h, w):
+            # every lerp is 0 and every source pixel its own: TensorFlow's formula is x + (x - x) * 0 (twice), the
+            # input where it is finite and NaN where it is not. On the CPU, where reading is free, a finite input
+            # is given back as it is; elsewhere the formula runs, without a host read (a device synchronisation).
+            if x.device.type != "cpu":
+                return [x + (x - x).mul_(0)]
+            if bool(torch.isfinite(x).all()):
+                return [x]
         # Along the width first, on the input rows (few), then the output rows (many) from those: the same
         # values, in the same order of operations, as TensorFlow's top/bottom per output pixel.
         # (advanced indexing: torch's index_select along an inner axis is many times slower on the CPU)
@@ -1183,8 +1194,8 @@ def _resize_nearest(node, program):
     def run(ctx, inputs):
         x, (oh, ow), align, half = _resize_inputs(node, inputs)
         h, w = x.shape[2], x.shape[3]
-        ys = torch.from_numpy(nearest_table(h, oh, align, half)).to(x.device)
-        xs = torch.from_numpy(nearest_table(w, ow, align, half)).to(x.device)
+        ys = torch.from_numpy(nearest_table(h, oh, align, half)).to(x.device, non_blocking=True)
+        xs = torch.from_numpy(nearest_table(w, ow, align, half)).to(x.device, non_blocking=True)
         return [x[:, :, ys][:, :, :, xs]]
     return run
 

@@ -29,6 +29,61 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+# ---------------------------------------------------------------------------------------------- the fake_cuda tier
+# CUDA code paths on fake CUDA tensors (tests/fake_cuda.py says how; the tests are marked fake_cuda).
+@pytest.fixture(scope="module")
+def stood_in():
+    """Device-checking stand-ins for the fused optimizer kernels torch has no fake kernel for, registered for the
+    module; yields their names (see tests/fake_cuda.py)."""
+    from fake_cuda import stand_ins_registered
+
+    with stand_ins_registered() as missing:
+        yield missing
+
+
+@pytest.fixture
+def fake(stood_in):
+    """A fake tensor mode, entered for the whole test."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode() as mode:
+        yield mode
+
+
+@pytest.fixture
+def fake_mode(stood_in):
+    """A fake tensor mode for the test to enter (``with fake_mode:``) after real work on the CPU."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    return FakeTensorMode()
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """A :class:`fake_cuda.FakeGPU` to enter (``with fake_gpu:``) after the host work; ``fake_gpu.watch`` records
+    what would synchronise. Our own device checks (``--device cuda`` needs a visible GPU) see one GPU; torch's
+    ``torch.cuda.is_available()`` is left alone (fake mode reads it), and the caches that keep tensors per device
+    (the --augment_on_device lookup table) start empty and are dropped afterwards, so no fake tensor outlives
+    the test."""
+    from fake_cuda import FakeGPU
+
+    import pix2pix_tr.cli as cli
+    from pix2pix_tr.data import device_augment
+
+    real_problem = cli.device_problem
+
+    def device_problem(name, *, check_available=True):
+        problem = real_problem(name, check_available=False)
+        if problem is None and check_available and str(name).startswith("cuda") and torch.device(name).index:
+            return f"--device {name}: only 1 CUDA device(s) are visible; use cuda:0 or auto"
+        return problem
+
+    monkeypatch.setattr(cli, "device_problem", device_problem)
+    monkeypatch.setattr(device_augment, "_TABLES", {})
+    return FakeGPU()
+
+
+# ---------------------------------------------------------------------------------------------- session data
 @pytest.fixture(scope="session")
 def synthetic_city(tmp_path_factory):
     """Path of a tiny city in the Cityscapes layout: train 8, val 4 frames, 128x64 photos, seed 0.

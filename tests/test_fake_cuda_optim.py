@@ -3,10 +3,10 @@ executed on the CPU (tier ``fake_cuda``; it runs in CI, no GPU needed).
 
 ``torch._subclasses.fake_tensor.FakeTensorMode`` makes CUDA tensors without a GPU: every op computes shapes, dtypes
 and devices only, a device mismatch raises, and reading a CUDA value on the host (``.item()``, ``bool()``,
-``float()``) raises. Two things it lets through are caught by :class:`HostSyncWatch`, a dispatch mode entered inside
-it: copies from CUDA to the CPU (``.cpu()``, ``.to("cpu")``: a synchronisation on a real GPU) and ops whose tensor
-arguments live on different devices (fake mode does not check foreach ops or ``copy_``). Every step below runs
-under the watch and must record nothing.
+``float()``) raises. Two things it lets through are caught by :class:`HostSyncWatch` (``tests/fake_cuda.py``,
+shared by the ``fake_cuda`` modules), a dispatch mode entered inside it: copies from CUDA to the CPU (``.cpu()``,
+``.to("cpu")``: a synchronisation on a real GPU) and ops whose tensor arguments live on different devices (fake mode
+does not check foreach ops or ``copy_``). Every step below runs under the watch and must record nothing.
 
 What cannot run under fake tensors, and what the tests do instead:
 
@@ -34,124 +34,19 @@ import sys
 
 import pytest
 import torch
-from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten, tree_map
+from fake_cuda import CUDA, PROBES, HostSyncWatch, probe
+from torch.utils._pytree import tree_map
 
 from pix2pix_tr.optim import TRAdam, TRSGD, _compiled
 
 pytestmark = pytest.mark.fake_cuda
 
-CUDA = torch.device("cuda", 0)
 SHAPES = [(8, 4, 3, 3), (8,), (5,)]  # the last one is its own param group and skips some steps
-
-
-# ----------------------------------------------------------------------------- the watch
-class HostSyncWatch(TorchDispatchMode):
-    """Records host reads of device values, device-to-host copies and ops whose tensors span devices."""
-
-    def __init__(self):
-        super().__init__()
-        self.events: list = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
-        if func is torch.ops.aten._local_scalar_dense.default:
-            if tensors and tensors[0].device.type != "cpu":
-                self.events.append(f"host read of a {tensors[0].device} value ({func})")
-        elif func is torch.ops.aten._to_copy.default:
-            dst = kwargs.get("device")
-            if tensors[0].device.type != "cpu" and dst is not None and torch.device(dst).type == "cpu":
-                self.events.append(f"copy from {tensors[0].device} to the CPU ({func})")
-        elif func is torch.ops.aten.copy_.default:
-            if args[0].device.type == "cpu" and args[1].device.type != "cpu":
-                self.events.append(f"copy from {args[1].device} to the CPU ({func})")
-        else:  # 0-dim CPU tensors are allowed beside device tensors (torch treats them as numbers)
-            devices = {t.device for t in tensors if t.dim() > 0 or t.device.type != "cpu"}
-            if len(devices) > 1:
-                self.events.append(f"{func} on tensors of {sorted(map(str, devices))}")
-        return func(*args, **kwargs)
-
-
-# ----------------------------------------------------------------------------- stand-ins for missing fake kernels
-def _stand_in(name):
-    def kernel(params, *args, **kwargs):
-        device = params[0].device if params else None
-        for value in list(args) + list(kwargs.values()):
-            items = list(value) if isinstance(value, (list, tuple)) else [value]
-            for t in items:
-                if isinstance(t, torch.Tensor) and t.device != device:
-                    raise RuntimeError(f"{name}: a tensor argument is on {t.device}, the parameters on {device}")
-            if isinstance(value, (list, tuple)) and len(value) == len(params) and value and value[0].dim() > 0:
-                for t, p in zip(value, params):
-                    if t.shape != p.shape:
-                        raise RuntimeError(f"{name}: a tensor of shape {tuple(t.shape)} for a parameter of shape "
-                                           f"{tuple(p.shape)}")
-    return kernel
-
-
-def _probe(step):
-    """Whether ``step`` (torch's own optimizer on fake CUDA tensors) runs under fake tensors."""
-    try:
-        with FakeTensorMode():
-            p = torch.nn.Parameter(torch.randn(3, device=CUDA))
-            p.grad = torch.randn(3, device=CUDA)
-            step([p])
-        return True
-    except Exception:  # no fake kernel: NotImplementedError, or fake mode's fallback needing a real GPU
-        return False
-
-
-def _sgd_tensor_lr(ps):
-    opt = torch.optim.SGD(ps, lr=0.1, fused=True)
-    opt.param_groups[0]["lr"] = torch.tensor(0.1, device=CUDA)  # (the constructor would read a tensor lr)
-    opt.step()
-
-
-def _adam_tensor_lr(ps):
-    opt = torch.optim.Adam(ps, fused=True, capturable=True)
-    opt.param_groups[0]["lr"] = torch.tensor(0.1, device=CUDA)
-    opt.step()
-
-
-_PROBES = {
-    "_fused_sgd_": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, fused=True).step(),
-    "_fused_sgd_.tensor_lr": _sgd_tensor_lr,
-    "_fused_adam_": lambda ps: torch.optim.Adam(ps, fused=True).step(),
-    "_fused_adam_.tensor_lr": _adam_tensor_lr,
-}
-
-
-@pytest.fixture(scope="module")
-def stood_in():
-    """Register device-checking stand-ins for the fused kernels torch has no fake kernel for; yield their names."""
-    missing = [op for op, step in _PROBES.items() if not _probe(step)]
-    lib = torch.library.Library("aten", "IMPL") if missing else None
-    for op in missing:
-        lib.impl(op, _stand_in(op), "Meta")
-    yield missing
-    if lib is not None:
-        lib._destroy() if hasattr(lib, "_destroy") else None
-        del lib
-
-
-@pytest.fixture
-def fake(stood_in):
-    """A fake tensor mode, entered for the whole test."""
-    with FakeTensorMode() as mode:
-        yield mode
-
-
-@pytest.fixture
-def fake_mode(stood_in):
-    """A fake tensor mode for the test to enter (``with fake_mode:``) after real work on the CPU."""
-    return FakeTensorMode()
 
 
 def test_torch_has_fake_kernels_for_the_fused_kernels_we_call(stood_in):
     for op in stood_in:  # the stand-ins really run: torch's optimizer steps on fake CUDA tensors now
-        assert _probe(_PROBES[op]), op
+        assert probe(PROBES[op]), op
     if stood_in:
         pytest.skip(f"torch {torch.__version__} has no fake kernel for aten::{', aten::'.join(stood_in)}: the "
                     f"tests ran the TR code around device-checking stand-ins; the kernels themselves run in the cuda "

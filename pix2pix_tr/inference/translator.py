@@ -26,7 +26,8 @@ What it does, as test.py does (test.py is a thin shell over this class):
   [-1, 1] on the input's device, a path -> PIL; a list gives a list. The image is ``round((y + 1) * 127.5)`` of the
   network output ``y`` (what test.py writes), at the network's size (``crop_size`` by default).
 * **Batching.** A list (or an ``(N, C, H, W)`` tensor) is run in batches of ``batch_size`` (the argument, else the
-  one given to ``from_run``, default 1); consecutive inputs of one size share a batch.
+  one given to ``from_run``, default 1); consecutive inputs of one size (and, for tensors, one device) share a
+  batch.
 * **eval vs train mode.** ``eval=True`` (the default here): BatchNorm uses its running statistics and dropout is
   off, so an image's output does not depend on its batch. ``eval=False`` is the original pix2pix's test mode
   (test.py's default): BatchNorm normalises with the statistics of the batch itself and dropout stays on; use
@@ -206,8 +207,10 @@ class Translator:
         """The generator on a prepared ``(N, C, H, W)`` batch in [-1, 1] (moved to the device), with the test
         mode, autocast and dropout stream of this translator; float32 on the device."""
         x = batch.to(self.device, non_blocking=True)
-        generator = _generator_of(self.device)
-        if self.eval_mode or not self._has_dropout or self.seed is None or generator is None:
+        # (the device's generator is looked up only when the translator's own dropout stream needs it)
+        generator = None if self.eval_mode or not self._has_dropout or self.seed is None else \
+            _generator_of(self.device)
+        if generator is None:
             with self._autocast():
                 return self.net(x).float()
         outer = generator.get_state()
@@ -280,12 +283,16 @@ class Translator:
                 prepared.append(self.preprocess(item))
         outputs: list[torch.Tensor] = []
         start = 0
-        while start < len(prepared):  # consecutive inputs of one shape share a batch of at most ``size``
+        while start < len(prepared):  # consecutive inputs of one shape (and device) share a batch of at most ``size``
             stop = start + 1
-            while stop < len(prepared) and stop - start < size and prepared[stop].shape == prepared[start].shape:
+            while (stop < len(prepared) and stop - start < size and prepared[stop].shape == prepared[start].shape
+                   and prepared[stop].device == prepared[start].device):
                 stop += 1
             out = self.forward(torch.stack(prepared[start:stop]))
-            outputs.extend(out.cpu().unbind(0))
+            # one copy to the host per batch, for the images made there; a batch of device tensors stays put
+            to_host = any(not isinstance(item, torch.Tensor) or item.device != out.device
+                          for item in items[start:stop])
+            outputs.extend((out.cpu() if to_host else out).unbind(0))
             start = stop
         return [self._like(item, out) for item, out in zip(items, outputs)]
 
