@@ -174,7 +174,8 @@ class DeepLabGraph(nn.Module):
         if crop is not None and (size[0] > crop[0] or size[1] > crop[1]):
             return _fail(self.source, f"cannot label a {size[0]}x{size[1]} frame (height x width): the export pads "
                                       f"frames up to its crop size {crop[0]}x{crop[1]} and cannot take larger ones "
-                                      f"(TensorFlow fails on it too); resize the frames to fit")
+                                      f"(TensorFlow fails on it too); resize the frames to fit (the graph "
+                                      f"stopped with: {exc})")
         return _fail(self.source, str(exc))
 
 
